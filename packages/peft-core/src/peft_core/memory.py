@@ -1,0 +1,79 @@
+"""Measuring the memory a training step needs for its activations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def _storage_key(tensor: torch.Tensor) -> tuple[str, int] | None:
+    try:
+        storage = tensor.untyped_storage()
+    except (RuntimeError, NotImplementedError):  # sparse, nested or meta tensors have no plain storage
+        return None
+    return (str(tensor.device), storage.data_ptr())
+
+
+def _storage_bytes(tensor: torch.Tensor) -> int:
+    return tensor.untyped_storage().nbytes()
+
+
+def _exempt_storages(modules: Iterable[nn.Module]) -> set[tuple[str, int]]:
+    keys = set()
+    for module in modules:
+        for tensor in [*module.parameters(), *module.buffers()]:
+            key = _storage_key(tensor)
+            if key is not None:
+                keys.add(key)
+    return keys
+
+
+def measure_activation_memory(fn: Callable[[], Any], model: nn.Module | Iterable[nn.Module] | None = None) -> int:
+    """Bytes of the tensors autograd saves for backward while ``fn()`` runs.
+
+    Every saved tensor is seen through ``torch.autograd.graph.saved_tensors_hooks``; each storage
+    counts once (a tensor saved by two ops, or two views of one buffer, cost memory once), and
+    storages that belong to parameters are never counted — they exist whether or not you train.
+    Pass ``model`` (or several modules) to also exclude their buffers (position ids, BatchNorm
+    statistics). Call ``backward`` *outside* ``fn`` so that the graph is still alive while counting.
+
+    The count is exact and deterministic, unlike allocator peaks, and works on CPU. It is the memory
+    that activation-saving techniques (checkpointing, reversible layers) reduce.
+
+    Example:
+        >>> layer = nn.Linear(4, 3)
+        >>> x = torch.randn(2, 4)
+        >>> measure_activation_memory(lambda: torch.relu(layer(x)).sum(), layer)  # x and relu's output
+        56
+    """
+    exempt = _exempt_storages([model] if isinstance(model, nn.Module) else (model or ()))
+    seen: dict[tuple[str, int], int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        base = tensor._base if tensor._base is not None else tensor
+        if isinstance(tensor, nn.Parameter) or isinstance(base, nn.Parameter):
+            return tensor
+        key = _storage_key(tensor)
+        if key is not None and key not in exempt and key not in seen:
+            seen[key] = _storage_bytes(tensor)
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        fn()
+    return sum(seen.values())
+
+
+def cuda_peak_memory(fn: Callable[[], Any], device: torch.device | int | None = None) -> int | None:
+    """Peak CUDA bytes allocated by ``fn()`` above what was allocated before it; ``None`` without CUDA."""
+    if not torch.cuda.is_available():
+        return None
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - before
+
