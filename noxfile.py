@@ -41,7 +41,9 @@ def _editable(package: str, extras: str = "test") -> list[str]:
     return ["-e", f"packages/{package}[{extras}]" if extras else f"packages/{package}"]
 
 
-def _install_packages(session: nox.Session, packages: list[str], constraints=CI_CONSTRAINTS) -> None:
+def _install_packages(
+    session: nox.Session, packages: list[str], constraints=CI_CONSTRAINTS
+) -> None:
     args: list[str] = []
     for package in dict.fromkeys(["peft-core", *packages]):
         args += _editable(package)
@@ -101,7 +103,9 @@ def integration(session: nox.Session) -> None:
     """Everything installed together: cross-package tests plus the slow tests on real weights."""
     _install_packages(session, METHOD_PACKAGES)
     _install_real_assets(session)
-    _pytest(session, "integration", "tests", *[f"packages/{p}/tests" for p in PACKAGES], "-m", "slow")
+    _pytest(
+        session, "integration", "tests", *[f"packages/{p}/tests" for p in PACKAGES], "-m", "slow"
+    )
     _pytest(session, "integration-cross", "tests", "-m", "not slow")
 
 
@@ -137,8 +141,10 @@ def build(session: nox.Session) -> None:
     session.install("build", "twine", "uv", *CI_CONSTRAINTS)
     dist = ROOT / "dist"
     shutil.rmtree(dist, ignore_errors=True)
-    for package, (distribution, _) in PACKAGES.items():
-        session.run("uv", "build", "--quiet", f"packages/{package}", "--out-dir", str(dist / package))
+    for package in PACKAGES:
+        session.run(
+            "uv", "build", "--quiet", f"packages/{package}", "--out-dir", str(dist / package)
+        )
         session.run("twine", "check", "--strict", *glob.glob(str(dist / package / "*")))
     for package, (distribution, module) in PACKAGES.items():
         venv = Path(session.create_tmp()) / f"clean-{package}"

@@ -26,7 +26,11 @@ from peft_core.config import ConfigError, MethodConfig
 from peft_core.freezing import freeze, trainable_parameter_names
 from peft_core.loading import load
 from peft_core.memory import cuda_peak_memory, measure_activation_memory
-from peft_core.parameters import count_parameters, format_trainable_parameters, print_trainable_parameters
+from peft_core.parameters import (
+    count_parameters,
+    format_trainable_parameters,
+    print_trainable_parameters,
+)
 from peft_core.registry import get_method, register_method, registered_methods
 from peft_core.serialization import CheckpointError, LoadResult, load_trainable, save_trainable
 from peft_core.timing import StepTiming, time_step

@@ -51,6 +51,8 @@ def get_activation(activation: str | nn.Module | Callable[[], nn.Module]) -> nn.
     if callable(activation):
         module = activation()
         if not isinstance(module, nn.Module):
-            raise TypeError(f"activation factory returned {type(module).__name__}, expected an nn.Module")
+            raise TypeError(
+                f"activation factory returned {type(module).__name__}, expected an nn.Module"
+            )
         return module
     raise TypeError(f"activation must be a name or an nn.Module, got {type(activation).__name__}")

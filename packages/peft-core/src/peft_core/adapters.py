@@ -48,11 +48,15 @@ class BottleneckAdapter(nn.Module):
         super().__init__()
         for name, value in (("dim", dim), ("bottleneck", bottleneck)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"BottleneckAdapter: {name} must be a positive integer, got {value!r}")
+                raise ValueError(
+                    f"BottleneckAdapter: {name} must be a positive integer, got {value!r}"
+                )
         if not 0.0 <= dropout < 1.0 or math.isnan(dropout):
             raise ValueError(f"BottleneckAdapter: dropout must be in [0, 1), got {dropout!r}")
         if init not in ADAPTER_INITS:
-            raise ValueError(f"BottleneckAdapter: init must be one of {ADAPTER_INITS}, got {init!r}")
+            raise ValueError(
+                f"BottleneckAdapter: init must be one of {ADAPTER_INITS}, got {init!r}"
+            )
         self.dim = dim
         self.bottleneck = bottleneck
         self.residual = residual

@@ -118,7 +118,9 @@ def read_config_dict(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ConfigError(f"{path} is not valid JSON ({error}); the file may be truncated") from None
+        raise ConfigError(
+            f"{path} is not valid JSON ({error}); the file may be truncated"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a JSON object, found {type(data).__name__}")
     return data

@@ -22,14 +22,18 @@ def load(model: nn.Module, directory: str | os.PathLike, *, strict: bool = True)
     tensors. Returns the (possibly wrapped) model.
 
     Example:
-        >>> model = peft_core.load(AutoModelForSequenceClassification.from_pretrained(path), "run/")  # doctest: +SKIP
+        >>> model = peft_core.load(
+        ...     AutoModelForSequenceClassification.from_pretrained(path), "run/"
+        ... )  # doctest: +SKIP
     """
     directory = Path(directory)
     record = read_config_dict(directory / CONFIG_NAME)
     method = record.get("method")
     if method:
         spec = get_method(method)
-        fields = {k: v for k, v in record.items() if k not in ("peft_core_version", "saved_buffers")}
+        fields = {
+            k: v for k, v in record.items() if k not in ("peft_core_version", "saved_buffers")
+        }
         config = spec.config_class.from_dict(fields)
         model = spec.apply(model, config)
     load_trainable(model, directory, strict=strict)

@@ -12,8 +12,8 @@ from torch import nn
 def _storage_key(tensor: torch.Tensor) -> tuple[str, int] | None:
     try:
         storage = tensor.untyped_storage()
-    except (RuntimeError, NotImplementedError):  # sparse, nested or meta tensors have no plain storage
-        return None
+    except (RuntimeError, NotImplementedError):
+        return None  # sparse, nested and meta tensors have no plain storage
     return (str(tensor.device), storage.data_ptr())
 
 
@@ -31,7 +31,9 @@ def _exempt_storages(modules: Iterable[nn.Module]) -> set[tuple[str, int]]:
     return keys
 
 
-def measure_activation_memory(fn: Callable[[], Any], model: nn.Module | Iterable[nn.Module] | None = None) -> int:
+def measure_activation_memory(
+    fn: Callable[[], Any], model: nn.Module | Iterable[nn.Module] | None = None
+) -> int:
     """Bytes of the tensors autograd saves for backward while ``fn()`` runs.
 
     Every saved tensor is seen through ``torch.autograd.graph.saved_tensors_hooks``; each storage
@@ -46,7 +48,8 @@ def measure_activation_memory(fn: Callable[[], Any], model: nn.Module | Iterable
     Example:
         >>> layer = nn.Linear(4, 3)
         >>> x = torch.randn(2, 4)
-        >>> measure_activation_memory(lambda: torch.relu(layer(x)).sum(), layer)  # x and relu's output
+        >>> step = lambda: torch.relu(layer(x)).sum()
+        >>> measure_activation_memory(step, layer)  # x (2x4 floats) and relu's output (2x3)
         56
     """
     exempt = _exempt_storages([model] if isinstance(model, nn.Module) else (model or ()))
@@ -76,4 +79,3 @@ def cuda_peak_memory(fn: Callable[[], Any], device: torch.device | int | None = 
     fn()
     torch.cuda.synchronize(device)
     return torch.cuda.max_memory_allocated(device) - before
-

@@ -39,7 +39,9 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 def format_trainable_parameters(model: nn.Module) -> str:
     trainable, total = count_parameters(model)
     percent = 100.0 * trainable / total if total else 0.0
-    return f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {percent:.4f}"
+    return (
+        f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {percent:.4f}"
+    )
 
 
 def print_trainable_parameters(model: nn.Module) -> None:

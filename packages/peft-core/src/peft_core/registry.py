@@ -63,7 +63,9 @@ def register_method(name: str, config_class: type[MethodConfig]) -> Callable[[F]
                 apply.__qualname__,
             )
             if not same_place:  # a module re-imported under importlib reloads is fine
-                raise ValueError(f"a method named {name!r} is already registered by {existing.apply.__module__}")
+                raise ValueError(
+                    f"a method named {name!r} is already registered by {existing.apply.__module__}"
+                )
         _METHODS[name] = MethodSpec(name, config_class, apply)
         return apply
 

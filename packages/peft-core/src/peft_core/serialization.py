@@ -38,7 +38,9 @@ def _buffer_patterns(config: MethodConfig | None, include_buffers: Iterable[str]
     return patterns
 
 
-def trainable_state_dict(model: nn.Module, include_buffers: Iterable[str] = ()) -> dict[str, torch.Tensor]:
+def trainable_state_dict(
+    model: nn.Module, include_buffers: Iterable[str] = ()
+) -> dict[str, torch.Tensor]:
     """Trainable parameters (tied ones once) plus buffers whose names match ``include_buffers`` globs."""
     state = {name: p for name, p in model.named_parameters() if p.requires_grad}
     patterns = list(include_buffers)
@@ -75,12 +77,17 @@ def save_trainable(
         )
     # safetensors refuses tensors that share memory; cloning trainable tensors is cheap.
     tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in state.items()}
-    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    atomic_write(
+        directory / WEIGHTS_NAME,
+        lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}),
+    )
 
     from peft_core import __version__
 
     record: dict[str, Any] = (
-        config.to_dict() if config is not None else {"method": None, "format_version": CONFIG_FORMAT_VERSION}
+        config.to_dict()
+        if config is not None
+        else {"method": None, "format_version": CONFIG_FORMAT_VERSION}
     )
     record["peft_core_version"] = __version__
     record["saved_buffers"] = patterns
@@ -103,7 +110,9 @@ def read_trainable_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def load_trainable(model: nn.Module, directory: str | os.PathLike, *, strict: bool = True) -> LoadResult:
+def load_trainable(
+    model: nn.Module, directory: str | os.PathLike, *, strict: bool = True
+) -> LoadResult:
     """Copy saved trainable tensors from ``directory`` into ``model``.
 
     Keys are compared by name: *missing* are trainable parameters of the model (and saved-buffer
@@ -114,9 +123,14 @@ def load_trainable(model: nn.Module, directory: str | os.PathLike, *, strict: bo
     directory = Path(directory)
     saved = read_trainable_file(directory / WEIGHTS_NAME)
     config_path = directory / CONFIG_NAME
-    patterns = read_config_dict(config_path).get("saved_buffers", []) if config_path.exists() else []
+    patterns = (
+        read_config_dict(config_path).get("saved_buffers", []) if config_path.exists() else []
+    )
 
-    targets = dict(model.state_dict(keep_vars=True))
+    # Not state_dict(): it omits non-persistent buffers, which save_trainable does save when they
+    # match include_buffers / saved_buffers (they are found with named_buffers() there too).
+    targets = dict(model.named_parameters(remove_duplicate=False))
+    targets.update(model.named_buffers(remove_duplicate=False))
     expected = set(trainable_state_dict(model, patterns))
     missing = sorted(expected - set(saved))
     unexpected = sorted(set(saved) - set(targets))
@@ -128,7 +142,8 @@ def load_trainable(model: nn.Module, directory: str | os.PathLike, *, strict: bo
     ]
     if mismatched:
         raise CheckpointError(
-            f"shape mismatch loading {directory} into {type(model).__name__}: " + "; ".join(mismatched)
+            f"shape mismatch loading {directory} into {type(model).__name__}: "
+            + "; ".join(mismatched)
         )
     if strict and (missing or unexpected):
         parts = []
@@ -136,7 +151,9 @@ def load_trainable(model: nn.Module, directory: str | os.PathLike, *, strict: bo
             parts.append(f"missing keys: {', '.join(missing)}")
         if unexpected:
             parts.append(f"unexpected keys: {', '.join(unexpected)}")
-        raise CheckpointError(f"loading {directory} into {type(model).__name__}: " + "; ".join(parts))
+        raise CheckpointError(
+            f"loading {directory} into {type(model).__name__}: " + "; ".join(parts)
+        )
 
     with torch.no_grad():
         for name, tensor in saved.items():

@@ -21,7 +21,12 @@ class StepTiming:
     samples: tuple[float, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"median_s": self.median, "min_s": self.min, "max_s": self.max, "samples_s": list(self.samples)}
+        return {
+            "median_s": self.median,
+            "min_s": self.min,
+            "max_s": self.max,
+            "samples_s": list(self.samples),
+        }
 
 
 def _synchronize() -> None:

@@ -1,0 +1,99 @@
+"""One JSON record per benchmark run, shaped like Hugging Face peft's method_comparison results.
+
+``run_info`` says what ran where (method, config, model, data, seed, library versions, device),
+``train_info`` what training cost (step times, memory, parameter counts, loss curve) and
+``eval_info`` what it achieved (task metric, plus method-specific figures).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import re
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS_DIR = Path(__file__).parent / "results"
+_TRACKED = (
+    "peft-core",
+    "meft",
+    "deft-peft",
+    "point-peft",
+    "torch",
+    "transformers",
+    "accelerate",
+    "peft",
+    "timm",
+)
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in _TRACKED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def device_description() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+    info["kind"] = "cuda" if torch.cuda.is_available() else "cpu"
+    return info
+
+
+def make_record(
+    name: str,
+    *,
+    method: str,
+    model: str,
+    data: str,
+    config: dict[str, Any] | None = None,
+    seed: int | None = None,
+    train_info: dict[str, Any] | None = None,
+    eval_info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "run_info": {
+            "method": method,
+            "config": config or {},
+            "model": model,
+            "data": data,
+            "seed": seed,
+            "versions": library_versions(),
+            "device": device_description(),
+            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        },
+        "train_info": train_info or {},
+        "eval_info": eval_info or {},
+    }
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def write_record(record: dict[str, Any], directory: Path = RESULTS_DIR) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    device = record["run_info"]["device"]["kind"]
+    path = directory / f"{slug(record['name'])}-{device}.json"
+    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def read_records(directory: Path = RESULTS_DIR) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.json"))]

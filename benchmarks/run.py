@@ -1,0 +1,31 @@
+"""Run benchmark suites: `python -m benchmarks.run [suite ...]` (default: all)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# suite name -> module with a main(quick: bool) -> list[Path]
+SUITES = {
+    "core": "benchmarks.core.bench_core",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "suites", nargs="*", choices=[*SUITES, []], help="suites to run (default: all)"
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = parser.parse_args(argv)
+    for suite in args.suites or list(SUITES):
+        print(f"== benchmark suite: {suite}", flush=True)
+        module = importlib.import_module(SUITES[suite])
+        for path in module.main(quick=args.quick):
+            print(f"   wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

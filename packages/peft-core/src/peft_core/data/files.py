@@ -1,0 +1,123 @@
+"""Reading labelled texts from local CSV, TSV, JSON Lines and JSON files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from peft_core.data.examples import RawSplit
+
+SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
+
+
+def check_columns(present: Sequence[str], source: str, arguments: Mapping[str, str | None]) -> None:
+    """Raise ``ValueError`` naming the argument whose column ``source`` lacks, and what it has.
+
+    Example:
+        >>> check_columns(["review", "stars"], "a.csv", {"text_column": "text"})
+        Traceback (most recent call last):
+        ...
+        ValueError: text_column='text' is not a column of a.csv; its columns are ['review', 'stars']
+    """
+    for argument, column in arguments.items():
+        if column is not None and column not in present:
+            raise ValueError(
+                f"{argument}={column!r} is not a column of {source}; its columns are {list(present)}"
+            )
+
+
+def read_file(
+    path: str | os.PathLike,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    text_pair_column: str | None = None,
+) -> RawSplit:
+    """Read one file of labelled texts; the format follows the suffix.
+
+    * ``.csv`` / ``.tsv``: a header row names the columns; every value is a string, so labels are
+      class names (``"0"``/``"1"`` included, mapped in numeric order).
+    * ``.jsonl``: one JSON object per line. ``.json``: a list of objects, or JSON lines.
+      Labels may be names (strings) or class ids (ints).
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "reviews.csv"
+        >>> _ = path.write_text("review,stars\\ngreat,5\\nawful,1\\n")
+        >>> read_file(path, text_column="review", label_column="stars")
+        RawSplit(texts=['great', 'awful'], labels=['5', '1'], text_pairs=None)
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ValueError(f"cannot read {path}: the suffix must be one of {list(SUFFIXES)}")
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    if suffix in (".csv", ".tsv"):
+        present, rows = _read_delimited(path, "\t" if suffix == ".tsv" else ",")
+    else:
+        present, rows = _read_json(path)
+    arguments = {
+        "text_column": text_column,
+        "label_column": label_column,
+        "text_pair_column": text_pair_column,
+    }
+    check_columns(present, str(path), arguments)
+    return _columns(rows, path, text_column, label_column, text_pair_column)
+
+
+def _read_delimited(path: Path, delimiter: str) -> tuple[list[str], list[tuple[str, dict]]]:
+    # utf-8-sig: spreadsheets often save CSV with a byte-order mark glued to the first column name.
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        rows = [(f"line {reader.line_num}", row) for row in reader]
+        present = list(reader.fieldnames or [])
+    if not present:
+        raise ValueError(f"{path} is empty: a header row naming the columns is expected")
+    return present, rows
+
+
+def _read_json(path: Path) -> tuple[list[str], list[tuple[str, dict]]]:
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        items = enumerate(json.loads(text), start=1)
+        records: Iterable[tuple[str, object]] = ((f"item {n}", item) for n, item in items)
+    else:
+        lines = enumerate(text.splitlines(), start=1)
+        records = ((f"line {n}", json.loads(line)) for n, line in lines if line.strip())
+    rows = []
+    for where, record in records:
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: {where} is not a JSON object: {record!r:.60}")
+        rows.append((where, record))
+    present = list(dict.fromkeys(key for _, row in rows for key in row))
+    return present, rows
+
+
+def _columns(
+    rows: list[tuple[str, dict]],
+    path: Path,
+    text_column: str,
+    label_column: str,
+    text_pair_column: str | None,
+) -> RawSplit:
+    texts, labels, pairs = [], [], []
+    for where, row in rows:
+        texts.append(_text(row, text_column, path, where))
+        if text_pair_column is not None:
+            pairs.append(_text(row, text_pair_column, path, where))
+        label = row.get(label_column)
+        if label is None or label == "":
+            raise ValueError(f"{path}: {where} has no value in label column {label_column!r}")
+        labels.append(label)
+    return RawSplit(texts, labels, pairs if text_pair_column is not None else None)
+
+
+def _text(row: dict, column: str, path: Path, where: str) -> str:
+    value = row.get(column)
+    if not isinstance(value, str):
+        raise ValueError(f"{path}: {where} needs a string in column {column!r}, got {value!r:.60}")
+    return value

@@ -1,0 +1,147 @@
+"""One entry point that turns any supported source into split, labelled examples."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from peft_core.data import splits as splitting
+from peft_core.data.classification import TextClassificationData
+from peft_core.data.corpora import CORPORA, DEFAULT_CORPUS, load_corpus
+from peft_core.data.examples import Example, RawSplit
+from peft_core.data.files import read_file
+from peft_core.data.hub import is_hf_dataset, read_hub
+from peft_core.data.labels import encode_labels
+
+HUB_PREFIX = "hf:"
+
+
+def load_text_classification(
+    source: Any = DEFAULT_CORPUS,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    text_pair_column: str | None = None,
+    label_names: Sequence[str] | None = None,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    deduplicate: bool = False,
+    subset: str | None = None,
+    **load_kwargs: Any,
+) -> TextClassificationData:
+    """Load a text-classification task and split it.
+
+    ``source`` is one of:
+
+    * an embedded corpus name (offline, see :func:`list_corpora`): ``"rotten_tomatoes"`` (the
+      default), ``"sms_spam"``, ``"trec"``; the column and label arguments do not apply;
+    * a local ``.csv``/``.tsv``/``.jsonl``/``.json`` file, or a mapping of split name to file;
+    * ``"hf:<repo id>"``: ``datasets.load_dataset(repo_id, name=subset, **load_kwargs)``;
+    * an already loaded ``datasets.Dataset`` or ``DatasetDict``.
+
+    Columns: ``text_column`` (and ``text_pair_column`` for sentence pairs) hold the texts,
+    ``label_column`` the labels: class names (mapped to ids in sorted order, or by their index in
+    ``label_names``) or class ids (ints).
+
+    A source with several splits keeps them. A source with one (a file, a lone ``Dataset``, a
+    ``DatasetDict`` holding only ``"train"``) is split into ``train``/``validation``/``test`` by
+    :func:`~peft_core.data.splits.split_examples`: seeded hashing of the texts, stable everywhere,
+    duplicates kept together. ``deduplicate=True`` first drops repeated texts.
+
+    Example:
+        >>> data = load_text_classification("rotten_tomatoes", seed=0)  # doctest: +SKIP
+        >>> data  # doctest: +SKIP
+        TextClassificationData(name='rotten_tomatoes', train=8058, validation=1007, test=1007, ...)
+        >>> load_text_classification(
+        ...     "reviews.csv", text_column="review", label_column="stars"
+        ... )  # doctest: +SKIP
+        >>> load_text_classification(
+        ...     "hf:glue", subset="sst2", text_column="sentence"
+        ... )  # doctest: +SKIP
+    """
+    splitting.check_fractions(validation_fraction, test_fraction)
+    is_hub_id = isinstance(source, str) and source.startswith(HUB_PREFIX)
+    if (
+        subset is not None or load_kwargs
+    ) and not is_hub_id:  # silently ignoring them would mislead
+        extra = ["subset"] if subset is not None else []
+        raise ValueError(
+            f"{extra + sorted(load_kwargs)} only apply to Hub sources ('hf:<repo id>'), not {source!r}"
+        )
+    if isinstance(source, str) and source in CORPORA:
+        if label_names is not None:
+            raise ValueError(f"label_names cannot be changed for the embedded corpus {source!r}")
+        corpus, label_names = load_corpus(source)
+        examples, name = {"train": corpus}, source
+    else:
+        columns = {
+            "text_column": text_column,
+            "label_column": label_column,
+            "text_pair_column": text_pair_column,
+        }
+        raw, name, class_names = _read(source, columns, subset, load_kwargs)
+        examples, label_names = _encode(
+            raw, label_names if label_names is not None else class_names
+        )
+    if not examples:
+        raise ValueError(f"{name} has no labelled split to load")
+    if deduplicate:
+        examples = {split: splitting.deduplicate(part) for split, part in examples.items()}
+    if len(examples) == 1:
+        (pooled,) = examples.values()
+        examples = splitting.split_examples(
+            pooled, validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed
+        )
+    return TextClassificationData(examples, list(label_names), name=name)
+
+
+def _read(
+    source: Any, columns: dict[str, Any], subset: str | None, load_kwargs: dict[str, Any]
+) -> tuple[dict[str, RawSplit], str, list[str] | None]:
+    """Raw splits, a display name and (for ``ClassLabel`` columns) class names of a non-corpus source."""
+    if isinstance(source, str) and source.startswith(HUB_PREFIX):
+        repo = source[len(HUB_PREFIX) :]
+        raw, class_names = read_hub(repo, subset=subset, **columns, **load_kwargs)
+        return raw, repo, class_names
+    if is_hf_dataset(source):
+        raw, class_names = read_hub(source, **columns)
+        return raw, type(source).__name__, class_names
+    if isinstance(source, Mapping):
+        raw = {split: read_file(path, **columns) for split, path in source.items()}
+        return raw, ",".join(Path(path).name for path in source.values()), None
+    if isinstance(source, (str, os.PathLike)):
+        _check_path(source)
+        return {"train": read_file(source, **columns)}, Path(source).name, None
+    raise TypeError(
+        "source must be a corpus name, a path, a mapping of split names to paths, "
+        f"'{HUB_PREFIX}<repo id>' or a datasets object; got {type(source).__name__}"
+    )
+
+
+def _check_path(source: str | os.PathLike) -> None:
+    path = Path(source)
+    if not path.exists() and path.suffix == "":
+        raise ValueError(
+            f"unknown source {str(source)!r}: not an embedded corpus {sorted(CORPORA)}, not a file; "
+            f"use '{HUB_PREFIX}<repo id>' for a Hugging Face Hub dataset"
+        )
+
+
+def _encode(
+    raw: dict[str, RawSplit], label_names: Sequence[str] | None
+) -> tuple[dict[str, list[Example]], list[str]]:
+    # All splits share one mapping, so a class missing from a small split keeps its id.
+    values = [label for split in raw.values() for label in split.labels]
+    ids, names = encode_labels(values, label_names)
+    examples, start = {}, 0
+    for split_name, split in raw.items():
+        pairs = split.text_pairs or [None] * len(split)
+        labels = ids[start : start + len(split)]
+        examples[split_name] = [
+            Example(t, y, p) for t, y, p in zip(split.texts, labels, pairs, strict=True)
+        ]
+        start += len(split)
+    return examples, names

@@ -1,0 +1,15 @@
+"""The training loop: :class:`Trainer`, :class:`TrainingArguments` and :class:`TrainerCallback`."""
+
+from peft_core.trainer.arguments import TrainingArguments
+from peft_core.trainer.callbacks import TrainerCallback
+from peft_core.trainer.evaluation import accuracy, default_metrics, macro_f1
+from peft_core.trainer.trainer import Trainer
+
+__all__ = [
+    "Trainer",
+    "TrainerCallback",
+    "TrainingArguments",
+    "accuracy",
+    "default_metrics",
+    "macro_f1",
+]

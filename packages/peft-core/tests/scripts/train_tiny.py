@@ -1,0 +1,75 @@
+"""Train TinyClassifier with the peft-core Trainer; used by the resume and distributed tests.
+
+Run directly (one process), under ``torchrun`` (several), or with --kill-at-step to die by SIGKILL
+in the middle of training, the way an out-of-memory killer or a pre-empted job does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+
+import torch
+
+from peft_core import Trainer, TrainerCallback, TrainingArguments, freeze
+from peft_core.testing import TinyClassifier, TokenParityDataset, collate_token_batches
+
+
+class KillAtStep(TrainerCallback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, trainer, logs) -> None:
+        if trainer.state.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--accumulation", type=int, default=1)
+    parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--dropout", type=float, default=0.0)
+    parser.add_argument("--save-every", type=int, default=None)
+    parser.add_argument("--kill-at-step", type=int, default=None)
+    parser.add_argument("--dataset-size", type=int, default=48)
+    parser.add_argument("--result-json", default=None)
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    model = TinyClassifier(dropout=args.dropout)
+    freeze(model, trainable=["blocks.1.*", "norm.*", "classifier.*"])
+    training = TrainingArguments(
+        args.output_dir,
+        num_epochs=args.epochs,
+        per_device_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.accumulation,
+        learning_rate=5e-3,
+        weight_decay=0.01,
+        warmup_steps=2,
+        save_every=args.save_every,
+        log_every=1,
+        progress_bar=False,
+        cpu=True,
+        seed=7,
+    )
+    callbacks = [KillAtStep(args.kill_at_step)] if args.kill_at_step else []
+    trainer = Trainer(
+        model,
+        training,
+        TokenParityDataset(args.dataset_size, seed=3),
+        collate_fn=collate_token_batches,
+        callbacks=callbacks,
+    )
+    result = trainer.train()
+    if args.result_json and trainer.is_main_process:
+        result["world_size"] = trainer.accelerator.num_processes
+        with open(args.result_json, "w", encoding="utf-8") as handle:
+            json.dump(result, handle)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,379 @@
+"""save_trainable / load_trainable: what is written, what is restored, and how failures read."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from typing import ClassVar
+
+import pytest
+import torch
+from safetensors import safe_open
+from torch import nn
+
+from peft_core import (
+    CheckpointError,
+    LoadResult,
+    MethodConfig,
+    freeze,
+    load_trainable,
+    save_trainable,
+)
+from peft_core.serialization import CONFIG_NAME, WEIGHTS_NAME
+
+
+class Net(nn.Module):
+    def __init__(self, hidden: int = 8) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 4)
+        self.body = nn.Linear(4, hidden)
+        self.bn = nn.BatchNorm1d(hidden)
+        self.head = nn.Linear(hidden, 10, bias=False)
+        self.head.weight = nn.Parameter(torch.empty(10, hidden))
+        self.register_buffer("bank", torch.zeros(3), persistent=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.bn(torch.relu(self.body(self.embed(tokens)))))
+
+
+class TiedNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 4)
+        self.lm_head = nn.Linear(4, 10, bias=False)
+        self.lm_head.weight = self.embed.weight
+        self.body = nn.Linear(4, 4)
+
+
+@dataclasses.dataclass
+class BufferConfig(MethodConfig):
+    method: ClassVar[str] = "serialization-tests"
+    saved_buffers: ClassVar[tuple[str, ...]] = ("bn.running_*",)
+
+    rank: int = 2
+
+
+def _model(seed: int = 0, **kwargs) -> Net:
+    torch.manual_seed(seed)
+    model = Net(**kwargs)
+    freeze(model, ["body.*", "bn.weight", "bn.bias"])
+    return model
+
+
+def _perturb_trainable(model: nn.Module, seed: int = 1) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=generator))
+
+
+def _saved_keys(directory) -> list[str]:
+    with safe_open(str(directory / WEIGHTS_NAME), framework="pt") as handle:
+        return sorted(handle.keys())
+
+
+def test_only_trainable_tensors_are_saved(tmp_path):
+    model = _model()
+    save_trainable(model, tmp_path)
+    assert _saved_keys(tmp_path) == ["bn.bias", "bn.weight", "body.bias", "body.weight"]
+    with safe_open(str(tmp_path / WEIGHTS_NAME), framework="pt") as handle:
+        assert handle.metadata() == {"format": "pt"}
+        assert torch.equal(handle.get_tensor("body.weight"), model.body.weight)
+    assert sorted(os.listdir(tmp_path)) == [CONFIG_NAME, WEIGHTS_NAME]
+    record = json.loads((tmp_path / CONFIG_NAME).read_text())
+    assert record["method"] is None
+    assert record["saved_buffers"] == []
+    assert "peft_core_version" in record
+
+
+def test_tied_trainable_parameter_is_saved_once(tmp_path):
+    model = TiedNet()
+    freeze(model, ["lm_head.weight"])
+    save_trainable(model, tmp_path)
+    assert _saved_keys(tmp_path) == ["embed.weight"]
+    fresh = TiedNet()
+    freeze(fresh, ["lm_head.weight"])
+    assert load_trainable(fresh, tmp_path) == LoadResult([], [])
+    assert torch.equal(fresh.lm_head.weight, model.embed.weight)
+    assert fresh.lm_head.weight is fresh.embed.weight
+
+
+def test_include_buffers_saves_matching_buffers(tmp_path):
+    model = _model()
+    model.train()
+    model(torch.randint(0, 10, (16,)))  # update the running statistics
+    save_trainable(model, tmp_path, include_buffers=["bn.running_*", "bank"])
+    keys = _saved_keys(tmp_path)
+    assert "bn.running_mean" in keys
+    assert "bn.running_var" in keys
+    assert "bank" in keys
+    assert "bn.num_batches_tracked" not in keys
+    assert json.loads((tmp_path / CONFIG_NAME).read_text())["saved_buffers"] == [
+        "bn.running_*",
+        "bank",
+    ]
+
+
+def test_config_saved_buffers_are_saved_and_restored(tmp_path):
+    model = _model()
+    with torch.no_grad():
+        model.bn.running_mean.uniform_()
+        model.bn.running_var.uniform_(1, 2)
+    config = BufferConfig(rank=5)
+    save_trainable(model, tmp_path, config)
+    assert _saved_keys(tmp_path) == [
+        "bn.bias",
+        "bn.running_mean",
+        "bn.running_var",
+        "bn.weight",
+        "body.bias",
+        "body.weight",
+    ]
+    record = json.loads((tmp_path / CONFIG_NAME).read_text())
+    assert record["method"] == "serialization-tests"
+    assert record["rank"] == 5
+    assert record["saved_buffers"] == ["bn.running_*"]
+
+    fresh = _model(seed=3)
+    assert load_trainable(fresh, tmp_path) == LoadResult([], [])
+    assert torch.equal(fresh.bn.running_mean, model.bn.running_mean)
+    assert torch.equal(fresh.bn.running_var, model.bn.running_var)
+
+
+def test_non_persistent_buffer_round_trips(tmp_path):
+    # A non-persistent buffer is absent from state_dict() but named_buffers() has it.
+    model = _model()
+    model.bank.fill_(7)
+    save_trainable(model, tmp_path, include_buffers=["bank"])
+    fresh = _model()
+    assert load_trainable(fresh, tmp_path) == LoadResult([], [])
+    assert torch.equal(fresh.bank, torch.full((3,), 7.0))
+
+
+def test_load_into_fresh_model_restores_bitwise_and_leaves_frozen_alone(tmp_path):
+    model = _model()
+    _perturb_trainable(model)
+    save_trainable(model, tmp_path)
+    fresh = _model(seed=0)
+    frozen_before = {n: p.clone() for n, p in fresh.named_parameters() if not p.requires_grad}
+    with torch.no_grad():
+        fresh.embed.weight.add_(1.0)  # a frozen tensor the checkpoint must not touch
+        frozen_before["embed.weight"] = fresh.embed.weight.clone()
+    result = load_trainable(fresh, tmp_path)
+    assert result == LoadResult(missing_keys=[], unexpected_keys=[])
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert torch.equal(dict(fresh.named_parameters())[name], p), name
+    for name, value in frozen_before.items():
+        assert torch.equal(dict(fresh.named_parameters())[name], value), name
+
+
+def test_load_keeps_dtype_of_model(tmp_path):
+    model = _model()
+    save_trainable(model, tmp_path)
+    fresh = _model().double()
+    load_trainable(fresh, tmp_path)
+    assert fresh.body.weight.dtype == torch.float64
+    assert torch.equal(fresh.body.weight, model.body.weight.double())
+
+
+def test_missing_keys_named_when_strict_and_returned_otherwise(tmp_path):
+    model = _model()
+    save_trainable(model, tmp_path)
+    bigger = _model()
+    freeze(bigger, ["body.*", "bn.weight", "bn.bias", "head.weight"])
+    with pytest.raises(CheckpointError, match=r"missing keys: head\.weight") as info:
+        load_trainable(bigger, tmp_path)
+    assert "unexpected" not in str(info.value)
+
+    _perturb_trainable(model)
+    save_trainable(model, tmp_path)
+    result = load_trainable(bigger, tmp_path, strict=False)
+    assert result == LoadResult(missing_keys=["head.weight"], unexpected_keys=[])
+    assert torch.equal(bigger.body.weight, model.body.weight)  # the rest still loaded
+
+
+def test_unexpected_keys_named_when_strict_and_returned_otherwise(tmp_path):
+    model = _model()
+    model.extra = nn.Linear(2, 2)
+    _perturb_trainable(model)
+    save_trainable(model, tmp_path)
+    plain = _model(seed=5)
+    with pytest.raises(
+        CheckpointError, match=r"unexpected keys: extra\.bias, extra\.weight"
+    ) as info:
+        load_trainable(plain, tmp_path)
+    assert "missing" not in str(info.value)
+    assert not torch.equal(plain.body.weight, model.body.weight)  # strict failure loads nothing
+
+    result = load_trainable(plain, tmp_path, strict=False)
+    assert result == LoadResult(missing_keys=[], unexpected_keys=["extra.bias", "extra.weight"])
+    assert torch.equal(plain.body.weight, model.body.weight)
+
+
+def test_missing_and_unexpected_together(tmp_path):
+    model = _model()
+    save_trainable(model, tmp_path)
+    other = _model()
+    freeze(other, ["head.weight"])
+    with pytest.raises(CheckpointError) as info:
+        load_trainable(other, tmp_path)
+    message = str(info.value)
+    assert "missing keys: head.weight" in message
+    assert "unexpected keys" not in message  # body/bn exist in the model, only frozen there
+    result = load_trainable(other, tmp_path, strict=False)
+    assert result.missing_keys == ["head.weight"]
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_wrong_shape_names_the_tensor(tmp_path, strict):
+    save_trainable(_model(hidden=8), tmp_path)
+    wrong = _model(hidden=6)
+    with pytest.raises(CheckpointError, match="shape mismatch") as info:
+        load_trainable(wrong, tmp_path, strict=strict)
+    message = str(info.value)
+    assert "body.weight: saved (8, 4), model (6, 4)" in message
+    assert "bn.weight" in message
+    assert "Net" in message
+
+
+def test_corrupt_file_is_a_checkpoint_error(tmp_path):
+    save_trainable(_model(), tmp_path)
+    (tmp_path / WEIGHTS_NAME).write_bytes(
+        torch.randint(
+            0, 256, (4096,), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+        )
+        .numpy()
+        .tobytes()
+    )
+    with pytest.raises(CheckpointError, match="corrupt or truncated") as info:
+        load_trainable(_model(), tmp_path)
+    assert WEIGHTS_NAME in str(info.value)
+
+
+@pytest.mark.parametrize("cut", ["half", "data_only", "empty"])
+def test_truncated_file_is_a_checkpoint_error(tmp_path, cut):
+    save_trainable(_model(hidden=256), tmp_path)
+    path = tmp_path / WEIGHTS_NAME
+    data = path.read_bytes()
+    header = 8 + int.from_bytes(data[:8], "little")
+    assert len(data) > 2 * header  # the first half holds the whole header and some tensor data
+    keep = {"half": len(data) // 2, "data_only": len(data) - 4, "empty": 0}[cut]
+    path.write_bytes(data[:keep])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_trainable(_model(hidden=256), tmp_path)
+
+
+def test_missing_weights_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=WEIGHTS_NAME):
+        load_trainable(_model(), tmp_path)
+
+
+def test_saving_with_nothing_trainable_errors(tmp_path):
+    model = _model()
+    freeze(model, [])
+    with pytest.raises(CheckpointError, match="no trainable parameter"):
+        save_trainable(model, tmp_path / "out")
+    assert not (tmp_path / "out" / WEIGHTS_NAME).exists()
+
+
+def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    model = _model()
+    save_trainable(model, tmp_path)
+    before = (tmp_path / WEIGHTS_NAME).read_bytes()
+
+    def broken_save_file(tensors, filename, metadata=None):
+        with open(filename, "wb") as handle:
+            handle.write(b"\x00" * 10)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", broken_save_file)
+    _perturb_trainable(model)
+    with pytest.raises(OSError, match="disk full"):
+        save_trainable(model, tmp_path)
+    assert (tmp_path / WEIGHTS_NAME).read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == [CONFIG_NAME, WEIGHTS_NAME]
+
+
+_CROSS_PROCESS_SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    import torch
+    from torch import nn
+
+    from peft_core import BottleneckAdapter, freeze, load_trainable, save_trainable
+
+
+    def build():
+        torch.manual_seed(0)
+        model = nn.Sequential(
+            nn.Linear(8, 16), nn.GELU(), BottleneckAdapter(16, 4, residual=True), nn.Linear(16, 3)
+        )
+        freeze(model, ["2.*", "3.bias"])
+        return model
+
+
+    def inputs():
+        return torch.randn(5, 8, generator=torch.Generator().manual_seed(42))
+
+
+    def save(directory):
+        model = build()
+        torch.manual_seed(7)
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.requires_grad:
+                    p.add_(torch.randn_like(p))
+        save_trainable(model, directory)
+        return model(inputs()).detach()
+
+
+    def load(directory):
+        model = build()
+        before = model(inputs())
+        load_trainable(model, directory)
+        logits = model(inputs()).detach()
+        assert not torch.equal(before, logits), "loading changed nothing"
+        return logits
+
+
+    if __name__ == "__main__":
+        torch.set_num_threads(1)
+        torch.save(load(sys.argv[1]), sys.argv[2])
+    """
+)
+
+
+def test_save_then_load_in_a_fresh_process_gives_identical_outputs(tmp_path):
+    # Save here, load in a brand-new interpreter: nothing but the files on disk carries over.
+    script = tmp_path / "roundtrip.py"
+    script.write_text(_CROSS_PROCESS_SCRIPT)
+    namespace: dict = {"__name__": "roundtrip"}
+    exec(compile(_CROSS_PROCESS_SCRIPT, str(script), "exec"), namespace)
+    checkpoint = tmp_path / "ckpt"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # same kernels as the child, so outputs can be compared bitwise
+    try:
+        expected = namespace["save"](checkpoint)
+    finally:
+        torch.set_num_threads(threads)
+
+    completed = subprocess.run(
+        [sys.executable, str(script), str(checkpoint), str(tmp_path / "loaded.pt")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert completed.returncode == 0, completed.stderr
+    loaded = torch.load(tmp_path / "loaded.pt")
+    assert expected.shape == (5, 3)
+    assert torch.equal(expected, loaded)
