@@ -104,6 +104,14 @@ def test_atomic_directory_success_creates_directory_with_nested_files(tmp_path):
     assert _entries(tmp_path) == ["checkpoint-10"]
 
 
+def test_atomic_directory_creates_missing_parents(tmp_path):
+    target = tmp_path / "run" / "checkpoints" / "step-5"
+    with atomic_directory(target) as staging:
+        (staging / "trainer_state.json").write_text("{}")
+    assert _entries(target) == ["trainer_state.json"]
+    assert _entries(target.parent) == ["step-5"]
+
+
 def test_atomic_directory_success_replaces_existing_directory(tmp_path):
     target = tmp_path / "ckpt"
     target.mkdir()

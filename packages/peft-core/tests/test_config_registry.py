@@ -180,9 +180,9 @@ def test_newer_or_malformed_format_version_rejected(version):
         ToyConfig.from_dict(data)
 
 
-def test_current_and_older_format_version_accepted():
+def test_current_format_version_accepted():
     data = ToyConfig().to_dict()
-    for version in range(0, CONFIG_FORMAT_VERSION + 1):
+    for version in range(1, CONFIG_FORMAT_VERSION + 1):
         data["format_version"] = version
         assert ToyConfig.from_dict(data) == ToyConfig()
 
@@ -452,3 +452,35 @@ def test_load_of_unknown_method_names_it(tmp_path, isolated_registry):
     save_trainable(model, tmp_path, config_class())
     with pytest.raises(KeyError, match=name):
         peft_core.load(_base_model(), tmp_path)
+
+
+def test_load_keeps_a_saved_buffers_config_field(tmp_path, isolated_registry):
+    # save_trainable honours a config's ``saved_buffers``; a config may declare it as a field, and
+    # peft_core.load must then hand the method the saved value, not the field's default.
+    name = f"toy-{uuid.uuid4().hex}"
+
+    @dataclasses.dataclass
+    class BufferFieldConfig(MethodConfig):
+        method: ClassVar[str] = name
+
+        saved_buffers: tuple[str, ...] = ()
+        rank: int = 1
+
+    applied: list[MethodConfig] = []
+
+    @register_method(name, BufferFieldConfig)
+    def apply_with_norm(model: nn.Sequential, config) -> nn.Module:
+        applied.append(config)
+        model.append(nn.BatchNorm1d(4))
+        freeze(model, ["3.*"])
+        return model
+
+    config = BufferFieldConfig(saved_buffers=("3.running_*",), rank=3)
+    trained = apply_with_norm(_base_model(), config)
+    with torch.no_grad():
+        trained[3].running_mean.uniform_()
+    save_trainable(trained, tmp_path, config)
+
+    loaded = peft_core.load(_base_model(), tmp_path)
+    assert applied[-1] == config
+    assert torch.equal(loaded[3].running_mean, trained[3].running_mean)

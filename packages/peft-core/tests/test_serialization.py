@@ -33,7 +33,6 @@ class Net(nn.Module):
         self.body = nn.Linear(4, hidden)
         self.bn = nn.BatchNorm1d(hidden)
         self.head = nn.Linear(hidden, 10, bias=False)
-        self.head.weight = nn.Parameter(torch.empty(10, hidden))
         self.register_buffer("bank", torch.zeros(3), persistent=False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -31,9 +32,11 @@ def load(model: nn.Module, directory: str | os.PathLike, *, strict: bool = True)
     method = record.get("method")
     if method:
         spec = get_method(method)
-        fields = {
-            k: v for k, v in record.items() if k not in ("peft_core_version", "saved_buffers")
-        }
+        # Keys save_trainable writes next to the config's own; kept where the config class has a
+        # field of that name (a config may declare ``saved_buffers``, which save_trainable honours).
+        config_fields = {f.name for f in dataclasses.fields(spec.config_class)}
+        added = {"peft_core_version", "saved_buffers"} - config_fields
+        fields = {k: v for k, v in record.items() if k not in added}
         config = spec.config_class.from_dict(fields)
         model = spec.apply(model, config)
     load_trainable(model, directory, strict=strict)

@@ -48,7 +48,12 @@ def capture_rng_state() -> dict[str, Any]:
     numpy_state = np.random.get_state()  # noqa: NPY002 - the legacy global RNG is what user code draws from
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": (numpy_state[0], torch.from_numpy(numpy_state[1].copy()), *numpy_state[2:]),
+        # int64, not uint32: older torch cannot serialise uint32 tensors.
+        "numpy": (
+            numpy_state[0],
+            torch.from_numpy(numpy_state[1].astype(np.int64)),
+            *numpy_state[2:],
+        ),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
