@@ -1,0 +1,99 @@
+"""How MEFT reads an architecture: a small description instead of a fork of each model class.
+
+An :class:`Architecture` says where the layer stacks are, how one layer splits into an attention
+half-block and an FFN half-block (each with its own residual and norm, exactly as the layer
+computes them), which hyperparameters the adapters copy, and which modules form the task head.
+Everything else (the coupling, reversible backprop, adapter insertion, freezing) is generic.
+
+To support a new family, write the two half-block functions and register a description::
+
+    register_architecture(
+        Architecture(
+            name="my-encoder",
+            matches=lambda model: getattr(model.config, "model_type", None) == "my_encoder",
+            stacks=("encoder.layers",),
+            attention=my_attention_half,  # (layer, x, context, adapters) -> x after attention + residual/norm
+            ffn=my_ffn_half,  # (layer, x, context, adapters) -> x after FFN + residual/norm
+            hidden_size=lambda config: config.hidden_size,
+            activation=lambda config: config.hidden_act,
+            dropout=lambda config: config.hidden_dropout_prob,
+            head=("classifier",),
+        )
+    )
+
+``context`` holds the arguments the model passed to the layer (attention mask, position
+embeddings, encoder states, …) by the names of the layer's ``forward`` signature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from meft.adapters import LayerAdapters
+
+HalfBlock = Callable[[nn.Module, torch.Tensor, dict[str, Any], LayerAdapters], torch.Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    name: str
+    matches: Callable[[nn.Module], bool]
+    stacks: tuple[
+        str, ...
+    ]  # dotted paths (suffixes) of the ModuleLists of layers, bottom stack first
+    attention: HalfBlock
+    ffn: HalfBlock
+    hidden_size: Callable[[Any], int]
+    activation: Callable[[Any], str]
+    dropout: Callable[[Any], float]
+    head: tuple[str, ...] = ()  # candidate task-head module names, trained with the adapters
+    check: Callable[[nn.Module], None] | None = (
+        None  # raise for unsupported settings (e.g. LayerDrop)
+    )
+
+
+_ARCHITECTURES: list[Architecture] = []
+
+
+def register_architecture(architecture: Architecture) -> Architecture:
+    _ARCHITECTURES[:] = [a for a in _ARCHITECTURES if a.name != architecture.name]
+    _ARCHITECTURES.append(architecture)
+    return architecture
+
+
+def supported_architectures() -> list[str]:
+    return [a.name for a in _ARCHITECTURES]
+
+
+def find_architecture(model: nn.Module) -> Architecture:
+    for architecture in _ARCHITECTURES:
+        if architecture.matches(model):
+            return architecture
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    raise ValueError(
+        f"MEFT does not know how to make {type(model).__name__} (model_type={model_type!r}) reversible. "
+        f"Supported families: {', '.join(supported_architectures())}. To add one, describe it with "
+        "meft.Architecture and meft.register_architecture (see meft.architectures.base for an example)."
+    )
+
+
+def model_type_is(*names: str) -> Callable[[nn.Module], bool]:
+    def matches(model: nn.Module) -> bool:
+        return getattr(getattr(model, "config", None), "model_type", None) in names
+
+    return matches
+
+
+def find_module_list(model: nn.Module, path: str) -> tuple[str, nn.ModuleList]:
+    """The ModuleList whose qualified name ends with ``path`` (heads wrap the base model differently)."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList | nn.Sequential) and (
+            name == path or name.endswith("." + path)
+        ):
+            return name, module
+    raise ValueError(f"no layer stack named '*{path}' in {type(model).__name__}")

@@ -1,0 +1,238 @@
+"""Reversible backpropagation over a stack of coupled layers, as one autograd Function.
+
+Forward runs every layer without recording a graph and saves only the final two streams (plus the
+layer context every layer shares, and one RNG state per sub-function). Backward walks the layers in
+reverse: it recomputes G(y1) and F(x2) with autograd on, one sub-function at a time, to get their
+gradients, and inverts the coupling to recover each layer's inputs. Activation memory is therefore
+that of one sub-function plus a few B×T×d streams, whatever the depth.
+
+Trainable parameters (and context tensors that need a gradient, such as the encoder output a
+decoder's cross-attention reads) are explicit inputs of the Function; their gradients are returned
+to autograd rather than written into ``.grad`` behind its back, so gradient accumulation, DDP
+reducers and hooks see them as usual.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any
+
+import torch
+from torch.utils import _pytree as pytree
+
+from meft.coupling import CoupledLayer, couple, run_sub_function, unswap
+from meft.rng import RngStates, capture_rng_state, replayed_rng, states_consumed_since
+
+
+@dataclasses.dataclass
+class AutocastState:
+    device_type: str
+    enabled: bool
+    dtype: torch.dtype
+
+    @classmethod
+    def current(cls, device_type: str) -> AutocastState:
+        return cls(
+            device_type,
+            torch.is_autocast_enabled(device_type),
+            torch.get_autocast_dtype(device_type),
+        )
+
+    def __call__(self) -> torch.autocast:
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
+
+
+@dataclasses.dataclass
+class StackRun:
+    """What one call of the reversible stack needs in backward, apart from the saved tensors."""
+
+    layers: list[CoupledLayer]
+    dtype: torch.dtype  # the dtype F and G compute in
+    context_spec: pytree.TreeSpec | None = None
+    context_leaves: list[Any] = dataclasses.field(default_factory=list)
+    rng_states: list[dict[str, RngStates | None]] = dataclasses.field(default_factory=list)
+    true_inputs: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # debug mode only
+    reconstruction_errors: list[float] | None = None
+    reconstruction_tolerance: float = 1e-3
+
+    @property
+    def grad_context_positions(self) -> list[int]:
+        return [
+            i
+            for i, v in enumerate(self.context_leaves)
+            if isinstance(v, torch.Tensor) and v.requires_grad
+        ]
+
+    def context(self, replacements: dict[int, torch.Tensor] | None = None) -> dict[str, Any]:
+        leaves = list(self.context_leaves)
+        for position, tensor in (replacements or {}).items():
+            leaves[position] = tensor
+        return pytree.tree_unflatten(leaves, self.context_spec)
+
+
+class ReversibleStackFunction(torch.autograd.Function):
+    """``apply(run, x1, x2, *grad_context, *parameters) -> (out1, out2)``."""
+
+    @staticmethod
+    def forward(ctx, run: StackRun, x1: torch.Tensor, x2: torch.Tensor, *inputs: torch.Tensor):
+        ctx.run = run
+        ctx.autocast = AutocastState.current(x1.device.type)
+        ctx.num_grad_context = len(run.grad_context_positions)
+        context = run.context()
+        random = any(layer.module.training for layer in run.layers)
+        run.rng_states = []
+        if run.true_inputs is not None:
+            run.true_inputs.clear()
+        with torch.no_grad():
+            for layer in run.layers:
+                if run.true_inputs is not None:
+                    run.true_inputs.append((x1.clone(), x2.clone()))
+                states: dict[str, RngStates | None] = {"F": None, "G": None}
+                before = capture_rng_state(x1.device) if random else None
+                y1 = layer.x1_factor * x1 + run_sub_function(layer.F, x2, context, run.dtype)
+                states["F"] = states_consumed_since(before, x1.device) if random else None
+                before = capture_rng_state(x1.device) if random else None
+                y2 = layer.x2_factor * x2 + run_sub_function(layer.G, y1, context, run.dtype)
+                states["G"] = states_consumed_since(before, x1.device) if random else None
+                x1, x2 = (y2, y1) if layer.swap else (y1, y2)
+                run.rng_states.append(states)
+        # Everything backward needs goes through save_for_backward, so memory meters see it all.
+        context_tensors = [v for v in run.context_leaves if isinstance(v, torch.Tensor)]
+        rng_tensors = [
+            t for states in run.rng_states for s in states.values() if s for t in s.values()
+        ]
+        ctx.save_for_backward(x1, x2, *context_tensors, *rng_tensors)
+        return x1, x2
+
+    @staticmethod
+    def backward(ctx, grad1: torch.Tensor | None, grad2: torch.Tensor | None):
+        run: StackRun = ctx.run
+        out1, out2 = ctx.saved_tensors[:2]
+        grad1 = torch.zeros_like(out1) if grad1 is None else grad1.to(out1.dtype)
+        grad2 = torch.zeros_like(out2) if grad2 is None else grad2.to(out2.dtype)
+        grad_positions = run.grad_context_positions
+        detached = {p: run.context_leaves[p].detach().requires_grad_() for p in grad_positions}
+        context = run.context(detached)
+        context_grads = {p: None for p in grad_positions}
+        parameter_grads: dict[int, torch.Tensor] = {}
+        if run.reconstruction_errors is not None:
+            run.reconstruction_errors = [0.0] * len(run.layers)
+
+        for index in reversed(range(len(run.layers))):
+            layer = run.layers[index]
+            parameters = layer.trainable_parameters()
+            y1, y2 = unswap(layer, out1, out2)
+            g1, g2 = unswap(layer, grad1, grad2)
+            states = run.rng_states[index]
+            targets = [*detached.values(), *parameters]
+
+            # 1. recompute G(y1) and backprop g2 through it
+            y1 = y1.detach().requires_grad_()
+            with torch.enable_grad(), replayed_rng(states["G"], y1.device), ctx.autocast():
+                g_out = run_sub_function(layer.G, y1, context, run.dtype)
+            dy1, *extra = _grad(g_out, [y1, *targets], g2)
+            _accumulate(context_grads, parameter_grads, grad_positions, parameters, extra)
+            with torch.no_grad():
+                x2 = (y2 - g_out) / layer.x2_factor
+                g1 = g1 + dy1
+            del g_out
+
+            # 2. recompute F(x2) and backprop the corrected g1 through it
+            x2 = x2.detach().requires_grad_()
+            with torch.enable_grad(), replayed_rng(states["F"], x2.device), ctx.autocast():
+                f_out = run_sub_function(layer.F, x2, context, run.dtype)
+            dx2, *extra = _grad(f_out, [x2, *targets], g1)
+            _accumulate(context_grads, parameter_grads, grad_positions, parameters, extra)
+            with torch.no_grad():
+                x1 = (y1 - f_out) / layer.x1_factor
+                grad1, grad2 = layer.x1_factor * g1, layer.x2_factor * g2 + dx2
+            out1, out2 = x1.detach(), x2.detach()
+            if run.true_inputs is not None:
+                _record_reconstruction(run, index, out1, out2)
+
+        all_parameters = [p for layer in run.layers for p in layer.trainable_parameters()]
+        returned_parameter_grads = [parameter_grads.get(id(p)) for p in all_parameters]
+        returned_context_grads = [context_grads[p] for p in grad_positions]
+        return None, grad1, grad2, *returned_context_grads, *returned_parameter_grads
+
+
+def _grad(
+    output: torch.Tensor, inputs: list[torch.Tensor], grad_output: torch.Tensor
+) -> list[torch.Tensor]:
+    """Gradients of ``output`` w.r.t. ``inputs``; zeros (not None) for the first, None for unused others."""
+    if not output.requires_grad:  # e.g. F ignores its input and has nothing trainable
+        return [torch.zeros_like(inputs[0])] + [None] * (len(inputs) - 1)
+    grads = torch.autograd.grad(output, inputs, grad_output, allow_unused=True)
+    first = grads[0] if grads[0] is not None else torch.zeros_like(inputs[0])
+    return [first, *grads[1:]]
+
+
+def _accumulate(context_grads, parameter_grads, grad_positions, parameters, extra) -> None:
+    context_part, parameter_part = extra[: len(grad_positions)], extra[len(grad_positions) :]
+    for position, grad in zip(grad_positions, context_part, strict=True):
+        if grad is not None:
+            context_grads[position] = (
+                grad if context_grads[position] is None else context_grads[position] + grad
+            )
+    for parameter, grad in zip(parameters, parameter_part, strict=True):
+        if grad is not None:
+            key = id(parameter)
+            parameter_grads[key] = (
+                grad if key not in parameter_grads else parameter_grads[key] + grad
+            )
+
+
+def _record_reconstruction(run: StackRun, index: int, x1: torch.Tensor, x2: torch.Tensor) -> None:
+    true1, true2 = run.true_inputs[index]
+    error = max(_relative_error(x1, true1), _relative_error(x2, true2))
+    run.reconstruction_errors[index] = error
+    if error > run.reconstruction_tolerance:
+        warnings.warn(
+            f"MEFT: layer {index} inputs were reconstructed with relative error {error:.2e} "
+            f"(tolerance {run.reconstruction_tolerance:.0e}); gradients below it are approximate. "
+            "Lower precision (fp16/bf16) or very small x1/x2 factors amplify rounding.",
+            stacklevel=2,
+        )
+
+
+def _relative_error(estimate: torch.Tensor, truth: torch.Tensor) -> float:
+    return ((estimate - truth).norm() / truth.norm().clamp_min(1e-12)).item()
+
+
+def run_stack(
+    layers: list[CoupledLayer],
+    hidden: torch.Tensor,
+    context: dict[str, Any],
+    *,
+    num_reversible: int,
+    stream_dtype: torch.dtype = torch.float32,
+    check_reconstruction: bool = False,
+    reconstruction_tolerance: float = 1e-3,
+) -> tuple[torch.Tensor, StackRun | None]:
+    """Run the coupled stack on ``hidden``: bottom ``num_reversible`` layers reversibly, the rest
+    with vanilla autograd. Both streams start as ``hidden``; the result is their mean."""
+    dtype = hidden.dtype
+    x1 = x2 = hidden.to(stream_dtype)
+    run = None
+    reversible = layers[:num_reversible]
+    needs_graph = torch.is_grad_enabled() and (
+        hidden.requires_grad or any(layer.trainable_parameters() for layer in reversible)
+    )
+    if reversible and needs_graph:
+        leaves, spec = pytree.tree_flatten(context)
+        run = StackRun(
+            reversible, dtype, spec, leaves,
+            true_inputs=[] if check_reconstruction else None,
+            reconstruction_errors=[] if check_reconstruction else None,
+            reconstruction_tolerance=reconstruction_tolerance,
+        )  # fmt: skip
+        grad_context = [leaves[p] for p in run.grad_context_positions]
+        parameters = [p for layer in reversible for p in layer.trainable_parameters()]
+        x1, x2 = ReversibleStackFunction.apply(run, x1, x2, *grad_context, *parameters)
+        rest = layers[num_reversible:]
+    else:
+        rest = layers
+    for layer in rest:
+        x1, x2 = couple(layer, x1, x2, context, dtype)
+    return ((x1 + x2) / 2).to(dtype), run

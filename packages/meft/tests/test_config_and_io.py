@@ -1,0 +1,122 @@
+"""MeftConfig validation, and saving/loading a MEFT model through peft-core."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from tiny_models import text_batch, tiny_bert
+
+import peft_core
+from meft import MeftConfig, get_meft_model, unload
+from peft_core import ConfigError
+from peft_core.testing import TrainableRoundTripTests
+
+
+@pytest.mark.parametrize(
+    ("variant", "factors"), [("meft1", (0.1, 1.0)), ("meft2", (1.0, 0.1)), ("meft3", (0.1, 0.1))]
+)
+def test_per_variant_default_factors(variant, factors):
+    assert MeftConfig(variant=variant).factors == factors
+
+
+@pytest.mark.parametrize("value", [0, -0.1, math.inf, math.nan])
+@pytest.mark.parametrize("field", ["x1_factor", "x2_factor"])
+def test_bad_factors_name_the_field(field, value):
+    with pytest.raises(ConfigError, match=field):
+        MeftConfig(**{field: value})
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("variant", "meft4"), ("adapter_dim", 0), ("adapter_init", "xavier"), ("num_reversible_layers", -1),
+     ("stream_dtype", "float16"), ("adapter_dropout", 1.0)],
+)  # fmt: skip
+def test_bad_values_name_the_field(field, value):
+    with pytest.raises(ConfigError, match=field):
+        MeftConfig(**{field: value})
+
+
+def test_json_round_trip_and_unknown_keys():
+    config = MeftConfig(variant="meft3", adapter_dim=4, trainable=("classifier.*",))
+    assert MeftConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="did you mean 'adapter_dim'"):
+        MeftConfig.from_dict({**config.to_dict(), "adaptor_dim": 4})
+
+
+def test_only_adapters_and_head_train():
+    model = get_meft_model(tiny_bert(), MeftConfig(variant="meft3"))
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert all("meft_adapters" in n or n.startswith("classifier.") for n in trainable)
+    assert any(n.startswith("classifier.") for n in trainable)
+    assert not any("pooler" in n or "embeddings" in n for n in trainable)
+
+
+def test_more_layers_than_the_model_is_an_error():
+    with pytest.raises(ValueError, match="num_reversible_layers=5 exceeds the 2 layers"):
+        get_meft_model(tiny_bert(), MeftConfig(num_reversible_layers=5))
+
+
+def test_unsupported_model_names_the_supported_families():
+    with pytest.raises(ValueError, match=r"Supported families: .*bert.*register_architecture"):
+        get_meft_model(torch.nn.Linear(2, 2), MeftConfig())
+
+
+def test_converting_twice_is_refused_and_unload_restores():
+    original = tiny_bert().eval()
+    batch = {k: v for k, v in text_batch().items() if k != "labels"}
+    with torch.no_grad():
+        before = original(**batch).logits.clone()
+    model = get_meft_model(original, MeftConfig())
+    with pytest.raises(ValueError, match="already a MEFT model"):
+        get_meft_model(model, MeftConfig())
+    unload(model)
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, before)
+
+
+class TestMeftRoundTrip(TrainableRoundTripTests):
+    method_config = MeftConfig(variant="meft1")
+
+    def make_model(self):
+        return get_meft_model(tiny_bert(), self.method_config)
+
+    def base_model(self):
+        return tiny_bert()
+
+    def make_inputs(self):
+        return {k: v for k, v in text_batch().items() if k != "labels"}
+
+
+def test_save_and_load_in_a_fresh_process_gives_identical_logits(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import sys, torch
+        sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent)!r})
+        from tiny_models import tiny_bert, text_batch
+        import peft_core
+        model = peft_core.load(tiny_bert(), {str(tmp_path / "saved")!r}).eval()
+        batch = {{k: v for k, v in text_batch().items() if k != "labels"}}
+        with torch.no_grad():
+            torch.save(model(**batch).logits, {str(tmp_path / "loaded.pt")!r})
+        """
+    )
+    torch.manual_seed(0)
+    model = get_meft_model(tiny_bert(), MeftConfig(variant="meft2"))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.add_(torch.randn_like(parameter) * 0.1)
+    peft_core.save_trainable(model, tmp_path / "saved", model.meft_config)
+    model.eval()
+    with torch.no_grad():
+        expected = model(**{k: v for k, v in text_batch().items() if k != "labels"}).logits
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert torch.equal(torch.load(tmp_path / "loaded.pt"), expected)

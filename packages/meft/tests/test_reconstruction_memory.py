@@ -1,0 +1,162 @@
+"""Reconstruction error per layer, and activation memory that does not grow with depth."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+import torch
+from tiny_models import FAMILIES, text_batch, tiny_bert
+
+from meft import MeftConfig, get_meft_model, reconstruction_errors
+from peft_core import measure_activation_memory
+
+
+def _errors(config: MeftConfig, num_layers: int = 2, autocast: bool = False) -> list[float]:
+    model = get_meft_model(tiny_bert(num_layers=num_layers), config).train()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the bf16 case warns by design
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = model(**text_batch()).loss
+        loss.backward()
+    (errors,) = reconstruction_errors(model).values()
+    return errors
+
+
+@pytest.mark.parametrize("variant", ["meft1", "meft2"])
+def test_reconstruction_error_below_1e_5_in_float32(variant):
+    errors = _errors(MeftConfig(variant=variant, check_reconstruction=True))
+    assert len(errors) == 2
+    assert max(errors) < 1e-5
+
+
+@pytest.mark.parametrize("variant", ["meft1", "meft2"])
+def test_float64_streams_reconstruct_deeper_stacks(variant):
+    errors = _errors(
+        MeftConfig(variant=variant, stream_dtype="float64", check_reconstruction=True), num_layers=4
+    )
+    assert max(errors) < 1e-5
+
+
+def test_float64_streams_rescue_meft3():
+    # F and G still compute in float32: a rounding flip on a reconstructed input is amplified
+    # 100x per layer below it, so the bound is looser than MEFT1/2's, but far from float32's.
+    wide = _errors(
+        MeftConfig(variant="meft3", stream_dtype="float64", check_reconstruction=True), num_layers=4
+    )
+    narrow = _errors(MeftConfig(variant="meft3", check_reconstruction=True), num_layers=4)
+    assert max(wide) < 1e-2
+    assert narrow[0] > 100 * wide[0]
+
+
+def test_meft3_in_float32_loses_two_digits_per_layer():
+    # Documented behaviour, measured: 1/(λβ) = 100 amplification per layer going down.
+    errors = _errors(MeftConfig(variant="meft3", check_reconstruction=True), num_layers=3)
+    assert errors[0] > 10 * errors[1] > 100 * errors[2]
+
+
+def _bf16_errors(config: MeftConfig, num_layers: int = 4) -> list[float]:
+    model = get_meft_model(tiny_bert(num_layers=num_layers), config).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(**text_batch(batch=4, length=16)).loss
+    loss.backward()
+    (errors,) = reconstruction_errors(model).values()
+    return errors
+
+
+def test_bf16_autocast_is_replayed_so_reconstruction_stays_near_float32():
+    # Forward ran F and G under bf16 autocast; backward re-enters the same autocast state, so the
+    # recomputed outputs match bit for bit and only the float32 coupling rounding remains.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bf16 = _bf16_errors(MeftConfig(check_reconstruction=True))
+        fp32 = _errors(MeftConfig(check_reconstruction=True), num_layers=4)
+    assert len(bf16) == 4
+    assert max(bf16) < 1e-2
+    assert max(bf16) < 100 * max(fp32)
+
+
+def test_recompute_outside_autocast_would_be_caught(monkeypatch):
+    import contextlib
+
+    from meft import reversible
+
+    # The reference's bug: recomputing in float32 what forward computed in bf16.
+    monkeypatch.setattr(reversible.AutocastState, "__call__", lambda self: contextlib.nullcontext())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        broken = _bf16_errors(MeftConfig(check_reconstruction=True))
+    assert max(broken) > 1e-2
+
+
+def test_errors_past_the_tolerance_warn():
+    config = MeftConfig(variant="meft3", check_reconstruction=True, reconstruction_tolerance=1e-3)
+    with pytest.warns(UserWarning, match="reconstructed with relative error"):
+        _bf16_errors(config)
+
+
+def test_the_debug_mode_is_off_by_default():
+    model = get_meft_model(tiny_bert(), MeftConfig()).train()
+    model(**text_batch()).loss.backward()
+    assert reconstruction_errors(model) == {"bert.encoder.layer": None}
+
+
+def _activation_bytes(num_layers: int, num_reversible: int | None, dropout: float = 0.0) -> int:
+    model = get_meft_model(
+        tiny_bert(num_layers=num_layers, dropout=dropout),
+        MeftConfig(num_reversible_layers=num_reversible),
+    )
+    model.train()
+    batch = text_batch(batch=4, length=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return measure_activation_memory(lambda: model(**batch).loss, model)
+
+
+def test_activation_memory_is_independent_of_depth():
+    shallow, deep = _activation_bytes(2, None), _activation_bytes(8, None)
+    vanilla_shallow, vanilla_deep = _activation_bytes(2, 0), _activation_bytes(8, 0)
+    assert abs(deep - shallow) / shallow < 0.10
+    assert vanilla_deep / vanilla_shallow > 3.0  # the per-layer activations dominate vanilla
+    assert deep < vanilla_deep / 3
+
+
+def test_with_dropout_only_the_rng_states_grow_with_depth():
+    # Dropout replay keeps one CPU generator state (5,056 bytes) per sub-function that drew
+    # random numbers: 2 per layer. Everything else stays flat.
+    state_bytes = torch.get_rng_state().numel()
+    shallow, deep = _activation_bytes(2, None, dropout=0.1), _activation_bytes(8, None, dropout=0.1)
+    assert deep - shallow == 6 * 2 * state_bytes
+
+
+def test_unstable_configuration_warns_at_conversion():
+    with pytest.warns(UserWarning, match="amplifies float32 rounding"):
+        get_meft_model(tiny_bert(num_layers=6), MeftConfig(variant="meft3"))
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("variant", ["meft1", "meft2", "meft3"])
+@pytest.mark.parametrize("init", ["normal", "zero_up"])
+def test_starting_point_is_approximately_preserved(family, variant, init):
+    """Outputs of the converted model at init vs the original: measured, and bounded.
+
+    The PLM-carrying stream at init is h_n plus a 0.1-scaled stale stream, and the final output is
+    the mean of two streams, so the hidden states move; the bound is on the final hidden state.
+    """
+    build, make_batch = FAMILIES[family]
+    original = build().eval()
+    batch = {k: v for k, v in make_batch().items() if k != "labels"}
+    with torch.no_grad():
+        reference = original.base_model(**batch).last_hidden_state
+        torch.manual_seed(0)
+        converted = get_meft_model(
+            copy.deepcopy(original), MeftConfig(variant=variant, adapter_init=init)
+        ).eval()
+        hidden = converted.base_model(**batch).last_hidden_state
+    relative = ((hidden - reference).norm() / reference.norm()).item()
+    assert relative < STARTING_POINT_BOUND[variant]
+
+
+# Measured on the tiny random models (2 layers): MEFT3 keeps the layer structure closest.
+STARTING_POINT_BOUND = {"meft1": 0.6, "meft2": 0.6, "meft3": 0.2}
