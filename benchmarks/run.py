@@ -9,6 +9,7 @@ import sys
 # suite name -> module with a main(quick: bool) -> list[Path]
 SUITES = {
     "core": "benchmarks.core.bench_core",
+    "meft": "benchmarks.meft.bench_memory_speed",
 }
 
 

@@ -1,21 +1,14 @@
-"""The package installs on its own, reports its version and depends on peft-core only."""
+"""The package reports its installed version and depends on peft-core only."""
 
 from __future__ import annotations
 
-from importlib import metadata
-
 import deft
+from peft_core.testing.packaging import assert_depends_on_core_only, assert_version_matches_metadata
 
 
 def test_version_matches_the_installed_metadata():
-    assert deft.__version__ == metadata.version("deft-peft")
+    assert_version_matches_metadata(deft, "deft-peft")
 
 
 def test_depends_on_peft_core_and_on_no_sibling_method():
-    requirements = metadata.requires("deft-peft") or []
-    names = {
-        r.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0].strip()
-        for r in requirements
-    }
-    assert "peft-core" in names
-    assert not names & ({"meft", "deft-peft", "point-peft"} - {"deft-peft"})
+    assert_depends_on_core_only("deft-peft")

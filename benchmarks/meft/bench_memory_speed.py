@@ -1,0 +1,197 @@
+"""MEFT vs the usual ways to fine-tune, side by side on a BERT-base-shaped model.
+
+Rows: full fine-tuning, LoRA (Hugging Face peft, r=8 on Q/V), LoRA + activation checkpointing,
+bottleneck adapters with vanilla backprop, MEFT1/2/3 with vanilla backprop of the same architecture
+(num_reversible_layers=0), and MEFT1/2/3 reversible. Per row: activation memory (bytes autograd
+saves, exact), peak memory (GPU: torch.cuda peak; CPU: the process's RSS high-water mark above its
+RSS after building the model, each row in a fresh process), and step time (forward + backward +
+AdamW, median of repeats after warm-up). Ratios are to full fine-tuning in the same run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import resource
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.records import make_record, write_record
+
+MIB = 2**20
+ROWS = [
+    "full fine-tuning",
+    "LoRA r=8 (q,v)",
+    "LoRA + checkpointing",
+    "adapters (vanilla backprop)",
+    "MEFT1 vanilla backprop",
+    "MEFT1",
+    "MEFT2 vanilla backprop",
+    "MEFT2",
+    "MEFT3 vanilla backprop",
+    "MEFT3",
+]
+
+
+def _bert(num_layers: int):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(num_hidden_layers=num_layers, num_labels=2, attn_implementation="sdpa")
+    torch.manual_seed(0)
+    return BertForSequenceClassification(config)
+
+
+def _attach_adapters(model):
+    """Parallel FFN adapters (r=8) on every layer via forward hooks: plain PEFT adapters."""
+    from peft_core import BottleneckAdapter, freeze
+
+    adapters = torch.nn.ModuleList(BottleneckAdapter(768, 8) for _ in model.bert.encoder.layer)
+    model.add_module("adapters", adapters)
+    for layer, adapter in zip(model.bert.encoder.layer, adapters, strict=True):
+        layer.output.register_forward_hook(lambda module, inputs, out, a=adapter: out + a(inputs[1]))
+    freeze(model, trainable=["adapters.*", "classifier.*"])
+    return model
+
+
+def build(row: str, num_layers: int):
+    model = _bert(num_layers)
+    if row == "full fine-tuning":
+        return model
+    if row.startswith("LoRA"):
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"], modules_to_save=["classifier"])
+        model = get_peft_model(model, config)
+        if "checkpointing" in row:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return model
+    if row.startswith("adapters"):
+        return _attach_adapters(model)
+    from meft import MeftConfig, get_meft_model
+
+    variant = row.split()[0].lower()
+    reversible = None if "vanilla" not in row else 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the float32 reconstruction warning is the point of another table
+        return get_meft_model(model, MeftConfig(variant=variant, num_reversible_layers=reversible))
+
+
+def _rss_bytes() -> int:
+    # ru_maxrss is in KiB on Linux, bytes on macOS.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _current_rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * resource.getpagesize()
+    except OSError:
+        return _rss_bytes()
+
+
+def measure_row(row: str, num_layers: int, batch: int, length: int, repeats: int, time_it: bool) -> dict[str, Any]:
+    """Runs in a fresh process: build, measure saved-tensor bytes, then time training steps."""
+    from peft_core import count_parameters, cuda_peak_memory, measure_activation_memory, time_step
+
+    torch.set_num_threads(torch.get_num_threads())
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = build(row, num_layers).to(device).train()
+    generator = torch.Generator().manual_seed(0)
+    inputs = {
+        "input_ids": torch.randint(1000, 30000, (batch, length), generator=generator).to(device),
+        "attention_mask": torch.ones(batch, length, dtype=torch.long, device=device),
+        "labels": torch.zeros(batch, dtype=torch.long, device=device),
+    }
+    trainable, total = count_parameters(model)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+    def step() -> None:
+        model(**inputs).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    result: dict[str, Any] = {"row": row, "trainable_params": trainable, "total_params": total}
+    result["activation_bytes"] = measure_activation_memory(lambda: model(**inputs).loss, model)
+    baseline = _current_rss_bytes()
+    step()  # the first step allocates optimizer state and the backward peak
+    result["peak_bytes_above_model"] = _rss_bytes() - baseline
+    if device == "cuda":
+        result["cuda_peak_bytes"] = cuda_peak_memory(step)
+    if time_it:
+        result["step_time_s"] = time_step(step, warmup=1, repeats=repeats).to_dict()
+    return result
+
+
+def _in_fresh_process(*args) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        return pool.apply(measure_row, args)
+
+
+def table(num_layers: int, batch: int, length: int, repeats: int, rows: list[str]) -> dict[str, Any]:
+    measured = {}
+    for row in rows:
+        print(f"   {num_layers} layers, {batch}x{length}: {row} ...", flush=True)
+        measured[row] = _in_fresh_process(row, num_layers, batch, length, repeats, True)
+    full = measured["full fine-tuning"]
+    for row, values in measured.items():
+        values["activation_ratio_to_full"] = values["activation_bytes"] / full["activation_bytes"]
+        values["peak_ratio_to_full"] = values["peak_bytes_above_model"] / max(full["peak_bytes_above_model"], 1)
+        values["time_ratio_to_full"] = values["step_time_s"]["median_s"] / full["step_time_s"]["median_s"]
+        vanilla = measured.get(f"{row} vanilla backprop")
+        if vanilla is not None:
+            values["time_ratio_to_vanilla_same_architecture"] = (
+                values["step_time_s"]["median_s"] / vanilla["step_time_s"]["median_s"]
+            )
+        print(
+            f"   {row:>28}: activations {values['activation_bytes'] / MIB:8.1f} MiB "
+            f"({values['activation_ratio_to_full']:.3f}x), step {values['step_time_s']['median_s']:.2f} s",
+            flush=True,
+        )
+    return measured
+
+
+def depth_sweep(depths: list[int], batch: int, length: int) -> dict[str, dict[int, int]]:
+    sweep: dict[str, dict[int, int]] = {}
+    for row in ("full fine-tuning", "LoRA r=8 (q,v)", "MEFT1", "MEFT2", "MEFT3"):
+        sweep[row] = {}
+        for depth in depths:
+            sweep[row][depth] = _in_fresh_process(row, depth, batch, length, 1, False)["activation_bytes"]
+    return sweep
+
+
+def main(quick: bool = False) -> list[Path]:
+    repeats = 2 if quick else 5
+    batch = 2 if quick else 8
+    lengths = [32] if quick else [128, 512]
+    layers = 2 if quick else 12
+    depths = [2, 4] if quick else [6, 12, 24]
+    rows = ROWS if not quick else ["full fine-tuning", "MEFT1 vanilla backprop", "MEFT1"]
+    paths = []
+    for length in lengths:
+        measured = table(layers, batch, length, repeats, rows)
+        record = make_record(
+            f"meft memory and speed bert-base {layers}L {batch}x{length}" + (" quick" if quick else ""),
+            method="MEFT vs full FT, LoRA, checkpointing, adapters",
+            model=f"BertForSequenceClassification, random init, {layers}x768, 12 heads, sdpa attention",
+            data=f"random tokens, batch {batch} x {length}, fp32",
+            seed=0,
+            train_info={"rows": measured, "step": "forward + backward + AdamW"},
+        )
+        paths.append(write_record(record))
+    sweep = depth_sweep(depths, batch, lengths[0])
+    ratios = {row: values[depths[-1]] / values[depths[-2]] for row, values in sweep.items()}
+    record = make_record(
+        "meft activation memory depth sweep" + (" quick" if quick else ""),
+        method="MEFT vs full FT and LoRA",
+        model="BertForSequenceClassification, random init, hidden 768",
+        data=f"random tokens, batch {batch} x {lengths[0]}, fp32",
+        seed=0,
+        train_info={"activation_bytes_by_depth": sweep, f"ratio_{depths[-1]}_to_{depths[-2]}_layers": ratios},
+    )
+    paths.append(write_record(record))
+    return paths

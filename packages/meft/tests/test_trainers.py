@@ -1,0 +1,56 @@
+"""MEFT inside the trainers users have: Hugging Face's Trainer, and DDP under torchrun."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from tiny_models import text_batch, tiny_bert
+
+from meft import MeftConfig, get_meft_model
+
+SCRIPT = Path(__file__).parent / "scripts" / "train_meft.py"
+
+
+def test_hugging_face_trainer_trains_a_meft_model(tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    rows = text_batch(batch=16, length=8)
+    data = [{k: v[i] for k, v in rows.items()} for i in range(16)]
+    model = get_meft_model(tiny_bert(dropout=0.1), MeftConfig(variant="meft2"))
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=4, learning_rate=1e-2,
+        report_to=[], use_cpu=True, save_strategy="no", logging_steps=1, gradient_accumulation_steps=2,
+    )  # fmt: skip
+    result = Trainer(model=model, args=args, train_dataset=data).train()
+    assert torch.isfinite(torch.tensor(result.training_loss))
+    changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])]
+    assert any("meft_adapters" in n for n in changed)
+    assert any(n.startswith("classifier") for n in changed)
+
+
+@pytest.mark.distributed
+def test_ddp_with_two_processes_matches_one(tmp_path):
+    single = subprocess.run(
+        [sys.executable, str(SCRIPT), "--output-dir", str(tmp_path / "one"), "--batch-size", "8"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr[-2000:]
+    ddp = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT),
+         "--output-dir", str(tmp_path / "two"), "--batch-size", "4"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert json.loads((tmp_path / "two" / "world.json").read_text()) == 2
+    expected = load_file(str(tmp_path / "one" / "weights" / "adapter_model.safetensors"))
+    actual = load_file(str(tmp_path / "two" / "weights" / "adapter_model.safetensors"))
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=1e-5, msg=name)
