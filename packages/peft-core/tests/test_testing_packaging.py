@@ -14,7 +14,10 @@ def _fake_requires(monkeypatch, requirements):
 
 
 def test_requirement_names_strip_versions_markers_and_extras(monkeypatch):
-    _fake_requires(monkeypatch, ["peft-core<0.2,>=0.1", "torch>=2.4", "transformers[torch]>=4.44; extra == 'hf'"])
+    _fake_requires(
+        monkeypatch,
+        ["peft-core<0.2,>=0.1", "torch>=2.4", "transformers[torch]>=4.44; extra == 'hf'"],
+    )
     assert packaging.requirement_names("anything") == {"peft-core", "torch", "transformers"}
 
 

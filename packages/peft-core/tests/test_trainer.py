@@ -186,3 +186,18 @@ def test_nothing_trainable_is_a_clear_error(tmp_path):
         parameter.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameter"):
         Trainer(model, _args(tmp_path), TokenParityDataset(8), collate_fn=collate_token_batches)
+
+
+def test_final_evaluation_reuses_an_evaluation_of_the_same_step(tmp_path, monkeypatch):
+    trainer = Trainer(
+        _model(), _args(tmp_path, num_epochs=2), TokenParityDataset(64, seed=1), TokenParityDataset(16, seed=2),
+        collate_fn=collate_token_batches,
+    )  # fmt: skip
+    calls = []
+    original = trainer.evaluate
+    monkeypatch.setattr(
+        trainer, "evaluate", lambda dataset=None: calls.append(dataset) or original(dataset)
+    )
+    result = trainer.train()
+    assert len(calls) == 2  # once per epoch; the last epoch's result is the final one
+    assert result["eval_loss"] == trainer._last_evaluation["eval_loss"]

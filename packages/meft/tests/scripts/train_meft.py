@@ -11,10 +11,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from tiny_models import text_batch, tiny_bert  # noqa: E402
+from tiny_models import text_batch, tiny_bert
 
-from meft import MeftConfig, get_meft_model  # noqa: E402
-from peft_core import Trainer, TrainingArguments, save_trainable  # noqa: E402
+from meft import MeftConfig, get_meft_model
+from peft_core import Trainer, TrainingArguments, save_trainable
 
 
 def main() -> None:
@@ -33,12 +33,17 @@ def main() -> None:
         progress_bar=False, eval_strategy="no", cpu=True, seed=3,
     )  # fmt: skip
     trainer = Trainer(
-        model, training, data, collate_fn=lambda batch: {k: torch.stack([r[k] for r in batch]) for k in batch[0]}
+        model,
+        training,
+        data,
+        collate_fn=lambda batch: {k: torch.stack([r[k] for r in batch]) for k in batch[0]},
     )
     trainer.train()
     if trainer.is_main_process:
         save_trainable(trainer.unwrapped_model, Path(args.output_dir) / "weights")
-        (Path(args.output_dir) / "world.json").write_text(json.dumps(trainer.accelerator.num_processes))
+        (Path(args.output_dir) / "world.json").write_text(
+            json.dumps(trainer.accelerator.num_processes)
+        )
 
 
 if __name__ == "__main__":

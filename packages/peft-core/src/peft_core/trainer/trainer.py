@@ -110,6 +110,7 @@ class Trainer:
         self.scheduler = build_scheduler(optimizer, args, self.total_steps)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.history: list[dict[str, Any]] = []
+        self._last_evaluation: dict[str, float] | None = None
 
     # -- sizes -----------------------------------------------------------------------------
     def _epoch_sampler(self, epoch: int, start_batch: int = 0) -> EpochBatchSampler:
@@ -187,7 +188,7 @@ class Trainer:
                 stop = self._maybe_evaluate(at_epoch_end=True)
         progress.close()
         train_seconds = time.perf_counter() - started
-        final = self.evaluate() if self.eval_dataset is not None else {}
+        final = self._final_evaluation()
         self.accelerator.wait_for_everyone()
         if self.is_main_process:
             save_trainable(self.unwrapped_model, self.output_dir / "final", self.method_config)
@@ -306,10 +307,21 @@ class Trainer:
                 {f"eval_{k}": float(v) for k, v in self.compute_metrics(logits, labels).items()}
             )
         metrics["step"] = self.state.global_step
+        if dataset is self.eval_dataset:
+            self._last_evaluation = metrics
         self._write_log({"type": "eval", **metrics})
         for callback in self.callbacks:
             callback.on_evaluate(self, metrics)
         return metrics
+
+    def _final_evaluation(self) -> dict[str, float]:
+        """The eval metrics of the final weights; reused when the schedule just evaluated them."""
+        if self.eval_dataset is None:
+            return {}
+        last = self._last_evaluation
+        if last is not None and last["step"] == self.state.global_step:
+            return last
+        return self.evaluate()
 
     def _maybe_evaluate(self, *, at_epoch_end: bool) -> bool:
         """Evaluate when the schedule says so; return True when early stopping says stop."""
