@@ -2,6 +2,41 @@
 
 Distribution name ``deft-peft``; not Hugging Face peft's unrelated DEFT tuner (Decompositional
 Efficient Fine-Tuning) nor the PyPI project ``deft``. The method lands with the DEFT issue.
+
+Example:
+    >>> import torch, deft
+    >>> from peft_core.testing import TinyClassifier
+    >>> model = TinyClassifier()
+    >>> monitor = deft.DensityMonitor(model)  # hooks every MLP activation
+    >>> batch = {"input_ids": torch.randint(0, 32, (2, 5)), "labels": torch.tensor([0, 1])}
+    >>> out = model(**batch)
+    >>> loss = out["loss"] + 1.0 * monitor.loss()
+    >>> report = deft.measure_density(model, [batch], monitor=monitor)
+    >>> sorted(report.means)
+    ['masked', 'reference', 'thresholded@0.0001', 'thresholded@0.001', 'thresholded@1e-06']
 """
 
+from __future__ import annotations
+
 __version__ = "0.1.0.dev0"
+
+from deft.callbacks import DensityLossCallback
+from deft.discovery import MLP_LAYOUTS, ActivationTarget, MLPLayout, find_targets
+from deft.loss import density_loss, saturation
+from deft.metrics import measure_density
+from deft.monitor import DensityMonitor
+from deft.report import DensityReport
+
+__all__ = [
+    "MLP_LAYOUTS",
+    "ActivationTarget",
+    "DensityLossCallback",
+    "DensityMonitor",
+    "DensityReport",
+    "MLPLayout",
+    "__version__",
+    "density_loss",
+    "find_targets",
+    "measure_density",
+    "saturation",
+]

@@ -1,0 +1,264 @@
+"""DensityMonitor behaviour: wrappers, gated modes, named targets, lifetime, masks and errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+import deft
+from deft import DensityMonitor, density_loss
+from peft_core.testing import TinyClassifier
+
+transformers = pytest.importorskip("transformers")
+
+IDS = torch.tensor([[5, 6, 7, 8, 9], [10, 11, 12, 0, 0]])
+MASK = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+
+
+def _bert_classifier(**extra):
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        vocab_size=100, **extra,
+    )  # fmt: skip
+    return transformers.BertForSequenceClassification(config)
+
+
+def _llama():
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=2, vocab_size=100,
+    )  # fmt: skip
+    return transformers.LlamaForCausalLM(config)
+
+
+def _t5(**extra):
+    torch.manual_seed(0)
+    config = transformers.T5Config(
+        d_model=32, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=2, d_kv=16,
+        vocab_size=100, decoder_start_token_id=0, pad_token_id=0, **extra,
+    )  # fmt: skip
+    return transformers.T5ForConditionalGeneration(config)
+
+
+class DDPLike(nn.Module):
+    """What DDP, DataParallel and accelerate's wrappers look like: the model under ``module``."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+
+def test_through_a_peft_lora_wrapper_and_a_ddp_wrapper_names_stay_those_of_the_plain_model():
+    peft = pytest.importorskip("peft")
+    plain = DensityMonitor(_bert_classifier())
+    lora = peft.get_peft_model(
+        _bert_classifier(), peft.LoraConfig(r=4, target_modules=["query", "value", "dense"])
+    )
+    wrapped = DDPLike(lora)
+    monitor = DensityMonitor(wrapped)
+    assert monitor.layer_names == plain.layer_names
+    assert monitor.targets[0].module_name == (
+        "module.base_model.model.bert.encoder.layer.0.intermediate.intermediate_act_fn"
+    )
+    returned = []
+    lora.base_model.model.bert.encoder.layer[
+        1
+    ].intermediate.intermediate_act_fn.register_forward_hook(lambda m, i, o: returned.append(o))
+    wrapped(input_ids=IDS, attention_mask=MASK)
+    assert monitor.activations[monitor.layer_names[1]] is returned[0]
+    assert monitor.loss(MASK).requires_grad
+
+
+def test_prompt_tuning_virtual_tokens_are_counted_as_real_tokens():
+    peft = pytest.importorskip("peft")
+    config = peft.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3)
+    model = peft.get_peft_model(_bert_classifier(), config)
+    monitor = DensityMonitor(model)
+    model(input_ids=IDS, attention_mask=MASK)
+    activations = list(monitor.activations.values())
+    assert activations[0].shape[:2] == (2, 3 + 5)
+    extended = torch.cat([torch.ones(2, 3, dtype=MASK.dtype), MASK], dim=1)
+    torch.testing.assert_close(monitor.loss(MASK), density_loss(activations, extended))
+
+
+def test_product_mode_captures_gate_times_up_as_down_proj_reads_it():
+    model = _llama()
+    mlp = model.model.layers[0].mlp
+    seen = {}
+    mlp.act_fn.register_forward_hook(lambda m, i, o: seen.setdefault("gate", o))
+    mlp.up_proj.register_forward_hook(lambda m, i, o: seen.setdefault("up", o))
+    mlp.down_proj.register_forward_pre_hook(lambda m, args: seen.setdefault("down_in", args[0]))
+    monitor = DensityMonitor(model, gated="product")
+    assert monitor.layer_names == [f"model.layers.{i}.mlp.down_proj:input" for i in range(2)]
+    model(input_ids=IDS, attention_mask=MASK)
+    captured = monitor.activations["model.layers.0.mlp.down_proj:input"]
+    assert captured is seen["down_in"]
+    torch.testing.assert_close(captured, seen["gate"] * seen["up"])
+    gate = DensityMonitor(model, gated="gate")
+    model(input_ids=IDS)
+    assert gate.activations["model.layers.0.mlp.act_fn"].data_ptr() != captured.data_ptr()
+
+
+def test_gated_t5_product_mode_reads_the_product_before_dropout():
+    model = _t5(feed_forward_proj="gated-gelu", dropout_rate=0.5).train()
+    monitor = DensityMonitor(model, gated="product")
+    ffn = model.encoder.block[0].layer[1].DenseReluDense
+    seen = {}
+    ffn.act.register_forward_hook(lambda m, i, o: seen.setdefault("gate", o))
+    ffn.wi_1.register_forward_hook(lambda m, i, o: seen.setdefault("up", o))
+    model(input_ids=IDS, decoder_input_ids=IDS[:, :3])
+    captured = monitor.activations["encoder.block.0.layer.1.DenseReluDense.dropout:input"]
+    torch.testing.assert_close(captured, seen["gate"] * seen["up"])
+
+
+def test_encoder_decoder_loss_is_one_term_per_stack_with_the_decoder_mask_from_labels():
+    model = _t5()
+    monitor = DensityMonitor(model)
+    labels = torch.tensor([[3, 4, 5], [6, -100, -100]])
+    batch = {"input_ids": IDS, "attention_mask": MASK, "labels": labels}
+    model(**batch)
+    masks = monitor.masks_from_batch(batch)
+    assert torch.equal(masks["encoder"], MASK)
+    assert torch.equal(masks["decoder"], labels != -100)
+    groups = monitor.activations_by_group
+    encoder = density_loss(list(groups["encoder"].values()), MASK)
+    decoder = density_loss(list(groups["decoder"].values()), labels != -100)
+    torch.testing.assert_close(monitor.loss_for_batch(batch), encoder + decoder)
+    torch.testing.assert_close(
+        monitor.loss(MASK, decoder_attention_mask=labels != -100), encoder + decoder
+    )
+    assert set(monitor.loss_terms(MASK)) == {"encoder", "decoder"}
+
+
+def test_each_forward_replaces_the_captures_and_checkpoint_recomputation_is_ignored():
+    model = TinyClassifier(num_layers=2)
+    monitor = DensityMonitor(model)
+    model(IDS % 32)
+    first = monitor.activations["blocks.0.act"]
+    model(IDS[:1] % 32)
+    assert monitor.activations["blocks.0.act"].shape[0] == 1
+    assert monitor.activations["blocks.0.act"] is not first
+
+    def forward(input_ids):  # non-reentrant checkpointing re-runs the blocks inside backward
+        hidden = model.embed(input_ids)
+        for block in model.blocks:
+            hidden = checkpoint(block, hidden, use_reentrant=False)
+        return hidden
+
+    original = model.forward
+    model.forward = forward
+    hidden = model(IDS % 32)
+    captured = dict(monitor.activations)
+    (hidden.sum() + monitor.loss()).backward()
+    assert monitor.activations == captured  # the recomputed activations were not added
+    model.forward = original
+
+
+def test_without_the_models_own_hooks_a_repeated_layer_starts_the_next_forward():
+    model = TinyClassifier(num_layers=2)
+    monitor = DensityMonitor(model)
+    model.forward(IDS % 32)  # skips model.__call__, as old peft versions did
+    model.forward(IDS[:1] % 32)
+    assert list(monitor.activations) == ["blocks.0.act", "blocks.1.act"]
+    assert monitor.activations["blocks.0.act"].shape[0] == 1
+
+
+def test_a_module_called_several_times_per_forward_appears_once_per_call():
+    shared = TinyClassifier(num_layers=1)
+    shared.blocks = nn.ModuleList([shared.blocks[0]] * 3)  # ALBERT-style weight sharing
+    monitor = DensityMonitor(shared)
+    assert monitor.layer_names == ["blocks.0.act"]
+    shared(IDS % 32)
+    assert list(monitor.activations) == ["blocks.0.act", "blocks.0.act#1", "blocks.0.act#2"]
+    assert set(monitor.activations_by_group["model"]) == set(monitor.activations)
+
+
+def test_named_targets_with_globs_and_input_captures():
+    model = TinyClassifier(num_layers=3).eval()
+    monitor = DensityMonitor(model, targets=["blocks.0.act", "blocks.[12].fc2:input"])
+    assert monitor.layer_names == ["blocks.0.act", "blocks.1.fc2:input", "blocks.2.fc2:input"]
+    returned = []
+    model.blocks[1].act.register_forward_hook(lambda m, i, o: returned.append(o))
+    model(IDS % 32)
+    assert monitor.activations["blocks.1.fc2:input"] is returned[0]  # eval dropout passes it on
+    with pytest.raises(ValueError, match=r"target 'blocks\.9\.act' matches no module"):
+        DensityMonitor(model, targets=["blocks.9.act"])
+    with pytest.raises(ValueError, match="suffix must be"):
+        DensityMonitor(model, targets=["blocks.0.act:weights"])
+    with pytest.raises(ValueError, match="gated must be"):
+        DensityMonitor(model, gated="both")
+
+
+def test_a_model_without_mlp_activation_is_a_clear_error():
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="found no MLP activation in Sequential") as error:
+        DensityMonitor(model)
+    for looked_for in ("gate_proj", "intermediate_act_fn", "wi_0", "fc1"):
+        assert looked_for in str(error.value)
+    assert "targets=" in str(error.value)
+
+
+def test_an_activation_that_is_a_plain_function_is_hooked_through_its_container_or_refused():
+    model = _bert_classifier()
+    for layer in model.bert.encoder.layer:
+        del layer.intermediate.intermediate_act_fn
+        layer.intermediate.intermediate_act_fn = torch.relu  # not a module
+    monitor = DensityMonitor(model)
+    assert monitor.layer_names[0] == "bert.encoder.layer.0.intermediate"
+    model(input_ids=IDS)
+    assert (monitor.activations["bert.encoder.layer.0.intermediate"] >= 0).all()
+    block = TinyClassifier()
+    del block.blocks[0].act
+    block.blocks[0].act = torch.relu
+    with pytest.raises(ValueError, match="plain function"):
+        DensityMonitor(block)
+
+
+def test_remove_and_context_manager_leave_no_hook_and_loss_needs_a_forward():
+    model = TinyClassifier(num_layers=2)
+    with DensityMonitor(model) as monitor:
+        with pytest.raises(RuntimeError, match="no forward ran"):
+            monitor.loss()
+        model(IDS % 32)
+        assert monitor.loss().shape == ()
+    hooks = [m._forward_hooks or m._forward_pre_hooks for m in model.modules()]
+    assert not any(hooks)
+    with pytest.raises(RuntimeError, match="removed"):
+        monitor.loss()
+    assert "DensityMonitor(TinyClassifier, model: 2 layers" in repr(monitor)
+
+
+def test_density_loss_callback_adds_the_weighted_masked_loss():
+    model = _bert_classifier()
+    monitor = DensityMonitor(model)
+    callback = deft.DensityLossCallback(monitor, weight=3.0)
+    batch = {"input_ids": IDS, "attention_mask": MASK, "labels": torch.tensor([0, 1])}
+    outputs = model(**batch)
+    assert callback.name == "density_loss"
+    torch.testing.assert_close(callback.extra_loss(None, batch, outputs), 3.0 * monitor.loss(MASK))
+    with pytest.raises(ValueError, match="weight"):
+        deft.DensityLossCallback(monitor, weight=-1.0)
+
+
+@pytest.mark.filterwarnings("ignore:None of the inputs have requires_grad")
+def test_warns_when_no_activation_can_carry_a_gradient():
+    model = TinyClassifier(num_layers=2)
+    monitor = DensityMonitor(model)
+
+    def forward(input_ids):  # re-entrant checkpointing runs the blocks without autograd
+        hidden = model.embed(input_ids).detach()
+        for block in model.blocks:
+            hidden = checkpoint(block, hidden, use_reentrant=True)
+        return hidden
+
+    model.forward = forward
+    model(IDS % 32)
+    with pytest.warns(UserWarning, match="use_reentrant=False"):
+        monitor.loss()
