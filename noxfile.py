@@ -130,7 +130,7 @@ def bench(session: nox.Session) -> None:
     """Side-by-side measurements; JSON records land in benchmarks/results/, then the report is rendered."""
     _install_packages(session, METHOD_PACKAGES)
     _install_real_assets(session)
-    session.install("matplotlib", "peft", *CI_CONSTRAINTS)
+    session.install("matplotlib", "peft", "fpsample", *CI_CONSTRAINTS)
     session.run("python", "-m", "benchmarks.run", *session.posargs, env={"HF_HUB_OFFLINE": "1"})
     session.run("python", "-m", "benchmarks.report")
 

@@ -10,6 +10,7 @@ import sys
 SUITES = {
     "core": "benchmarks.core.bench_core",
     "meft": "benchmarks.meft.bench_memory_speed",
+    "point-grouping": "benchmarks.point.bench_grouping",
 }
 
 
