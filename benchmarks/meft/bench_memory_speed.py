@@ -51,7 +51,9 @@ def _attach_adapters(model):
     adapters = torch.nn.ModuleList(BottleneckAdapter(768, 8) for _ in model.bert.encoder.layer)
     model.add_module("adapters", adapters)
     for layer, adapter in zip(model.bert.encoder.layer, adapters, strict=True):
-        layer.output.register_forward_hook(lambda module, inputs, out, a=adapter: out + a(inputs[1]))
+        layer.output.register_forward_hook(
+            lambda module, inputs, out, a=adapter: out + a(inputs[1])
+        )
     freeze(model, trainable=["adapters.*", "classifier.*"])
     return model
 
@@ -63,10 +65,14 @@ def build(row: str, num_layers: int):
     if row.startswith("LoRA"):
         from peft import LoraConfig, get_peft_model
 
-        config = LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"], modules_to_save=["classifier"])
+        config = LoraConfig(
+            r=8, lora_alpha=16, target_modules=["query", "value"], modules_to_save=["classifier"]
+        )
         model = get_peft_model(model, config)
         if "checkpointing" in row:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
         return model
     if row.startswith("adapters"):
         return _attach_adapters(model)
@@ -75,7 +81,9 @@ def build(row: str, num_layers: int):
     variant = row.split()[0].lower()
     reversible = None if "vanilla" not in row else 0
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the float32 reconstruction warning is the point of another table
+        warnings.simplefilter(
+            "ignore"
+        )  # the float32 reconstruction warning is the point of another table
         return get_meft_model(model, MeftConfig(variant=variant, num_reversible_layers=reversible))
 
 
@@ -93,7 +101,9 @@ def _current_rss_bytes() -> int:
         return _rss_bytes()
 
 
-def measure_row(row: str, num_layers: int, batch: int, length: int, repeats: int, time_it: bool) -> dict[str, Any]:
+def measure_row(
+    row: str, num_layers: int, batch: int, length: int, repeats: int, time_it: bool
+) -> dict[str, Any]:
     """Runs in a fresh process: build, measure saved-tensor bytes, then time training steps."""
     from peft_core import count_parameters, cuda_peak_memory, measure_activation_memory, time_step
 
@@ -132,7 +142,9 @@ def _in_fresh_process(*args) -> dict[str, Any]:
         return pool.apply(measure_row, args)
 
 
-def table(num_layers: int, batch: int, length: int, repeats: int, rows: list[str]) -> dict[str, Any]:
+def table(
+    num_layers: int, batch: int, length: int, repeats: int, rows: list[str]
+) -> dict[str, Any]:
     measured = {}
     for row in rows:
         print(f"   {num_layers} layers, {batch}x{length}: {row} ...", flush=True)
@@ -140,8 +152,12 @@ def table(num_layers: int, batch: int, length: int, repeats: int, rows: list[str
     full = measured["full fine-tuning"]
     for row, values in measured.items():
         values["activation_ratio_to_full"] = values["activation_bytes"] / full["activation_bytes"]
-        values["peak_ratio_to_full"] = values["peak_bytes_above_model"] / max(full["peak_bytes_above_model"], 1)
-        values["time_ratio_to_full"] = values["step_time_s"]["median_s"] / full["step_time_s"]["median_s"]
+        values["peak_ratio_to_full"] = values["peak_bytes_above_model"] / max(
+            full["peak_bytes_above_model"], 1
+        )
+        values["time_ratio_to_full"] = (
+            values["step_time_s"]["median_s"] / full["step_time_s"]["median_s"]
+        )
         vanilla = measured.get(f"{row} vanilla backprop")
         if vanilla is not None:
             values["time_ratio_to_vanilla_same_architecture"] = (
@@ -160,7 +176,9 @@ def depth_sweep(depths: list[int], batch: int, length: int) -> dict[str, dict[in
     for row in ("full fine-tuning", "LoRA r=8 (q,v)", "MEFT1", "MEFT2", "MEFT3"):
         sweep[row] = {}
         for depth in depths:
-            sweep[row][depth] = _in_fresh_process(row, depth, batch, length, 1, False)["activation_bytes"]
+            sweep[row][depth] = _in_fresh_process(row, depth, batch, length, 1, False)[
+                "activation_bytes"
+            ]
     return sweep
 
 
@@ -175,7 +193,8 @@ def main(quick: bool = False) -> list[Path]:
     for length in lengths:
         measured = table(layers, batch, length, repeats, rows)
         record = make_record(
-            f"meft memory and speed bert-base {layers}L {batch}x{length}" + (" quick" if quick else ""),
+            f"meft memory and speed bert-base {layers}L {batch}x{length}"
+            + (" quick" if quick else ""),
             method="MEFT vs full FT, LoRA, checkpointing, adapters",
             model=f"BertForSequenceClassification, random init, {layers}x768, 12 heads, sdpa attention",
             data=f"random tokens, batch {batch} x {length}, fp32",
@@ -191,7 +210,10 @@ def main(quick: bool = False) -> list[Path]:
         model="BertForSequenceClassification, random init, hidden 768",
         data=f"random tokens, batch {batch} x {lengths[0]}, fp32",
         seed=0,
-        train_info={"activation_bytes_by_depth": sweep, f"ratio_{depths[-1]}_to_{depths[-2]}_layers": ratios},
+        train_info={
+            "activation_bytes_by_depth": sweep,
+            f"ratio_{depths[-1]}_to_{depths[-2]}_layers": ratios,
+        },
     )
     paths.append(write_record(record))
     return paths

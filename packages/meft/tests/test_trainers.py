@@ -30,7 +30,9 @@ def test_hugging_face_trainer_trains_a_meft_model(tmp_path):
     )  # fmt: skip
     result = Trainer(model=model, args=args, train_dataset=data).train()
     assert torch.isfinite(torch.tensor(result.training_loss))
-    changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])]
+    changed = [
+        n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])
+    ]
     assert any("meft_adapters" in n for n in changed)
     assert any(n.startswith("classifier") for n in changed)
 
