@@ -34,19 +34,39 @@ def _worst_relative_difference(a, b):
 # is the float32 rounding of F and G (computed in the model's float32) amplified once by 100.
 TOLERANCE = {"meft1": 1e-5, "meft2": 1e-5, "meft3": 5e-5}
 
+# MEFT1/2 cases whose float32-stream reconstruction alone exceeds the tolerance (worst relative
+# gradient difference measured with float32 streams, dropout off), so they run with float64 streams:
+# - ViTs, MEFT2 (HF 2.3e-5, timm 1.3e-5): at the float32 noise floor of these gradients; the float32
+#   vanilla gradient itself is 1.2e-5 away from the float64 one. With float64 streams: 9e-7, 4e-9.
+# - post-LN OPT, MEFT1/2 (1.0e-5, 3.6e-3): its first layer's input is the raw embedding (std 0.02, no
+#   embedding LayerNorm), ~500x smaller than the unit-scale LayerNorm output it is added to, so
+#   recovering it from their sum cancels ~3 digits (check_reconstruction reports 3.7e-3 for that
+#   layer, see test_families.py). With float64 streams: exact to the last bit.
+FLOAT32_STREAMS_TOO_LOSSY = {
+    ("vit", "meft2"),
+    ("timm-vit", "meft2"),
+    ("opt-post-ln-cls", "meft1"),
+    ("opt-post-ln-cls", "meft2"),
+}
+
+
+def stream_dtype(family: str, variant: str) -> str:
+    lossy = variant == "meft3" or (family, variant) in FLOAT32_STREAMS_TOO_LOSSY
+    return "float64" if lossy else "float32"
+
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("dropout", [0.0, 0.1])
 def test_reversible_gradients_equal_vanilla(family, variant, dropout):
-    build, make_batch = FAMILIES[family]
+    build, make_batch, _ = FAMILIES[family]
     base, batch = build(dropout=dropout), make_batch()
-    stream_dtype = "float64" if variant == "meft3" else "float32"
+    streams = stream_dtype(family, variant)
     reversible, rng_reversible = _gradients(
-        base, batch, MeftConfig(variant=variant, stream_dtype=stream_dtype)
+        base, batch, MeftConfig(variant=variant, stream_dtype=streams)
     )
     vanilla, rng_vanilla = _gradients(
-        base, batch, MeftConfig(variant=variant, stream_dtype=stream_dtype, num_reversible_layers=0)
+        base, batch, MeftConfig(variant=variant, stream_dtype=streams, num_reversible_layers=0)
     )
     assert reversible.keys() == vanilla.keys()
     assert any("meft_adapters" in name for name in reversible)
@@ -59,7 +79,7 @@ def test_reversible_gradients_equal_vanilla(family, variant, dropout):
 def test_reversible_gradients_are_exact_in_float64(variant):
     # With the model and the streams in float64 the only difference left is rounding at 1e-16:
     # the reversible algebra itself is exact.
-    build, make_batch = FAMILIES["bert"]
+    build, make_batch, _ = FAMILIES["bert"]
     base, batch = build(num_layers=3, dropout=0.1).double(), make_batch()
     config = dict(variant=variant, stream_dtype="float64")
     reversible, _ = _gradients(base, batch, MeftConfig(**config))
@@ -69,7 +89,7 @@ def test_reversible_gradients_are_exact_in_float64(variant):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_partially_reversible_stack_matches_too(variant):
-    build, make_batch = FAMILIES["bert"]
+    build, make_batch, _ = FAMILIES["bert"]
     base, batch = build(num_layers=3, dropout=0.1), make_batch()
     config = dict(variant=variant, stream_dtype="float64")
     partial, _ = _gradients(base, batch, MeftConfig(num_reversible_layers=2, **config))
@@ -79,7 +99,7 @@ def test_partially_reversible_stack_matches_too(variant):
 
 def test_wrong_dropout_replay_would_be_caught():
     # Guard against a vacuous test: different dropout masks give clearly different gradients.
-    build, make_batch = FAMILIES["bert"]
+    build, make_batch, _ = FAMILIES["bert"]
     base, batch = build(dropout=0.1), make_batch()
     first, _ = _gradients(base, batch, MeftConfig(), seed=3)
     second, _ = _gradients(base, batch, MeftConfig(), seed=4)
@@ -87,7 +107,7 @@ def test_wrong_dropout_replay_would_be_caught():
 
 
 def test_seeded_runs_are_bit_reproducible():
-    build, make_batch = FAMILIES["bert"]
+    build, make_batch, _ = FAMILIES["bert"]
     base, batch = build(dropout=0.1), make_batch()
     first, _ = _gradients(base, batch, MeftConfig())
     second, _ = _gradients(base, batch, MeftConfig())
@@ -96,7 +116,7 @@ def test_seeded_runs_are_bit_reproducible():
 
 
 def test_gradient_accumulation_adds_up():
-    build, make_batch = FAMILIES["bert"]
+    build, make_batch, _ = FAMILIES["bert"]
     base, batch = build(), make_batch(batch=4)
     torch.manual_seed(11)
     model = get_meft_model(copy.deepcopy(base), MeftConfig()).train()

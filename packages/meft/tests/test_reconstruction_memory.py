@@ -144,19 +144,36 @@ def test_starting_point_is_approximately_preserved(family, variant, init):
     The PLM-carrying stream at init is h_n plus a 0.1-scaled stale stream, and the final output is
     the mean of two streams, so the hidden states move; the bound is on the final hidden state.
     """
-    build, make_batch = FAMILIES[family]
+    build, make_batch, hidden_states = FAMILIES[family]
     original = build().eval()
     batch = {k: v for k, v in make_batch().items() if k != "labels"}
     with torch.no_grad():
-        reference = original.base_model(**batch).last_hidden_state
+        reference = hidden_states(original, batch)
         torch.manual_seed(0)
         converted = get_meft_model(
             copy.deepcopy(original), MeftConfig(variant=variant, adapter_init=init)
         ).eval()
-        hidden = converted.base_model(**batch).last_hidden_state
+        hidden = hidden_states(converted, batch)
     relative = ((hidden - reference).norm() / reference.norm()).item()
-    assert relative < STARTING_POINT_BOUND[variant]
+    assert relative < STARTING_POINT_BOUND.get(family, STARTING_POINT_BOUND["*"])[variant]
 
 
-# Measured on the tiny random models (2 layers): MEFT3 keeps the layer structure closest.
-STARTING_POINT_BOUND = {"meft1": 0.6, "meft2": 0.6, "meft3": 0.2}
+# Relative deviation of the final hidden state at init, measured on the tiny random models
+# (2 layers; MEFT1 / MEFT2 / MEFT3 with "normal" init; "zero_up" is never higher):
+#   BERT, RoBERTa, BART (post-LN)    0.100 / 0.100 / 0.110   (the 0.1-scaled stale stream)
+#   HF ViT, timm ViT (pre-LN, final LN)  0.050 / 0.050 / 0.052, 0.078 / 0.078 / 0.084
+#   OPT post-LN (no final LN; the 0.02-scale embedding is the stale stream)  0.009 / 0.009 / 0.100
+#   pre-LN decoders: OPT 0.269 / 0.269 / 0.266; Llama, Mistral 0.283 / 0.283 / 0.185 (zero_up
+#   0.228 / 0.228 / 0.109); Qwen2 0.312 / 0.312 / 0.189. A pre-LN block returns its whole residual
+#   stream, so the stale stream's share is carried forward layer after layer instead of being
+#   normalised away, and the final output mixes the streams of the last two layers. (Measured once
+#   on the real SmolLM2-135M, 30 layers: 0.78 / 0.78 / 1.20, top-1 next-token agreement with the
+#   original 29% / 29% / 0%: on deep pre-LN decoders the start is not preserved.)
+_PRE_LN_DECODER = {"meft1": 0.6, "meft2": 0.6, "meft3": 0.35}
+STARTING_POINT_BOUND = {
+    "*": {"meft1": 0.6, "meft2": 0.6, "meft3": 0.2},
+    "opt": _PRE_LN_DECODER,
+    "llama": _PRE_LN_DECODER,
+    "mistral-cls": _PRE_LN_DECODER,
+    "qwen2": _PRE_LN_DECODER,
+}

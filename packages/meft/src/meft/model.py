@@ -41,6 +41,7 @@ class MeftStack:
             raise ValueError(
                 f"MeftConfig.num_reversible_layers={self.num_reversible} exceeds the {len(self.layers)} layers of {name}"
             )
+        self.cache_arguments = architecture.cache_arguments
         self.last_run: StackRun | None = None
         _warn_if_reconstruction_is_unstable(config, self.num_reversible, name)
         self._original_forwards = [layer.forward for layer in self.layers]
@@ -62,9 +63,15 @@ class MeftStack:
             if parameter.kind is inspect.Parameter.VAR_KEYWORD:
                 arguments.update(arguments.pop(name, {}))
         hidden = arguments.pop(next(iter(self._signature.parameters)))
+        if self.layers[0].training and torch.is_grad_enabled():
+            # As under Hugging Face's gradient checkpointing: a cache written while training is
+            # never read, and would keep every layer's keys and values (memory growing with depth)
+            # alive for as long as the model's output is.
+            arguments.update({name: None for name in self.cache_arguments if name in arguments})
         output, self.last_run = run_stack(
             self.coupled, hidden, arguments,
             num_reversible=self.num_reversible,
+            cache_arguments=self.cache_arguments,
             stream_dtype=getattr(torch, self.config.stream_dtype),
             check_reconstruction=self.config.check_reconstruction,
             reconstruction_tolerance=self.config.reconstruction_tolerance,
@@ -156,19 +163,19 @@ def get_meft_model(model: nn.Module, config: MeftConfig | None = None) -> nn.Mod
     architecture = find_architecture(model)
     if architecture.check is not None:
         architecture.check(model)
-    hf_config = getattr(model, "config", None)
-    activation = config.adapter_activation or architecture.activation(hf_config)
+    activation = config.adapter_activation or architecture.activation(model)
     dropout = (
         config.adapter_dropout
         if config.adapter_dropout is not None
-        else architecture.dropout(hf_config)
+        else architecture.dropout(model)
     )
+    hidden_size = architecture.hidden_size(model)
     stacks = []
     for path in architecture.stacks:
         name, layers = find_module_list(model, path)
         for layer in layers:
             adapters = LayerAdapters(
-                config.variant, architecture.hidden_size(hf_config), config.adapter_dim,
+                config.variant, hidden_size, config.adapter_dim,
                 activation, dropout, config.adapter_init,
             )  # fmt: skip
             # Same device and dtype as the layer they live in (half-precision and GPU models too).

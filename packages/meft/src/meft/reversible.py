@@ -55,6 +55,8 @@ class StackRun:
     true_inputs: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # debug mode only
     reconstruction_errors: list[float] | None = None
     reconstruction_tolerance: float = 1e-3
+    # Context entries (key/value caches) that forward may write and the recompute must not.
+    cache_arguments: tuple[str, ...] = ()
 
     @property
     def grad_context_positions(self) -> list[int]:
@@ -114,6 +116,9 @@ class ReversibleStackFunction(torch.autograd.Function):
         grad_positions = run.grad_context_positions
         detached = {p: run.context_leaves[p].detach().requires_grad_() for p in grad_positions}
         context = run.context(detached)
+        # Forward already wrote this step's keys and values into any cache; the recompute must
+        # read the same inputs forward read, not the cache forward left behind.
+        context.update({name: None for name in run.cache_arguments if name in context})
         context_grads = {p: None for p in grad_positions}
         parameter_grads: dict[int, torch.Tensor] = {}
         if run.reconstruction_errors is not None:
@@ -209,9 +214,12 @@ def run_stack(
     stream_dtype: torch.dtype = torch.float32,
     check_reconstruction: bool = False,
     reconstruction_tolerance: float = 1e-3,
+    cache_arguments: tuple[str, ...] = (),
 ) -> tuple[torch.Tensor, StackRun | None]:
     """Run the coupled stack on ``hidden``: bottom ``num_reversible`` layers reversibly, the rest
-    with vanilla autograd. Both streams start as ``hidden``; the result is their mean."""
+    with vanilla autograd. Both streams start as ``hidden``; the result is their mean.
+    ``cache_arguments`` name the context entries holding key/value caches, which the backward
+    recompute runs without."""
     dtype = hidden.dtype
     x1 = x2 = hidden.to(stream_dtype)
     run = None
@@ -226,6 +234,7 @@ def run_stack(
             true_inputs=[] if check_reconstruction else None,
             reconstruction_errors=[] if check_reconstruction else None,
             reconstruction_tolerance=reconstruction_tolerance,
+            cache_arguments=cache_arguments,
         )  # fmt: skip
         grad_context = [leaves[p] for p in run.grad_context_positions]
         parameters = [p for layer in reversible for p in layer.trainable_parameters()]

@@ -1,6 +1,6 @@
 """Per-family descriptions; importing this package registers the built-in ones."""
 
-from meft.architectures import bert  # noqa: F401  (registers itself)
+from meft.architectures import bart, bert, llama, opt, timm_vit, vit  # noqa: F401  (register themselves)
 from meft.architectures.base import (
     Architecture,
     find_architecture,

@@ -14,15 +14,17 @@ To support a new family, write the two half-block functions and register a descr
             stacks=("encoder.layers",),
             attention=my_attention_half,  # (layer, x, context, adapters) -> x after attention + residual/norm
             ffn=my_ffn_half,  # (layer, x, context, adapters) -> x after FFN + residual/norm
-            hidden_size=lambda config: config.hidden_size,
-            activation=lambda config: config.hidden_act,
-            dropout=lambda config: config.hidden_dropout_prob,
+            hidden_size=lambda model: model.config.hidden_size,
+            activation=lambda model: model.config.hidden_act,
+            dropout=lambda model: model.config.hidden_dropout_prob,
             head=("classifier",),
         )
     )
 
 ``context`` holds the arguments the model passed to the layer (attention mask, position
-embeddings, encoder states, …) by the names of the layer's ``forward`` signature.
+embeddings, encoder states, …) by the names of the layer's ``forward`` signature. The
+hyperparameter getters receive the whole model (not only a Hugging Face config), so that models
+without a config, such as timm's, can be described too.
 """
 
 from __future__ import annotations
@@ -48,13 +50,17 @@ class Architecture:
     ]  # dotted paths (suffixes) of the ModuleLists of layers, bottom stack first
     attention: HalfBlock
     ffn: HalfBlock
-    hidden_size: Callable[[Any], int]
-    activation: Callable[[Any], str]
-    dropout: Callable[[Any], float]
+    hidden_size: Callable[[nn.Module], int]  # the model -> the width of the streams
+    activation: Callable[[nn.Module], str]  # the model -> the adapters' activation name
+    dropout: Callable[[nn.Module], float]  # the model -> the adapters' dropout
     head: tuple[str, ...] = ()  # candidate task-head module names, trained with the adapters
     check: Callable[[nn.Module], None] | None = (
         None  # raise for unsupported settings (e.g. LayerDrop)
     )
+    # Layer arguments that hold a key/value cache the attention writes to. A cache serves
+    # generation: MEFT passes it only when no backward will follow (see MeftStack), and never to a
+    # backward recompute, which would write every key and value a second time.
+    cache_arguments: tuple[str, ...] = ()
 
 
 _ARCHITECTURES: list[Architecture] = []

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+from meft.architectures._residual import attention_residual, ffn_residual
 from meft.architectures.base import Architecture, model_type_is, register_architecture
 
 
 def attention_half(layer, x, context, adapters):
-    attention = layer.attention
-    hidden, _ = attention.self(x, attention_mask=context.get("attention_mask"))
-    hidden = attention.output.dropout(attention.output.dense(hidden))
-    if adapters.attention is not None:  # MEFT3: sequential adapter on the attention output
-        hidden = hidden + adapters.attention(hidden)
-    return attention.output.LayerNorm(hidden + x)
+    output = layer.attention.output
+
+    def attend(hidden):
+        hidden, _ = layer.attention.self(hidden, attention_mask=context.get("attention_mask"))
+        return output.dropout(output.dense(hidden))
+
+    return attention_residual(x, attend, output.LayerNorm, adapters, pre_norm=False)
 
 
 def ffn_half(layer, x, context, adapters):
-    hidden = layer.output.dropout(layer.output.dense(layer.intermediate(x)))
-    # Parallel adapter: LN(dropout(FFN(a)) + A(a) + a).
-    return layer.output.LayerNorm(hidden + adapters.ffn(x) + x)
+    def ffn(hidden):
+        return layer.output.dropout(layer.output.dense(layer.intermediate(hidden)))
+
+    return ffn_residual(x, ffn, layer.output.LayerNorm, adapters, pre_norm=False)
 
 
 BERT = register_architecture(
@@ -27,9 +30,9 @@ BERT = register_architecture(
         stacks=("encoder.layer",),
         attention=attention_half,
         ffn=ffn_half,
-        hidden_size=lambda config: config.hidden_size,
-        activation=lambda config: config.hidden_act,
-        dropout=lambda config: config.hidden_dropout_prob,
+        hidden_size=lambda model: model.config.hidden_size,
+        activation=lambda model: model.config.hidden_act,
+        dropout=lambda model: model.config.hidden_dropout_prob,
         head=("classifier", "qa_outputs"),
     )
 )
