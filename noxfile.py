@@ -20,7 +20,6 @@ nox.options.sessions = ["lint", "tests", "integration", "build"]
 
 ROOT = Path(__file__).parent
 CI_CONSTRAINTS = ("-c", "constraints/ci.txt")
-MIN_CONSTRAINTS = ("-c", "constraints/min.txt")
 RESULTS = ROOT / "test-results"
 
 # directory under packages/ -> (distribution name, import name)
@@ -109,11 +108,25 @@ def integration(session: nox.Session) -> None:
     _pytest(session, "integration-cross", "tests", "-m", "not slow")
 
 
+def _min_constraints(session: nox.Session, package: str) -> tuple[str, str]:
+    """constraints/min.txt with constraints/min-<package>.txt (a package's higher floors) over it."""
+    pins: dict[str, str] = {}
+    for path in (ROOT / "constraints" / "min.txt", ROOT / "constraints" / f"min-{package}.txt"):
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                requirement = line.split("#")[0].strip()
+                if requirement:
+                    pins[requirement.split("==")[0].strip().lower()] = requirement
+    merged = Path(session.create_tmp()) / f"min-{package}-merged.txt"
+    merged.write_text("\n".join(pins.values()) + "\n")
+    return ("-c", str(merged))
+
+
 @nox.session(tags=["ci"])
 @nox.parametrize("package", list(PACKAGES))
 def min_deps(session: nox.Session, package: str) -> None:
     """Unit tests against the lowest versions of torch/transformers/accelerate the packages claim."""
-    _install_packages(session, [package], constraints=MIN_CONSTRAINTS)
+    _install_packages(session, [package], constraints=_min_constraints(session, package))
     _pytest(session, f"min-deps-{package}", f"packages/{package}/tests", "-m", "not slow")
 
 

@@ -319,3 +319,29 @@ def test_parse_requirement():
     assert req.specifiers == ((">=", "0.1"), ("<", "0.2"))
     assert req.lower_bounds() == ["0.1"]
     assert req.upper_bounds() == ["0.2"]
+
+
+def _raise_meft_transformers_floor(root: Path, override: str | None) -> None:
+    pyproject = root / "packages" / "meft" / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace('["pytest>=8"]', '["pytest>=8", "transformers>=5.0"]')
+    )
+    if override is not None:
+        (root / "constraints" / "min-meft.txt").write_text(override)
+
+
+def test_a_package_override_may_raise_one_floor(fake_repo: Path):
+    _raise_meft_transformers_floor(fake_repo, "transformers==5.0.0\n")
+    assert checker.check_repo(fake_repo) == []
+
+
+def test_a_raised_floor_without_its_override_is_caught(fake_repo: Path):
+    _raise_meft_transformers_floor(fake_repo, None)
+    problems = checker.check_repo(fake_repo)
+    assert any("packages/meft" in p and "transformers>=5.0" in p for p in problems), problems
+
+
+def test_an_override_binds_only_its_own_package(fake_repo: Path):
+    (fake_repo / "constraints" / "min-meft.txt").write_text("transformers==5.0.0\n")
+    # peft-core still declares 4.44, which min.txt pins: the meft override must not leak into it.
+    assert checker.check_repo(fake_repo) == []

@@ -440,11 +440,18 @@ def check_repo(root: Path) -> list[str]:
         problems += check_changelog(package)
     problems += check_dependencies(packages)
     min_file = root / "constraints" / "min.txt"
-    if min_file.is_file():
-        problems += check_floors(packages, read_min_pins(min_file), "constraints/min.txt")
-    else:
+    if not min_file.is_file():
         problems.append("constraints/min.txt: missing")
-    return problems
+        return problems
+    shared_pins = read_min_pins(min_file)
+    for package in packages:
+        # constraints/min-<package>.txt raises floors for one package (the min_deps session
+        # merges it over min.txt for that package alone).
+        override = root / "constraints" / f"min-{package.directory.name}.txt"
+        pins = {**shared_pins, **(read_min_pins(override) if override.is_file() else {})}
+        label = f"constraints/{override.name}" if override.is_file() else "constraints/min.txt"
+        problems += check_floors([package], pins, label)
+    return list(dict.fromkeys(problems))  # a missing shared pin is reported once, not per package
 
 
 def main(argv: list[str] | None = None) -> int:
