@@ -132,23 +132,21 @@ class ReversibleStackFunction(torch.autograd.Function):
             states = run.rng_states[index]
             targets = [*detached.values(), *parameters]
 
-            # 1. recompute G(y1) and backprop g2 through it
-            y1 = y1.detach().requires_grad_()
-            with torch.enable_grad(), replayed_rng(states["G"], y1.device), ctx.autocast():
-                g_out = run_sub_function(layer.G, y1, context, run.dtype)
-            dy1, *extra = _grad(g_out, [y1, *targets], g2)
-            _accumulate(context_grads, parameter_grads, grad_positions, parameters, extra)
+            def recompute(fn, x, grad_out, rng_states, targets=targets, parameters=parameters):
+                out, grad_x, extra = _recompute(
+                    fn, x, grad_out, rng_states, targets, context, run, ctx
+                )
+                _accumulate(context_grads, parameter_grads, grad_positions, parameters, extra)
+                return out, grad_x
+
+            # 1. recompute G(y1), backprop g2 through it, invert for x2
+            g_out, dy1 = recompute(layer.G, y1, g2, states["G"])
             with torch.no_grad():
                 x2 = (y2 - g_out) / layer.x2_factor
                 g1 = g1 + dy1
             del g_out
-
-            # 2. recompute F(x2) and backprop the corrected g1 through it
-            x2 = x2.detach().requires_grad_()
-            with torch.enable_grad(), replayed_rng(states["F"], x2.device), ctx.autocast():
-                f_out = run_sub_function(layer.F, x2, context, run.dtype)
-            dx2, *extra = _grad(f_out, [x2, *targets], g1)
-            _accumulate(context_grads, parameter_grads, grad_positions, parameters, extra)
+            # 2. recompute F(x2), backprop the corrected g1 through it, invert for x1
+            f_out, dx2 = recompute(layer.F, x2, g1, states["F"])
             with torch.no_grad():
                 x1 = (y1 - f_out) / layer.x1_factor
                 grad1, grad2 = layer.x1_factor * g1, layer.x2_factor * g2 + dx2
@@ -160,6 +158,18 @@ class ReversibleStackFunction(torch.autograd.Function):
         returned_parameter_grads = [parameter_grads.get(id(p)) for p in all_parameters]
         returned_context_grads = [context_grads[p] for p in grad_positions]
         return None, grad1, grad2, *returned_context_grads, *returned_parameter_grads
+
+
+def _recompute(fn, x, grad_out, rng_states, targets, context, run: StackRun, ctx):
+    """fn(x) recomputed exactly as forward ran it (RNG, autocast); backprop ``grad_out`` through it.
+
+    Returns the detached output, the gradient w.r.t. ``x`` and those w.r.t. ``targets``.
+    """
+    x = x.detach().requires_grad_()
+    with torch.enable_grad(), replayed_rng(rng_states, x.device), ctx.autocast():
+        out = run_sub_function(fn, x, context, run.dtype)
+    grad_x, *extra = _grad(out, [x, *targets], grad_out)
+    return out.detach(), grad_x, extra
 
 
 def _grad(
