@@ -41,7 +41,7 @@ def run(
     attach_ffn_adapters(adapters)
     peft_core.freeze(adapters, trainable=["ffn_adapters.*", "classifier.*"])
     return [
-        train("linear probe", probe, 3e-3),
-        train("bottleneck adapters", adapters, 1e-3),
-        train("full fine-tuning", load_classifier(task, seed), 5e-5),
+        train("linear probe", probe, 1e-2),
+        train("bottleneck adapters", adapters, 3e-3),
+        train("full fine-tuning", load_classifier(task, seed), 1e-4),
     ]

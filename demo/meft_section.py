@@ -19,7 +19,7 @@ def run(
     full = next((r for r in earlier.get("core", []) if r["setting"] == "full fine-tuning"), None)
     if full is None:
         full = fine_tune(load_classifier(task, seed), task, output_dir / "full", name="full fine-tuning",
-                         learning_rate=5e-5, epochs=epochs, seed=seed)  # fmt: skip
+                         learning_rate=1e-4, epochs=epochs, seed=seed)  # fmt: skip
     rows = [full]
     for variant in ("meft1", "meft2", "meft3"):
         config = MeftConfig(variant=variant, stream_dtype="float64")
@@ -27,6 +27,6 @@ def run(
             warnings.simplefilter("ignore")
             model = get_meft_model(load_classifier(task, seed), config)
         name = f"{variant.upper()} (float64 streams)"
-        rows.append(fine_tune(model, task, output_dir / variant, name=name, learning_rate=5e-4, epochs=epochs,
+        rows.append(fine_tune(model, task, output_dir / variant, name=name, learning_rate=5e-3, epochs=epochs,
                               seed=seed, method_config=config))  # fmt: skip
     return rows
