@@ -63,7 +63,7 @@ def train(args: argparse.Namespace) -> dict:
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
     result = fine_tune(
-        model, task, args.output_dir, name=args.variant.upper(), learning_rate=args.learning_rate or 5e-4,
+        model, task, args.output_dir, name=args.variant.upper(), learning_rate=args.learning_rate or 5e-3,
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, method_config=config,
         save_every=args.save_every, resume=args.resume,
     )  # fmt: skip
