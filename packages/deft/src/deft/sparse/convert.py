@@ -1,0 +1,252 @@
+"""``sparsify(model)`` / ``densify(model)``: swap every MLP's down projection for a sparse one and back.
+
+MLPs are found by :func:`deft.find_targets` (the discovery table of :mod:`deft.discovery`); each
+row of that table has a conversion rule here:
+
+    family                      replaced module                    becomes
+    BERT / RoBERTa / ELECTRA    the layer's ``output.dense``       SparseLinear (LayerNorm etc. stay)
+    T5                          ``DenseReluDense.wo``              SparseLinear
+    OPT / HF ViT / CLIP         ``fc2``                            SparseLinear
+    timm Mlp                    ``mlp.fc2`` (needs no ``norm``)    SparseLinear
+    GPT-2                       ``mlp.c_proj`` (Conv1D)            SparseLinear
+    GPT-NeoX, GPT-J, DistilBERT the down projection                SparseLinear
+    Llama family, Flan-T5 gated the whole MLP container            SparseGatedMLP
+    Phi-3 (fused gate_up)       the whole MLP container            SparseGatedMLP
+    timm SwiGLU (needs no norm) the whole MLP container            SparseGatedMLP
+
+Hugging Face peft: a ``PeftModel`` is looked through, and MLPs whose projections are plain
+``nn.Linear`` are converted (LoRA on attention only is fine). An MLP projection that carries an
+adapter (a LoRA/IA3 layer, a quantised layer) is refused with a clear error: merge first with
+``model = model.merge_and_unload()``. We do not merge ourselves: merging rewrites the base weights
+for good, which ``densify`` could not undo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from torch import nn
+
+from deft.discovery import MLP_LAYOUTS, find_targets, unwrap
+from deft.sparse.kernels import (
+    DEFAULT_DENSE_ABOVE,
+    Strategy,
+    check_strategy,
+    per_layer_thresholds,
+)
+from deft.sparse.modules import SparseGatedMLP, SparseLinear, is_conv1d
+
+
+@dataclass(frozen=True)
+class SparseRule:
+    """How to convert one family of the discovery table.
+
+    Non-gated: ``down`` is the path of the down projection relative to the MLP container
+    (``"../output.dense"``: the container's parent's ``output.dense``, as in BERT, whose
+    down projection lives in a sibling module). Gated: ``gate``/``up``/``down``/``act`` name the
+    container's children; ``up=None`` means a fused ``[gate; up]`` projection.
+    """
+
+    down: str
+    gate: str | None = None
+    up: str | None = None
+    act: str | None = None
+    # Children that must be nn.Identity: a norm between activation and down projection would
+    # turn the zeros into non-zeros (and the gated path does not run it).
+    must_be_identity: tuple[str, ...] = ()
+
+    @property
+    def gated(self) -> bool:
+        return self.gate is not None
+
+
+RULES: dict[str, SparseRule] = {
+    "T5 gated (Flan-T5, mT5)": SparseRule("wo", gate="wi_0", up="wi_1", act="act"),
+    "T5": SparseRule("wo"),
+    "Llama-family gated": SparseRule("down_proj", gate="gate_proj", up="up_proj", act="act_fn"),
+    "Phi-3 fused gate_up": SparseRule("down_proj", gate="gate_up_proj", act="activation_fn"),
+    "timm SwiGLU": SparseRule(
+        "fc2", gate="fc1_g", up="fc1_x", act="act", must_be_identity=("norm",)
+    ),
+    "OPT / ViT / CLIP (fc1, fc2)": SparseRule("fc2"),
+    "timm Mlp (fc1, fc2)": SparseRule("fc2", must_be_identity=("norm",)),
+    "BERT / RoBERTa / ELECTRA": SparseRule("../output.dense"),
+    "GPT-2": SparseRule("c_proj"),
+    "GPT-NeoX / Falcon": SparseRule("dense_4h_to_h"),
+    "GPT-J": SparseRule("fc_out"),
+    "DistilBERT": SparseRule("lin2"),
+}
+_LAYOUTS = {layout.family: layout for layout in MLP_LAYOUTS}
+_SPARSE_TYPES = (SparseLinear, SparseGatedMLP)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    name: str  # the activation's name (what calibrate_threshold and DensityMonitor call the layer)
+    parent: nn.Module  # the module holding the replaced one
+    attribute: str
+    module: nn.Module
+    rule: SparseRule
+    container: nn.Module
+
+
+def _parent_path(path: str) -> str:
+    return path.rsplit(".", 1)[0] if "." in path else ""
+
+
+def _resolve(container_path: str, relative: str) -> tuple[str, str]:
+    """(parent path, attribute) of ``relative`` seen from the container at ``container_path``."""
+    base = container_path
+    while relative.startswith("../"):
+        base, relative = _parent_path(base), relative[3:]
+    full = f"{base}.{relative}" if base else relative
+    return _parent_path(full), full.rsplit(".", 1)[-1]
+
+
+def _plan(model: nn.Module) -> list[_Plan]:
+    inner, prefix = unwrap(model)
+    if any(isinstance(module, _SPARSE_TYPES) for module in inner.modules()):
+        raise ValueError(
+            f"{type(inner).__name__} is already sparsified; call deft.sparse.densify(model) first "
+            "(e.g. to change the threshold)"
+        )
+    plans = []
+    for target in find_targets(model, "auto"):
+        layout, rule = _LAYOUTS.get(target.family), RULES.get(target.family)
+        if layout is None or rule is None:
+            raise ValueError(
+                f"{target.name}: no sparse conversion for MLP family {target.family!r}"
+            )
+        relative = target.module_name.removeprefix(prefix)
+        # The target is the activation module inside the container, or (BERT with a plain
+        # function as activation) the container itself.
+        container_path = relative if layout.matches(target.module) else _parent_path(relative)
+        container = inner.get_submodule(container_path)
+        for child in rule.must_be_identity:
+            if type(container._modules.get(child, nn.Identity())) is not nn.Identity:
+                raise ValueError(
+                    f"{target.name}: cannot sparsify this {target.family} MLP: its {child!r} "
+                    f"({type(container._modules[child]).__name__}) sits between the activation and "
+                    "the down projection and turns the zeros into non-zeros"
+                )
+        if not container_path:
+            raise ValueError(f"{target.name}: the model itself is the MLP; wrap it in a module")
+        if rule.gated:
+            parent_path, attribute = _parent_path(container_path), container_path.rsplit(".", 1)[-1]
+        else:
+            parent_path, attribute = _resolve(container_path, rule.down)
+        parent = inner.get_submodule(parent_path)
+        module = parent._modules.get(attribute)
+        _check_projections(target.name, target.family, rule, container, module)
+        plans.append(_Plan(target.name, parent, attribute, module, rule, container))
+    return plans
+
+
+def _check_projections(
+    name: str, family: str, rule: SparseRule, container: nn.Module, replaced: nn.Module | None
+) -> None:
+    projections = (
+        {p: container._modules.get(p) for p in (rule.gate, rule.up, rule.down) if p}
+        if rule.gated
+        else {rule.down: replaced}
+    )
+    for path, module in projections.items():
+        if module is None:
+            raise ValueError(
+                f"{name}: this {family} MLP has no {path!r} down projection to sparsify"
+            )
+        if hasattr(module, "base_layer") or type(module).__module__.split(".")[0] == "peft":
+            raise ValueError(
+                f"{name}: {path} carries a Hugging Face peft adapter ({type(module).__name__}); "
+                "merge the adapter into the base weights first: model = model.merge_and_unload()"
+            )
+        if not (type(module) is nn.Linear or (is_conv1d(module) and path == rule.down)):
+            raise ValueError(
+                f"{name}: {path} is a {type(module).__name__}; deft.sparse converts plain "
+                "nn.Linear projections (and GPT-2's Conv1D) with float weights only"
+            )
+        if not module.weight.is_floating_point():
+            raise ValueError(
+                f"{name}: {path} has {module.weight.dtype} weights; need float weights"
+            )
+    if rule.gated and rule.up is None and container._modules[rule.gate].out_features % 2:
+        raise ValueError(f"{name}: fused {rule.gate} has an odd number of outputs")
+
+
+def sparsify(
+    model: nn.Module,
+    threshold: float | Mapping[str, float] = 0.0,
+    *,
+    strategy: Strategy = "auto",
+    dense_above: float = DEFAULT_DENSE_ABOVE,
+) -> nn.Module:
+    """Replace every MLP's down projection of ``model`` by a sparse one, in place; returns ``model``.
+
+    Args:
+        model: a model whose MLPs :func:`deft.find_targets` finds (through peft/DDP wrappers).
+        threshold: τ ≥ 0 for every layer, or a mapping from layer name to τ (the output of
+            :func:`deft.thresholding.calibrate_threshold`). |a| ≤ τ counts as zero; τ = 0 skips
+            exact zeros only, so outputs equal the dense model's up to float rounding.
+        strategy: ``"auto"``, ``"gather"``, ``"rows"`` or ``"dense"`` (see :mod:`deft.sparse.kernels`).
+        dense_above: with ``"auto"``, the fraction of active neurons above which the dense matmul
+            is used.
+
+    The result is inference-only: call it in ``eval()`` mode under ``torch.no_grad()`` or
+    ``torch.inference_mode()``; a forward that needs gradients raises. ``densify(model)`` undoes
+    the conversion (call it before saving: while sparse, down-projection weights are stored
+    transposed).
+
+    Example:
+        >>> import torch
+        >>> mlp = nn.Sequential()
+        >>> mlp.fc1, mlp.act, mlp.fc2 = nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 4)
+        >>> model = nn.ModuleDict({"block": mlp}).eval()
+        >>> x = torch.randn(3, 4)
+        >>> with torch.no_grad():
+        ...     dense = mlp(x)
+        ...     _ = sparsify(model)
+        ...     print(type(mlp.fc2).__name__, torch.allclose(mlp(x), dense, atol=1e-6))
+        SparseLinear True
+        >>> type(densify(model)["block"].fc2).__name__
+        'Linear'
+    """
+    check_strategy(strategy, dense_above)
+    plans = _plan(model)
+    taus = per_layer_thresholds([plan.name for plan in plans], threshold, "threshold")
+    replacements = []
+    for plan in plans:
+        options = dict(
+            threshold=taus[plan.name], strategy=strategy, dense_above=dense_above, name=plan.name
+        )
+        rule = plan.rule
+        if rule.gated:
+            sparse = SparseGatedMLP(
+                plan.container, gate=rule.gate, up=rule.up, down=rule.down, act=rule.act, **options
+            )
+        else:
+            sparse = SparseLinear(plan.module, **options)
+        replacements.append((plan.parent, plan.attribute, sparse))
+    # Replace only once every module was built: an error above leaves the model untouched.
+    for parent, attribute, sparse in replacements:
+        setattr(parent, attribute, sparse)
+    return model
+
+
+def densify(model: nn.Module) -> nn.Module:
+    """Undo :func:`sparsify` in place: put the original modules (same objects) back; returns ``model``.
+
+    A model without sparse modules is returned unchanged.
+    """
+    for parent in list(model.modules()):
+        for attribute, child in list(parent._modules.items()):
+            if isinstance(child, _SPARSE_TYPES):
+                setattr(parent, attribute, child.restore())
+    return model
+
+
+def sparse_modules(model: nn.Module) -> dict[str, SparseLinear | SparseGatedMLP]:
+    """The sparse modules of ``model`` by their layer name (the activation's name)."""
+    return {
+        module.layer_name: module for module in model.modules() if isinstance(module, _SPARSE_TYPES)
+    }
