@@ -1,0 +1,52 @@
+"""Real point-cloud corpora from Debian packages: CGAL's demo meshes and KiCad's 3D models.
+
+No ModelNet or ShapeNet can be downloaded in offline environments, but Debian mirrors can be
+reached: ``kicad-packages3d`` holds 6,227 CAD models of electronic parts in 90 labelled categories
+(a real, ModelNet-like classification task) and ``libcgal-demo`` 138 real meshes for pre-training.
+This subpackage fetches them (``apt-get download``, no root, nothing installed), reads their formats
+(:mod:`~point_peft.corpora.off`, :mod:`~point_peft.corpora.vrml`), samples surfaces to points
+(:mod:`~point_peft.corpora.sampling`) and caches everything under ``$POINT_PEFT_CACHE`` or
+``~/.cache/point-peft``. Fetch once with ``python -m point_peft.corpora fetch``.
+
+Example:
+    >>> from point_peft.corpora import parse_off, sample_surface, surface_area
+    >>> cube = parse_off('''OFF
+    ... 8 6 0
+    ... 0 0 0
+    ... 1 0 0
+    ... 1 1 0
+    ... 0 1 0
+    ... 0 0 1
+    ... 1 0 1
+    ... 1 1 1
+    ... 0 1 1
+    ... 4 0 3 2 1
+    ... 4 4 5 6 7
+    ... 4 0 1 5 4
+    ... 4 1 2 6 5
+    ... 4 2 3 7 6
+    ... 4 3 0 4 7''')
+    >>> points = sample_surface(cube, 2048, seed=0)
+    >>> points.shape, round(surface_area(cube), 6)
+    ((2048, 3), 6.0)
+"""
+
+from __future__ import annotations
+
+from point_peft.corpora.mesh import MeshFormatError, TriangleMesh, fan_triangulate
+from point_peft.corpora.off import parse_off, read_off
+from point_peft.corpora.sampling import sample_surface, surface_area, triangle_areas
+from point_peft.corpora.vrml import parse_vrml, read_vrml
+
+__all__ = [
+    "MeshFormatError",
+    "TriangleMesh",
+    "fan_triangulate",
+    "parse_off",
+    "parse_vrml",
+    "read_off",
+    "read_vrml",
+    "sample_surface",
+    "surface_area",
+    "triangle_areas",
+]
