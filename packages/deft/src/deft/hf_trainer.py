@@ -1,0 +1,219 @@
+"""DEFT inside the Hugging Face ``Trainer``, and one function for hand-written training loops.
+
+    L_total = L_task + λ · L_density        (spec §2; λ = ``density_weight``, 1.0 by default)
+
+:class:`DensityTrainer` is a ``transformers.Trainer`` whose ``compute_loss`` adds the density term
+of the batch it just ran; :func:`add_density_loss` is the same line for any other loop. Named so
+as not to collide with Hugging Face peft's unrelated ``DeftConfig`` / ``DeftModel`` tuner.
+
+``DensityTrainer`` needs transformers (``pip install "deft-peft[hf]"``), imported on first use, so
+that ``add_density_loss`` works without it.
+
+Example:
+    >>> import torch
+    >>> from peft_core.testing import TinyClassifier
+    >>> from deft.monitor import DensityMonitor
+    >>> model = TinyClassifier()
+    >>> monitor = DensityMonitor(model)
+    >>> batch = {"input_ids": torch.randint(0, 32, (2, 5)), "labels": torch.tensor([0, 1])}
+    >>> task = model(**batch)["loss"]
+    >>> loss = add_density_loss(task, monitor, batch, weight=0.5)
+    >>> bool(torch.isclose(loss, task + 0.5 * monitor.loss_for_batch(batch)))
+    True
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from deft.loss import DEFAULT_EPS
+
+if TYPE_CHECKING:
+    from deft.monitor import DensityMonitor
+
+# Keys DensityTrainer adds to the Trainer's training logs.
+DENSITY_LOG_KEY = "density_loss"  # λ · L_density, as the peft-core DensityLossCallback logs it
+UNWEIGHTED_LOG_KEY = "density"  # L_density itself: also logged for λ = 0 baselines
+TASK_LOG_KEY = "task_loss"
+
+
+def _check_weight(weight: float) -> float:
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
+        raise ValueError(f"density weight must be a non-negative number, got {weight!r}")
+    return float(weight)
+
+
+def add_density_loss(
+    loss: torch.Tensor,
+    monitor: DensityMonitor,
+    batch: Any,
+    weight: float = 1.0,
+    *,
+    eps: float = DEFAULT_EPS,
+) -> torch.Tensor:
+    """``loss + weight · monitor.loss_for_batch(batch)``: DEFT in a custom training loop.
+
+    Call it right after the forward pass on ``batch``: the monitor holds that forward's
+    activations. The token masks come from the batch (``attention_mask``; for encoder-decoder
+    models also ``decoder_attention_mask`` or ``labels`` with -100 on padding). ``weight=0``
+    returns ``loss`` itself and computes nothing.
+    """
+    weight = _check_weight(weight)
+    if not weight:
+        return loss
+    return loss + weight * monitor.loss_for_batch(batch, eps=eps)
+
+
+def _import_transformers_trainer() -> type:
+    try:
+        from transformers import Trainer
+    except ImportError as error:
+        raise ImportError(
+            "deft.DensityTrainer subclasses the Hugging Face transformers Trainer: "
+            'install it with pip install "deft-peft[hf]"'
+        ) from error
+    return Trainer
+
+
+def _build_density_trainer() -> type:
+    Trainer = _import_transformers_trainer()
+
+    class DensityTrainer(Trainer):
+        """A ``transformers.Trainer`` that optimises ``L_task + density_weight · L_density``.
+
+        Args:
+            *args, **kwargs: what ``transformers.Trainer`` takes (``model``, ``args``, data …).
+            monitor: a :class:`deft.DensityMonitor` on the model; by default one is built on
+                ``model`` with ``density_targets``.
+            density_weight: λ; ``0`` trains plain PEFT and still logs the density.
+            density_targets: ``"auto"`` or module names/patterns for the default monitor.
+            density_eps: ε of s(a) = a²/(a²+ε).
+
+        Training logs gain ``density_loss`` (λ·L_density), ``density`` (L_density) and
+        ``task_loss`` (``loss`` minus ``density_loss``), each averaged over the steps since the
+        previous log like ``loss``. Evaluation is untouched: ``eval_loss`` is the task loss, so
+        it compares with a λ = 0 run; measure density with :func:`deft.measure_density`.
+
+        Gradient accumulation: the density term is a mean over the samples of one micro-batch,
+        and it is scaled exactly as the Trainer scales the task loss, so that an accumulated
+        step averages it over the whole batch. When the Trainer treats the task loss as already
+        normalised over the accumulated batch (models that take ``num_items_in_batch``, or a
+        ``compute_loss_func``), the density term is divided by the accumulation steps here.
+        Note that transformers also treats classification heads whose ``forward`` merely
+        accepts ``**kwargs`` as normalised although they ignore ``num_items_in_batch`` (their
+        task gradient then grows with the accumulation steps; transformers issue #47688); set
+        ``trainer.loss_is_scaled_for_ga = False`` for such models to get both terms averaged.
+
+        Example:
+            >>> trainer = DensityTrainer(
+            ...     model=peft_model,
+            ...     args=TrainingArguments("runs/deft"),
+            ...     train_dataset=data,
+            ...     density_weight=1.0,
+            ... )  # doctest: +SKIP
+            >>> trainer.train()  # doctest: +SKIP
+        """
+
+        def __init__(
+            self,
+            *args: Any,
+            monitor: DensityMonitor | None = None,
+            density_weight: float = 1.0,
+            density_targets: str | list[str] = "auto",
+            density_eps: float = DEFAULT_EPS,
+            **kwargs: Any,
+        ) -> None:
+            super().__init__(*args, **kwargs)
+            self.density_weight = _check_weight(density_weight)
+            self.density_eps = density_eps
+            if monitor is None:
+                from deft.monitor import DensityMonitor
+
+                monitor = DensityMonitor(self.model, density_targets)
+            self.monitor = monitor
+            # Per-micro-batch sums since the last training log, kept on the device (no sync
+            # per step); read, gathered across processes and reset in log().
+            self._density_sums: torch.Tensor | None = None
+            self._density_batches = 0
+
+        def compute_loss(
+            self,
+            model: torch.nn.Module,
+            inputs: dict[str, Any],
+            return_outputs: bool = False,
+            num_items_in_batch: torch.Tensor | int | None = None,
+        ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+            batch = dict(inputs)  # the parent may pop "labels" from inputs
+            loss, outputs = super().compute_loss(
+                model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+            )
+            if model.training:
+                loss = loss + self._density_term(batch, num_items_in_batch)
+            self.monitor.clear()  # autograd keeps what backward needs; drop our references
+            return (loss, outputs) if return_outputs else loss
+
+        def _density_term(self, batch: dict[str, Any], num_items_in_batch: Any) -> torch.Tensor:
+            weight = self.density_weight
+            if weight:
+                density = self.monitor.loss_for_batch(batch, eps=self.density_eps)
+            else:
+                with torch.no_grad():  # logged only: no graph for a λ = 0 baseline
+                    density = self.monitor.loss_for_batch(batch, eps=self.density_eps)
+            weighted = weight * density
+            self._record(density.detach(), weighted.detach())
+            if self._trainer_treats_loss_as_accumulation_scaled(num_items_in_batch):
+                weighted = weighted / self._accumulation_steps()
+            return weighted
+
+        def _trainer_treats_loss_as_accumulation_scaled(self, num_items_in_batch: Any) -> bool:
+            # The rule of Trainer.training_step (transformers ≥ 4.46): the returned loss is
+            # divided by the accumulation steps unless it counts as normalised already.
+            explicit = getattr(self, "loss_is_scaled_for_ga", None)
+            if explicit is not None:
+                return bool(explicit)
+            accepts = getattr(self, "model_accepts_loss_kwargs", False)
+            has_loss_func = getattr(self, "compute_loss_func", None) is not None
+            return bool(accepts and num_items_in_batch is not None) or has_loss_func
+
+        def _accumulation_steps(self) -> int:
+            # The last accumulation window of an epoch may be shorter; the Trainer knows.
+            steps = getattr(self, "current_gradient_accumulation_steps", None)
+            return int(steps or self.args.gradient_accumulation_steps)
+
+        def _record(self, density: torch.Tensor, weighted: torch.Tensor) -> None:
+            pair = torch.stack([density.float(), weighted.float()])
+            self._density_sums = pair if self._density_sums is None else self._density_sums + pair
+            self._density_batches += 1
+
+        def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+            # Training logs carry "loss"; evaluation and the end-of-training summary do not.
+            if "loss" in logs and self._density_sums is not None:
+                count = self._density_sums.new_tensor([float(self._density_batches)])
+                packed = torch.cat([self._density_sums, count]).unsqueeze(0)
+                # Every process logs in step (the parent gathers "loss" the same way).
+                totals = self.accelerator.gather(packed).sum(dim=0)
+                density, weighted = (totals[:2] / totals[2]).tolist()
+                logs[UNWEIGHTED_LOG_KEY] = density
+                logs[DENSITY_LOG_KEY] = weighted
+                # The logged loss is the mean over micro-batches of task + weighted density.
+                logs[TASK_LOG_KEY] = logs["loss"] - weighted
+                self._density_sums, self._density_batches = None, 0
+            super().log(logs, *args, **kwargs)
+
+    DensityTrainer.__module__ = __name__
+    DensityTrainer.__qualname__ = "DensityTrainer"
+    return DensityTrainer
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: DensityTrainer is built (and transformers imported) on first access only.
+    if name == "DensityTrainer":
+        cls = _build_density_trainer()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["DensityTrainer", "add_density_loss"]  # noqa: F822 (DensityTrainer: lazy, above)
