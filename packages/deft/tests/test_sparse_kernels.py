@@ -17,6 +17,16 @@ from hypothesis import strategies as st
 from deft.sparse import STRATEGIES, apply_threshold, sparse_down_projection, sparse_gated_mlp
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny matmuls on a shared 2-core machine: a second OpenMP thread that is preempted makes
+    # each op wait for it (measured 100x slower forwards); one thread is all these sizes need.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def assert_close(actual, expected, rtol=1.3e-6, atol=1e-5):
     # torch.testing.assert_close costs seconds on its first call (lazy imports); this is enough.
     assert actual.shape == expected.shape, (actual.shape, expected.shape)

@@ -209,8 +209,9 @@ def sparse_gated_mlp(
     check_strategy(strategy, dense_above)
     features = gate_weight.shape[0]
     leading = x.shape[:-1]
-    x = x.reshape(-1, x.shape[-1])
+    # act sees the gate in the caller's shape: hooks on it (DensityMonitor, apply_threshold) too
     gate = apply_threshold(act(F.linear(x, gate_weight, gate_bias)), threshold)
+    gate, x = gate.reshape(-1, features), x.reshape(-1, x.shape[-1])
     active = gate.ne(0).any(dim=0).nonzero().squeeze(1)
     if strategy == "dense" or (strategy == "auto" and active.numel() > dense_above * features):
         hidden = (gate * F.linear(x, up_weight, up_bias)).to(down_weight_t.dtype)
