@@ -153,7 +153,7 @@ def dumbbell(g: torch.Generator) -> list[Surface]:
 def airplane(g: torch.Generator) -> list[Surface]:
     length, radius = _u(g, 1.1, 1.3), _u(g, 0.06, 0.09)
     span, chord = _u(g, 1.0, 1.3), _u(g, 0.18, 0.28)
-    y = radius + 0.05
+    y = radius  # the fuselage rests on the floor
     tail_x = -length / 2 + 0.1
     return [
         Placed(Tube(radius, radius, length), (-length / 2, y, 0.0), Y_TO_X),
