@@ -13,6 +13,9 @@ the peft-core ``Trainer`` passes to ``model(**batch)``: ``points`` (batch, num_p
 
 ``transform`` (an augmentation from :mod:`point_peft.data.augmentations`, or any callable from a
 tensor to a tensor) is applied to ``points`` only, after the reader has sampled and normalised them.
+With a mask, use transforms that move points but keep their order (scaling, rotation, jitter):
+``ShufflePoints``, ``RandomSubset`` or ``RandomPointDropout`` would leave the mask describing other
+points (a changed point count is caught; a reordering cannot be).
 """
 
 from __future__ import annotations

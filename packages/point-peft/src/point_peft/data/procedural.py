@@ -90,6 +90,11 @@ class ProceduralShapes(PointCloudDataset):
         seed: the dataset's seed; everything is a function of it.
         return_mask: add ``"mask"`` (True on object points) to each item.
         transform: callable applied to each item's points (an augmentation).
+
+    Speed: about 2-3 ms per clean and 7-10 ms per hard 1,024-point item on one CPU thread (measured on
+    the 2-core development machine). Generation is thousands of tiny tensor operations, which
+    intra-op threads only slow down: DataLoader workers run single-threaded anyway; in the main
+    process of a busy machine, ``torch.set_num_threads(1)`` made it about 10 times faster.
     """
 
     def __init__(
