@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["", ".mesh", ".off", ".vrml", ".sampling"]
+MODULES = ["", "._cache", ".mesh", ".off", ".vrml", ".sampling", ".datasets"]
 
 
 @pytest.mark.parametrize("suffix", MODULES, ids=lambda suffix: suffix or "__init__")

@@ -33,20 +33,51 @@ Example:
 
 from __future__ import annotations
 
+from point_peft.corpora._cache import CACHE_ENV, resolve_cache_dir
+from point_peft.corpora.datasets import (
+    DEFAULT_KICAD_CATEGORIES,
+    SAMPLER_VERSION,
+    CgalMeshes,
+    KiCadCategories,
+    sample_cloud,
+    split_of,
+)
+from point_peft.corpora.debian import (
+    DebianFetchError,
+    cgal_meshes,
+    extract_debian_files,
+    fetch_debian_package,
+    kicad_categories,
+    kicad_models,
+)
 from point_peft.corpora.mesh import MeshFormatError, TriangleMesh, fan_triangulate
 from point_peft.corpora.off import parse_off, read_off
 from point_peft.corpora.sampling import sample_surface, surface_area, triangle_areas
 from point_peft.corpora.vrml import parse_vrml, read_vrml
 
 __all__ = [
+    "CACHE_ENV",
+    "DEFAULT_KICAD_CATEGORIES",
+    "SAMPLER_VERSION",
+    "CgalMeshes",
+    "DebianFetchError",
+    "KiCadCategories",
     "MeshFormatError",
     "TriangleMesh",
+    "cgal_meshes",
+    "extract_debian_files",
     "fan_triangulate",
+    "fetch_debian_package",
+    "kicad_categories",
+    "kicad_models",
     "parse_off",
     "parse_vrml",
     "read_off",
     "read_vrml",
+    "resolve_cache_dir",
+    "sample_cloud",
     "sample_surface",
+    "split_of",
     "surface_area",
     "triangle_areas",
 ]
