@@ -75,6 +75,7 @@ class PretrainedLoadReport:
     """What :func:`load_pretrained` did, with the key names of ``torch``'s ``load_state_dict`` result.
 
     ``missing_keys``: model entries the checkpoint did not provide (they keep their initial values).
+    Unlike ``torch``'s report, BatchNorm ``num_batches_tracked`` counters are listed too.
     ``unexpected_keys``: checkpoint entries, after renaming, that the model has no place for.
     ``ignored_keys``: checkpoint entries that the layout's renaming rule drops before loading (for
     a Point-BERT pre-train file: everything outside ``transformer_q.*``, and its ``cls_head``).
@@ -112,6 +113,10 @@ def read_checkpoint(
     if isinstance(source, Mapping):
         raw: Any = source
         where = "the given checkpoint dict"
+    elif not isinstance(source, (str, os.PathLike)):
+        raise CheckpointError(
+            f"source must be a checkpoint path or a dict, got a {type(source).__name__}"
+        )
     else:
         path = Path(source)
         where = str(path)
@@ -120,9 +125,12 @@ def read_checkpoint(
         try:
             raw = torch.load(path, map_location=map_location, weights_only=weights_only)
         except pickle.UnpicklingError as error:
+            # Either a corrupt file or one that pickles objects beyond tensors and containers
+            # (torch words both as unpickling errors).
             raise CheckpointError(
-                f"{path} holds Python objects that torch.load(weights_only=True) refuses to "
-                f"unpickle ({error}). If you trust the file, pass weights_only=False."
+                f"{path} cannot be read with torch.load(weights_only={weights_only}) ({error}). "
+                "If it is a checkpoint from a source you trust that pickles other Python "
+                "objects, pass weights_only=False."
             ) from None
         except (RuntimeError, EOFError, OSError, ValueError) as error:
             raise CheckpointError(
@@ -269,8 +277,7 @@ def load_pretrained(
         if strict:
             raise CheckpointError(message + " (pass strict=False to load anyway)")
         warnings.warn(message, stacklevel=2)
-    result = model.load_state_dict(renamed, strict=False)
-    assert sorted(result.missing_keys) == sorted(missing), "state_dict / load_state_dict disagree"
+    model.load_state_dict(renamed, strict=False)
     report = PretrainedLoadReport(
         kind=kind,
         missing_keys=missing,

@@ -40,7 +40,7 @@ def smoothed_cross_entropy(
     num_classes = logits.shape[1]
     if num_classes < 2:
         raise ValueError("label smoothing needs at least 2 classes")
-    log_probs = F.log_softmax(logits.float(), dim=1)
+    log_probs = F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
     target = torch.full_like(log_probs, smoothing / (num_classes - 1))
     target.scatter_(1, labels[:, None], 1.0 - smoothing)
     return -(target * log_probs).sum(dim=1).mean()

@@ -16,7 +16,7 @@ from torch import nn
 from point_peft.models.blocks import PositionalBlocks, drop_path_rates
 from point_peft.models.chamfer import chamfer_l2
 from point_peft.models.config import PointTransformerConfig
-from point_peft.models.encoder import PointTransformerEncoder, positional_mlp
+from point_peft.models.encoder import PointTransformerEncoder, positional_mlp, trunc_normal_
 
 
 class PretrainOutput(NamedTuple):
@@ -137,7 +137,7 @@ class PointMAEPretrainer(nn.Module):
         self.decoder_pos_embed = positional_mlp(config.pos_hidden_dim, dim)
         self.MAE_decoder = MaskedPatchDecoder(config)
         self.increase_dim = nn.Sequential(nn.Conv1d(dim, 3 * config.group_size, 1))
-        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        trunc_normal_(self.mask_token, std=0.02)
 
     def forward(
         self, points: torch.Tensor, *, generator: torch.Generator | None = None
