@@ -1,0 +1,1 @@
+"""DEFT benchmarks: sparse inference speed (bench_sparse)."""
