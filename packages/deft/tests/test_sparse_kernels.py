@@ -14,7 +14,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deft.sparse import STRATEGIES, apply_threshold, sparse_down_projection, sparse_gated_mlp
+from deft.sparse import (
+    STRATEGIES,
+    sparse_down_projection,
+    sparse_gated_mlp,
+    threshold_activation,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -82,10 +87,12 @@ def test_threshold_counts_small_magnitudes_as_zero(strategy):
     assert_close(out, _brute_force_down(a, weight_t, threshold=0.1).float())
 
 
-def test_apply_threshold_zeroes_at_and_below_tau_and_leaves_nan_alone_at_zero():
+def test_threshold_activation_zeroes_at_and_below_tau_and_leaves_nan_alone_at_zero():
     a = torch.tensor([0.1, -0.1, 0.1001, float("nan"), 0.0])
-    assert apply_threshold(a, 0.0) is a  # τ = 0: untouched, NaN propagates as in the dense model
-    thresholded = apply_threshold(a, 0.1)
+    assert (
+        threshold_activation(a, 0.0) is a
+    )  # τ = 0: untouched, NaN propagates as in the dense model
+    thresholded = threshold_activation(a, 0.1)
     assert thresholded[:3].tolist() == pytest.approx([0.0, 0.0, 0.1001])
     assert thresholded[4] == 0
 

@@ -416,3 +416,20 @@ def test_timm_swiglu_is_gated():
         sparsify(model, strategy="rows")
         assert isinstance(model[0], SparseGatedMLP)
         assert_close(model(x), dense)
+
+
+def test_dtype_conversion_and_deepcopy_of_a_sparse_model():
+    model = _build("llama")
+    inputs = _text(2)
+    with torch.no_grad():
+        dense = _output(copy.deepcopy(model).double(), inputs)
+        sparsify(model, strategy="gather").double()
+        down = model.layers[0].mlp.down_proj
+        assert down.weight.dtype == torch.float64
+        assert down.weight.t().is_contiguous()  # .double() kept the transposed layout
+        assert torch.allclose(_output(model, inputs), dense, atol=1e-10)
+        twin = densify(copy.deepcopy(model))
+    restored = twin.layers[0].mlp
+    assert type(restored).__name__ == "LlamaMLP"
+    assert restored.down_proj.weight is not down.weight  # the copy's own parameters
+    assert dict(twin.named_parameters()).keys() == dict(model.named_parameters()).keys()

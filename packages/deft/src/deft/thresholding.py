@@ -31,8 +31,7 @@ from deft._shapes import align_mask, as_batch_tokens_features
 from deft.discovery import ActivationTarget, GatedMode, find_targets
 from deft.metrics import _batch_size, _call, _to_device
 from deft.monitor import DensityMonitor
-from deft.sparse.kernels import apply_threshold as _zero_below
-from deft.sparse.kernels import per_layer_thresholds
+from deft.sparse.kernels import per_layer_thresholds, threshold_activation
 
 # |a| values kept per layer for the quantile; beyond this a uniform random sample is kept.
 DEFAULT_MAX_VALUES = 2**22
@@ -318,7 +317,7 @@ def _checked(tensor: Any, name: str) -> torch.Tensor:
 
 def _output_hook(tau: float, name: str):
     def hook(module: nn.Module, args: Any, output: Any) -> torch.Tensor:
-        return _zero_below(_checked(output, name), tau)
+        return threshold_activation(_checked(output, name), tau)
 
     return hook
 
@@ -327,6 +326,6 @@ def _input_hook(tau: float, name: str):
     def hook(module: nn.Module, args: tuple) -> tuple:
         if not args:
             raise TypeError(f"apply_threshold: {name} was called without a positional input")
-        return (_zero_below(_checked(args[0], name), tau), *args[1:])
+        return (threshold_activation(_checked(args[0], name), tau), *args[1:])
 
     return hook

@@ -40,9 +40,9 @@ from deft.sparse.convert import RULES, SparseRule, densify, sparse_modules, spar
 from deft.sparse.kernels import (
     DEFAULT_DENSE_ABOVE,
     STRATEGIES,
-    apply_threshold,
     sparse_down_projection,
     sparse_gated_mlp,
+    threshold_activation,
 )
 from deft.sparse.modules import SparseGatedMLP, SparseLinear
 
@@ -53,10 +53,10 @@ __all__ = [
     "SparseGatedMLP",
     "SparseLinear",
     "SparseRule",
-    "apply_threshold",
     "densify",
     "sparse_down_projection",
     "sparse_gated_mlp",
     "sparse_modules",
     "sparsify",
+    "threshold_activation",
 ]

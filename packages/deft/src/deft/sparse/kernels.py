@@ -22,7 +22,8 @@ Batches of N tokens, three strategies (``strategy=``), all computing the same su
 ``"dense"`` when the fraction of active entries exceeds ``dense_above`` (there the dense matmul
 is faster; ``benchmarks/deft/bench_sparse.py`` measures the crossover). Gated MLPs always use the
 union for the up projection (a per-token up projection would gather N·k rows of ``W_up``, far
-slower than one small matmul), then the same union for the down projection.
+slower than one small matmul), then the same union for the down projection (``"rows"``: each
+token sums its own active rows of that union).
 
 Thresholding (CATS / TEAL): ``threshold=τ > 0`` treats |a| ≤ τ as zero. With τ = 0 only exact
 zeros are skipped and the result equals the dense computation up to float summation order.
@@ -51,14 +52,14 @@ def check_strategy(strategy: str, dense_above: float) -> None:
         raise ValueError(f"dense_above must be a fraction in [0, 1], got {dense_above!r}")
 
 
-def apply_threshold(activation: torch.Tensor, threshold: float) -> torch.Tensor:
+def threshold_activation(activation: torch.Tensor, threshold: float) -> torch.Tensor:
     """Zero the entries with |a| ≤ ``threshold``; τ = 0 returns ``activation`` itself.
 
     τ = 0 must not touch the tensor: ``|a| > 0`` is false for NaN, which the dense computation
     would propagate.
 
     Example:
-        >>> apply_threshold(torch.tensor([-0.5, 0.1, 0.0, 2.0]), 0.1)
+        >>> threshold_activation(torch.tensor([-0.5, 0.1, 0.0, 2.0]), 0.1)
         tensor([-0.5000,  0.0000,  0.0000,  2.0000])
     """
     if threshold == 0:
@@ -152,7 +153,7 @@ def sparse_down_projection(
             f"(shapes {tuple(activation.shape)} and {tuple(weight_t.shape)})"
         )
     leading = activation.shape[:-1]
-    a = apply_threshold(activation.reshape(-1, features), threshold).to(weight_t.dtype)
+    a = threshold_activation(activation.reshape(-1, features), threshold).to(weight_t.dtype)
     out = _down_rows(a, weight_t, bias, strategy, dense_above)
     return out.reshape(*leading, weight_t.shape[1])
 
@@ -209,8 +210,8 @@ def sparse_gated_mlp(
     check_strategy(strategy, dense_above)
     features = gate_weight.shape[0]
     leading = x.shape[:-1]
-    # act sees the gate in the caller's shape: hooks on it (DensityMonitor, apply_threshold) too
-    gate = apply_threshold(act(F.linear(x, gate_weight, gate_bias)), threshold)
+    # act sees the gate in the caller's shape: hooks on it (DensityMonitor, deft.thresholding) too
+    gate = threshold_activation(act(F.linear(x, gate_weight, gate_bias)), threshold)
     gate, x = gate.reshape(-1, features), x.reshape(-1, x.shape[-1])
     active = gate.ne(0).any(dim=0).nonzero().squeeze(1)
     if strategy == "dense" or (strategy == "auto" and active.numel() > dense_above * features):
