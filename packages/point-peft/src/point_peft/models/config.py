@@ -95,9 +95,12 @@ class PointTransformerConfig(MethodConfig):
 
     @classmethod
     def small(cls, **overrides: Any) -> PointTransformerConfig:
-        """A 4 × 96 model on 32 patches of 16 points (about 0.6 M parameters with its decoder).
+        """A 4 × 96 model on 32 patches of 16 points: 0.72 M parameters with its 2-block decoder,
+        0.50 M as a 40-class classifier.
 
-        Pre-training it on 1024-point clouds runs at a few batches per second on two CPU cores.
+        Measured on the (busy) 2-core development machine: one pre-training step (forward,
+        backward, AdamW) on a batch of 32 clouds of 1024 points takes about 0.35 s with one
+        intra-op thread, so a few thousand clouds make an epoch of about a minute.
         """
         values: dict[str, Any] = {
             "embed_dim": 96,

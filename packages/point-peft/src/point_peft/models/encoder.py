@@ -33,8 +33,10 @@ def trunc_normal_(tensor: torch.Tensor, std: float = 0.02) -> torch.Tensor:
 
     At std 0.02 those bounds sit 100 standard deviations out, and ``normal_`` cannot go there: it
     turns finite-precision uniforms into Gaussians, which caps its draws near 9σ. The truncated and
-    the plain normal are then the same distribution, and ``normal_`` is many times faster on CPU
-    than the inverse-CDF ``nn.init.trunc_normal_`` (seconds for the 22 M-parameter models).
+    the plain normal are then the same distribution. Drawing with ``normal_`` alone skips the
+    rejection pass of recent ``nn.init.trunc_normal_`` (which draws the same values) and gives the
+    same values on older torch too, whose ``trunc_normal_`` used the inverse CDF instead: seeded
+    models are identical across the supported torch versions.
     """
     if tensor.is_meta:  # no values to draw (and meta normal_ would import torch._refs: seconds)
         return tensor
