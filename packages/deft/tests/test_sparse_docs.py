@@ -6,6 +6,7 @@ import doctest
 import importlib
 
 import pytest
+import torch
 
 MODULES = [
     "deft.sparse",
@@ -14,6 +15,16 @@ MODULES = [
     "deft.sparse.modules",
     "deft.thresholding",
 ]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny matmuls on a shared 2-core machine: a preempted second OpenMP thread makes each op
+    # wait for it; one thread is all these sizes need.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", MODULES)
