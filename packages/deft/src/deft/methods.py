@@ -1,0 +1,227 @@
+"""Apply a named PEFT method with the DEFT paper's hyperparameters (spec §5), to combine with DEFT.
+
+    method    what                                         defaults (spec §5)
+    lora      Hugging Face peft LoRA on the Q and V        r=8, lora_alpha=16, lora_dropout=0.1
+              projections
+    qlora     the same LoRA on a model loaded in 4-bit     + prepare_model_for_kbit_training
+              (bitsandbytes NF4, CUDA only)
+    prefix    peft prefix tuning (keys/values only)        num_virtual_tokens=60
+    prompt    peft prompt tuning (virtual input tokens)    num_virtual_tokens=60
+    ia3       peft IA3                                     peft's per-architecture targets
+    adapter   Pfeiffer adapters (:mod:`deft.adapters`)     reduction 16, ReLU
+
+Keyword options override the defaults and go to the method's config class (``peft.LoraConfig``,
+``peft.PrefixTuningConfig`` … or :class:`deft.adapters.PfeifferAdapterConfig`). The peft task type
+follows the model class (``…ForSequenceClassification`` → ``SEQ_CLS``, so the classifier head
+trains too); pass ``task_type`` to override.
+
+What the density monitor then sees: prompt tuning prepends its virtual tokens to the sequence, so
+every MLP activation has T + P positions against a T-column attention mask (the monitor counts the
+P leading positions as real tokens, as the spec asks); prefix tuning only adds keys and values, so
+the MLPs see the T input positions.
+
+Prefix tuning of classifiers: peft (0.21) looks for a ``past_key_values`` argument in the model's
+``forward`` before prefix-tuning a sequence classifier, and transformers 5 renamed it ``cache``
+(still accepting the old name), so peft refuses every such model with "Model does not support past
+key values". For those models this module uses peft's feature-extraction wrapper, which passes
+``past_key_values`` on without that check, and trains the head through ``modules_to_save``: the same
+computation (checked in the tests: the prefix changes the logits, padding stays masked).
+
+Example:
+    >>> import torch
+    >>> from transformers import BertConfig, BertForSequenceClassification
+    >>> base = BertForSequenceClassification(
+    ...     BertConfig(
+    ...         hidden_size=32,
+    ...         num_hidden_layers=2,
+    ...         num_attention_heads=2,
+    ...         intermediate_size=64,
+    ...         vocab_size=100,
+    ...     )
+    ... )
+    >>> model = apply_method(base, "lora")
+    >>> config = model.peft_config["default"]
+    >>> config.r, config.lora_alpha, config.lora_dropout, sorted(config.target_modules)
+    (8, 16, 0.1, ['query', 'value'])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any
+
+from torch import nn
+
+from deft.adapters import PfeifferAdapterConfig, get_pfeiffer_adapter_model
+
+METHODS: tuple[str, ...] = ("lora", "prefix", "prompt", "ia3", "adapter", "qlora")
+
+_LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1}
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lora": _LORA,
+    "qlora": _LORA,
+    "prefix": {"num_virtual_tokens": 60},
+    "prompt": {"num_virtual_tokens": 60},
+    "ia3": {},
+    "adapter": {},
+}
+
+# Query/value projection names by convention, for models peft has no LoRA default for (HF ViT).
+_QUERY_VALUE_NAMES = (("query", "value"), ("q_proj", "v_proj"), ("q", "v"), ("q_lin", "v_lin"))
+_HEAD_NAMES = ("classifier", "score")
+_TASK_BY_CLASS_SUFFIX = (
+    ("ForSequenceClassification", "SEQ_CLS"),
+    ("ForTokenClassification", "TOKEN_CLS"),
+    ("ForQuestionAnswering", "QUESTION_ANS"),
+    ("ForCausalLM", "CAUSAL_LM"),
+    ("ForSeq2SeqLM", "SEQ_2_SEQ_LM"),
+)
+
+
+def _import_peft() -> Any:
+    try:
+        import peft
+    except ImportError as error:
+        raise ImportError(
+            'LoRA, QLoRA, prefix/prompt tuning and IA3 come from Hugging Face peft: pip install "deft-peft[hf]"'
+        ) from error
+    return peft
+
+
+def infer_task_type(model: nn.Module) -> str | None:
+    """The peft task type of a transformers model, from its class name (``None`` if unknown)."""
+    name = type(model).__name__
+    for suffix, task in _TASK_BY_CLASS_SUFFIX:
+        if name.endswith(suffix):
+            return task
+    config = getattr(model, "config", None)
+    if name.endswith("ForConditionalGeneration") and getattr(config, "is_encoder_decoder", False):
+        return "SEQ_2_SEQ_LM"
+    return None
+
+
+def _query_value_targets(model: nn.Module) -> list[str]:
+    """LoRA's Q/V targets: peft's default for the architecture, else found by common names."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING:
+        return list(TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING[model_type])
+    leaves = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()}
+    for pair in _QUERY_VALUE_NAMES:
+        if set(pair) <= leaves:
+            return list(pair)
+    raise ValueError(
+        f"no query/value projections found in {type(model).__name__} (looked for "
+        f"{_QUERY_VALUE_NAMES}); pass target_modules=[...] to choose LoRA's targets"
+    )
+
+
+def _accepts_past_key_values(model: nn.Module) -> bool:
+    candidates = [model, getattr(model, "base_model", None)]
+    return any(
+        module is not None and "past_key_values" in inspect.signature(module.forward).parameters
+        for module in candidates
+    )
+
+
+def _heads(model: nn.Module) -> list[str]:
+    return [name for name in _HEAD_NAMES if isinstance(getattr(model, name, None), nn.Module)]
+
+
+def method_config(
+    method: str, model: nn.Module, *, task_type: str | None = None, **options: Any
+) -> Any:
+    """The config object :func:`apply_method` would use: spec defaults, then ``options``."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    values = {**METHOD_DEFAULTS[method], **options}
+    if method == "adapter":
+        return _build(PfeifferAdapterConfig, method, values)
+    peft = _import_peft()
+    task = task_type if task_type is not None else infer_task_type(model)
+    if task is not None:
+        values.setdefault("task_type", task)
+    if method in ("lora", "qlora"):
+        if values.get("target_modules") is None:
+            values["target_modules"] = _query_value_targets(model)
+        if values.get("task_type") is None and _heads(model):  # e.g. an image classifier
+            values.setdefault("modules_to_save", _heads(model))
+        return _build(peft.LoraConfig, method, values)
+    if method == "ia3":
+        return _build(peft.IA3Config, method, values)
+    if method == "prompt":
+        return _build(peft.PromptTuningConfig, method, values)
+    if values.get("task_type") == "SEQ_CLS" and not _accepts_past_key_values(model):
+        # see the module docstring: peft's classifier wrapper refuses models with `cache`
+        heads = _heads(model)
+        if not heads:
+            raise ValueError(f"{type(model).__name__}: no classifier/score head to train")
+        values["task_type"] = "FEATURE_EXTRACTION"
+        values["modules_to_save"] = [*(values.get("modules_to_save") or ()), *heads]
+    return _build(peft.PrefixTuningConfig, method, values)
+
+
+def _build(config_class: type, method: str, values: dict[str, Any]) -> Any:
+    known = {field.name for field in dataclasses.fields(config_class) if field.init}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"{method}: unknown option(s) {unknown} for {config_class.__name__}; "
+            f"it takes {sorted(known)}"
+        )
+    return config_class(**values)
+
+
+def apply_method(
+    model: nn.Module, method: str, *, task_type: str | None = None, **options: Any
+) -> nn.Module:
+    """Apply ``method`` (one of :data:`METHODS`) to ``model`` and return the trainable model.
+
+    Peft methods return a ``PeftModel`` wrapping ``model``; ``"adapter"`` modifies ``model`` in
+    place. ``"qlora"`` needs a model loaded in 4-bit (see :func:`qlora_quantization_config`).
+    """
+    if method == "qlora":
+        _check_4bit(model)
+    config = method_config(method, model, task_type=task_type, **options)
+    if method == "adapter":
+        return get_pfeiffer_adapter_model(model, config)
+    peft = _import_peft()
+    if method == "qlora":
+        # No gradient checkpointing by default: peft enables the re-entrant kind, which runs the
+        # forward without autograd, so the density loss would train nothing.
+        model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return peft.get_peft_model(model, config)
+
+
+def _check_4bit(model: nn.Module) -> None:
+    if not getattr(model, "is_loaded_in_4bit", False):
+        raise ValueError(
+            f"qlora needs a model loaded in 4-bit; {type(model).__name__} is not. Load it with "
+            "from_pretrained(path, quantization_config=deft.methods.qlora_quantization_config()) "
+            "on a CUDA device (bitsandbytes), or use method='lora'"
+        )
+
+
+def qlora_quantization_config(compute_dtype: Any = None) -> Any:
+    """QLoRA's 4-bit NF4 quantisation with double quantisation, computing in bf16 by default."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype or torch.bfloat16,
+    )
+
+
+__all__ = [
+    "METHODS",
+    "METHOD_DEFAULTS",
+    "apply_method",
+    "infer_task_type",
+    "method_config",
+    "qlora_quantization_config",
+]
