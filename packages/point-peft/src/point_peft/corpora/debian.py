@@ -185,22 +185,27 @@ def cgal_meshes(
             archives = extract_debian_files(deb, keep.get, staging, progress=progress)
             if not archives:
                 raise DebianFetchError(f"{deb.name} has no {CGAL_ARCHIVE}: the package changed")
-            with tarfile.open(archives[0]) as archive:
-                for member in archive:
-                    if member.isfile() and member.name.endswith(".off"):
-                        relative = PurePosixPath(member.name)
-                        # data/meshes/x.off -> meshes/x.off
-                        relative = (
-                            PurePosixPath(*relative.parts[1:])
-                            if relative.parts[0] == "data"
-                            else relative
-                        )
-                        target = staging / "cgal" / _safe_relative(str(relative))
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        with archive.extractfile(member) as source:
-                            target.write_bytes(source.read())
+            if _unpack_off_files(archives[0], staging / "cgal") == 0:
+                raise DebianFetchError(f"{CGAL_ARCHIVE} in {deb.name} holds no .off files")
             publish_directory(staging / "cgal", root)
     return sorted(root.rglob("*.off"))
+
+
+def _unpack_off_files(archive_path: Path, destination: Path) -> int:
+    """Write the ``.off`` members of a tar archive under ``destination``, minus a ``data/`` prefix."""
+    count = 0
+    with tarfile.open(archive_path) as archive:
+        for member in archive:
+            if not (member.isfile() and member.name.endswith(".off")):
+                continue
+            parts = PurePosixPath(member.name).parts
+            relative = PurePosixPath(*parts[1:]) if parts[0] == "data" else PurePosixPath(*parts)
+            target = destination / _safe_relative(str(relative))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with archive.extractfile(member) as source:
+                target.write_bytes(source.read())
+            count += 1
+    return count
 
 
 def kicad_models(
