@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.deft.bench_sparse import render_section as render_deft_sparse
+from benchmarks.meft.report_sections import RENDERERS as MEFT_RENDERERS
 from benchmarks.records import RESULTS_DIR, read_records, slug
 
 REPORT = Path(__file__).parent / "REPORT.md"
@@ -81,9 +83,11 @@ def _bar_plot(name: str, values: dict[str, float], ylabel: str, title: str) -> P
     return path
 
 
-# record-name prefix -> renderer; method suites add theirs here.
+# record-name prefix -> renderer; each suite keeps its renderers beside its benchmark.
 RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "core activation memory": activation_memory_section,
+    **MEFT_RENDERERS,
+    "deft sparse inference": render_deft_sparse,
 }
 
 

@@ -10,7 +10,9 @@ import sys
 SUITES = {
     "core": "benchmarks.core.bench_core",
     "meft": "benchmarks.meft.bench_memory_speed",
+    "meft-accuracy": "benchmarks.meft.bench_accuracy",
     "point-grouping": "benchmarks.point.bench_grouping",
+    "deft-sparse": "benchmarks.deft.bench_sparse",
 }
 
 

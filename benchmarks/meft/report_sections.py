@@ -1,0 +1,109 @@
+"""How the MEFT records read in benchmarks/REPORT.md: tables against full fine-tuning and the targets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MIB = 2**20
+
+# The issue's targets, checked in the rendered tables.
+ACTIVATION_TARGET = 0.16  # the paper's 84% reduction at 12 layers (we aim for 0.10)
+DEPTH_RATIO_TARGET = 1.1  # 24-layer / 12-layer activation memory
+TIME_TARGET = 1.5  # step time vs vanilla backprop of the same architecture (we aim for 1.35)
+ACCURACY_TARGET_POINTS = 1.0  # within 1 point of full fine-tuning
+
+
+def _mark(ok: bool) -> str:
+    return "meets" if ok else "misses"
+
+
+def _in_table_order(rows: dict[str, Any]) -> dict[str, Any]:
+    """JSON records sort their keys; put the rows back in the benchmark's order."""
+    from benchmarks.meft.bench_memory_speed import ROWS
+
+    rank = {name: index for index, name in enumerate(ROWS)}
+    return dict(sorted(rows.items(), key=lambda item: rank.get(item[0], len(rank))))
+
+
+def memory_speed_section(record: dict[str, Any]) -> list[str]:
+    rows = _in_table_order(record["train_info"]["rows"])
+    lines = [
+        "| setting | trainable | activation MiB | × full | peak MiB above model | × full "
+        "| step s (median) | × full | × vanilla same arch. |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in rows.items():
+        vanilla = row.get("time_ratio_to_vanilla_same_architecture")
+        lines.append(
+            f"| {name} | {row['trainable_params']:,} | {row['activation_bytes'] / MIB:.1f} "
+            f"| {row['activation_ratio_to_full']:.3f} | {row['peak_bytes_above_model'] / MIB:.0f} "
+            f"| {row['peak_ratio_to_full']:.2f} | {row['step_time_s']['median_s']:.3f} "
+            f"| {row['time_ratio_to_full']:.2f} | {f'{vanilla:.2f}' if vanilla else ''} |"
+        )
+    lines.append("")
+    for variant in ("MEFT1", "MEFT2", "MEFT3"):
+        if variant not in rows:
+            continue
+        row = rows[variant]
+        activation = row["activation_ratio_to_full"]
+        time = row.get("time_ratio_to_vanilla_same_architecture")
+        text = f"- {variant}: activation memory {activation:.3f}× full FT ({_mark(activation <= ACTIVATION_TARGET)} ≤ {ACTIVATION_TARGET})"
+        if time:
+            text += f"; step time {time:.2f}× vanilla backprop ({_mark(time <= TIME_TARGET)} ≤ {TIME_TARGET})"
+        lines.append(text)
+    return lines
+
+
+def depth_sweep_section(record: dict[str, Any]) -> list[str]:
+    sweep = _in_table_order(record["train_info"]["activation_bytes_by_depth"])
+    depths = sorted({int(d) for values in sweep.values() for d in values})
+    lines = [
+        "| setting | "
+        + " | ".join(f"{d} layers MiB" for d in depths)
+        + " | ratio deepest/previous |",
+        "|---|" + "---:|" * (len(depths) + 1),
+    ]
+    for name, values in sweep.items():
+        by_depth = {int(d): v for d, v in values.items()}
+        ratio = by_depth[depths[-1]] / by_depth[depths[-2]]
+        cells = " | ".join(f"{by_depth[d] / MIB:.1f}" for d in depths)
+        mark = (
+            f" ({_mark(ratio <= DEPTH_RATIO_TARGET)} ≤ {DEPTH_RATIO_TARGET})"
+            if "MEFT" in name
+            else ""
+        )
+        lines.append(f"| {name} | {cells} | {ratio:.3f}{mark} |")
+    return lines
+
+
+def accuracy_section(record: dict[str, Any]) -> list[str]:
+    from benchmarks.meft.bench_accuracy import SETTINGS
+
+    order = {name: index for index, name in enumerate(SETTINGS)}
+    settings = dict(
+        sorted(record["eval_info"]["settings"].items(), key=lambda i: order.get(i[0], len(order)))
+    )
+    lines = [
+        "| setting | lr | trainable | test accuracy (mean ± std) | seeds | vs full FT (points) "
+        "| train s per run |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in settings.items():
+        accuracy = row["test_accuracy"]
+        points = row["accuracy_minus_full_points"]
+        mark = (
+            "" if name == "full fine-tuning" else f" ({_mark(points >= -ACCURACY_TARGET_POINTS)})"
+        )
+        lines.append(
+            f"| {name} | {row['learning_rate']:g} | {row['trainable_params']:,} "
+            f"| {100 * accuracy['mean']:.2f} ± {100 * accuracy['std']:.2f} | {len(row['runs'])} "
+            f"| {points:+.2f}{mark} | {row['train_seconds']['mean']:.0f} |"
+        )
+    return lines
+
+
+RENDERERS = {
+    "meft memory and speed": memory_speed_section,
+    "meft activation memory depth sweep": depth_sweep_section,
+    "meft accuracy": accuracy_section,
+}
