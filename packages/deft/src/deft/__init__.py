@@ -20,12 +20,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0.dev0"
 
+from deft import sparse, thresholding
 from deft.callbacks import DensityLossCallback
 from deft.discovery import MLP_LAYOUTS, ActivationTarget, MLPLayout, find_targets
 from deft.loss import density_loss, saturation
 from deft.metrics import measure_density
 from deft.monitor import DensityMonitor
 from deft.report import DensityReport
+from deft.thresholding import apply_threshold, calibrate_threshold
 
 __all__ = [
     "MLP_LAYOUTS",
@@ -35,8 +37,12 @@ __all__ = [
     "DensityReport",
     "MLPLayout",
     "__version__",
+    "apply_threshold",
+    "calibrate_threshold",
     "density_loss",
     "find_targets",
     "measure_density",
     "saturation",
+    "sparse",
+    "thresholding",
 ]
