@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+from peft_core._atomic import atomic_write, atomic_write_bytes, atomic_write_text
 from peft_core.activations import QuickGELU, get_activation
 from peft_core.adapters import BottleneckAdapter
 from peft_core.config import ConfigError, MethodConfig
@@ -62,6 +63,9 @@ __all__ = [
     "TrainerCallback",
     "TrainingArguments",
     "__version__",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
     "count_parameters",
     "cuda_peak_memory",
     "format_trainable_parameters",

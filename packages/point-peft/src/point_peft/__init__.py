@@ -1,7 +1,40 @@
 """Point-PEFT: parameter-efficient fine-tuning of pre-trained 3D point-cloud transformers (Tang et al., AAAI 2024).
 
-Available now: :mod:`point_peft.ops` (farthest point sampling, kNN, grouping, inverse-distance
-interpolation in pure PyTorch). The backbones and the method itself follow.
+Available now:
+
+- :mod:`point_peft.ops`: farthest point sampling, kNN, grouping and inverse-distance interpolation
+  in pure PyTorch (no compiled extensions).
+- :mod:`point_peft.models`: Point-MAE and Point-BERT with the official parameter names, loaders
+  for the official pre-train and fine-tuned checkpoints, and Point-MAE masked-autoencoder
+  pre-training.
+- :mod:`point_peft.data`: ModelNet40 / ScanObjectNN readers, a procedural shapes dataset and the
+  standard augmentations.
+- :mod:`point_peft.corpora`: real meshes from Debian packages (KiCad CAD categories, CGAL demos).
+
+The Point-PEFT method itself (memory-bank prompt, geometry-aware adapter) follows.
 """
 
 __version__ = "0.1.0.dev0"
+
+from point_peft.models import (
+    PointBERT,
+    PointMAE,
+    PointMAEPretrainer,
+    PointTransformerConfig,
+    PointTransformerEncoder,
+    PretrainedLoadReport,
+    chamfer_l2,
+    load_pretrained,
+)
+
+__all__ = [
+    "PointBERT",
+    "PointMAE",
+    "PointMAEPretrainer",
+    "PointTransformerConfig",
+    "PointTransformerEncoder",
+    "PretrainedLoadReport",
+    "__version__",
+    "chamfer_l2",
+    "load_pretrained",
+]

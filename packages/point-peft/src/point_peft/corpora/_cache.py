@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from peft_core import atomic_write
+
 CACHE_ENV = "POINT_PEFT_CACHE"
 
 
@@ -79,13 +81,10 @@ def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
 
 
 def _write_atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    """peft-core's crash-safe write (temporary sibling, fsync, rename), through a file handle."""
+
+    def fill(temporary: Path) -> None:
+        with open(temporary, "wb") as handle:
             write(handle)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+
+    atomic_write(path, fill)
