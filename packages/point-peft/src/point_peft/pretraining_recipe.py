@@ -313,7 +313,8 @@ def _prepare_output_dir(
     earlier = checkpoint_directories(output_dir)
     record = output_dir / RUN_CONFIG_NAME
     if overwrite:
-        shutil.rmtree(output_dir / CHECKPOINT_DIR, ignore_errors=True)
+        for folder in (CHECKPOINT_DIR, "final"):
+            shutil.rmtree(output_dir / folder, ignore_errors=True)
         for name in ("log.jsonl", CHECKPOINT_NAME, RESULT_NAME, RUN_CONFIG_NAME):
             (output_dir / name).unlink(missing_ok=True)
     elif earlier and not resume:
