@@ -21,10 +21,11 @@ Example (a few seconds on a CPU):
     ...     batch_size=5, eval_samples_per_class=0,
     ... )  # fmt: skip
     >>> import tempfile
-    >>> result = pretrain(config, recipe, tempfile.mkdtemp(), progress=False)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     result = pretrain(config, recipe, folder, progress=False)
+    ...     model = PointMAE.from_pretrained(result["checkpoint"], num_classes=15, config=config)
     >>> result["steps"], result["loss_curve"][-1][0]  # [step, loss] every log_every steps and last
     (2, 2)
-    >>> model = PointMAE.from_pretrained(result["checkpoint"], num_classes=15, config=config)
 """
 
 from __future__ import annotations
