@@ -42,8 +42,13 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from peft_core import ConfigError, MethodConfig, count_parameters
-from peft_core._atomic import atomic_write, atomic_write_text
+from peft_core import (
+    ConfigError,
+    MethodConfig,
+    atomic_write,
+    atomic_write_text,
+    count_parameters,
+)
 from point_peft.data import ScaleAndTranslate
 from point_peft.models import PointMAEPretrainer, PointTransformerConfig, PretrainOutput
 from point_peft.pretraining_data import (
