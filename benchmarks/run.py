@@ -12,6 +12,7 @@ SUITES = {
     "meft": "benchmarks.meft.bench_memory_speed",
     "meft-accuracy": "benchmarks.meft.bench_accuracy",
     "point-grouping": "benchmarks.point.bench_grouping",
+    "point-backbone": "benchmarks.point.bench_backbone",
     "deft-sparse": "benchmarks.deft.bench_sparse",
 }
 

@@ -10,6 +10,8 @@ Available now:
 - :mod:`point_peft.data`: ModelNet40 / ScanObjectNN readers, a procedural shapes dataset and the
   standard augmentations.
 - :mod:`point_peft.corpora`: real meshes from Debian packages (KiCad CAD categories, CGAL demos).
+- ``point-peft pretrain`` (:func:`pretrain`) and :func:`default_backbone_checkpoint`, a small
+  Point-MAE pre-trained here once and cached.
 
 The Point-PEFT method itself (memory-bank prompt, geometry-aware adapter) follows.
 """
@@ -26,6 +28,8 @@ from point_peft.models import (
     chamfer_l2,
     load_pretrained,
 )
+from point_peft.pretrained import default_backbone_checkpoint, load_default_backbone
+from point_peft.pretraining_recipe import PretrainingRecipe, pretrain
 
 __all__ = [
     "PointBERT",
@@ -34,7 +38,11 @@ __all__ = [
     "PointTransformerConfig",
     "PointTransformerEncoder",
     "PretrainedLoadReport",
+    "PretrainingRecipe",
     "__version__",
     "chamfer_l2",
+    "default_backbone_checkpoint",
+    "load_default_backbone",
     "load_pretrained",
+    "pretrain",
 ]
