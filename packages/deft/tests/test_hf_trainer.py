@@ -15,6 +15,16 @@ transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 datasets = pytest.importorskip("datasets")
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run fastest on one thread; several spin against each other on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 LENGTH = 10
 EPS = 1e-7
 

@@ -21,6 +21,16 @@ from deft.methods import METHOD_DEFAULTS, METHODS, apply_method, infer_task_type
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run fastest on one thread; several spin against each other on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 LAYERS = 2
 LAYER_NAMES = [f"bert.encoder.layer.{i}.intermediate.intermediate_act_fn" for i in range(LAYERS)]
 EPS = 1e-7

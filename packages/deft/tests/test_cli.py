@@ -1,0 +1,164 @@
+"""`deft train` end to end: on a tiny random BERT saved to disk with a tiny CSV (fast), and on the
+embedded defaults, real MiniLM + Rotten-Tomatoes (slow)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from deft.cli import DEFAULT_LEARNING_RATES, main
+from deft.report import DensityReport
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("peft")
+tokenizers = pytest.importorskip("tokenizers")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(request):
+    """Tiny models run fastest on one thread; several spin against each other on a busy machine.
+    The slow test trains real MiniLM, which does use the cores."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+WORDS = ["good", "great", "fine", "bad", "awful", "dull", "film", "movie", "a", "the", "plot"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_and_data(tmp_path_factory):
+    """A 2-layer ReLU BERT with a word-level tokenizer, and 80 labelled sentences as CSV."""
+    folder = tmp_path_factory.mktemp("tiny")
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3}
+    vocab.update({word: index + 4 for index, word in enumerate(WORDS)})
+    word_level = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
+    word_level.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    word_level.post_processor = tokenizers.processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    transformers.PreTrainedTokenizerFast(
+        tokenizer_object=word_level, pad_token="[PAD]", unk_token="[UNK]"
+    ).save_pretrained(folder / "model")
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        vocab_size=len(vocab), hidden_act="relu", max_position_embeddings=128,
+    )  # fmt: skip
+    transformers.BertForSequenceClassification(config).save_pretrained(folder / "model")
+    rng = random.Random(0)
+    lines = ["review,sentiment"]
+    for index in range(80):
+        positive = index % 2 == 1
+        cue = rng.choice(WORDS[:3] if positive else WORDS[3:6])
+        filler = " ".join(rng.choice(WORDS[6:]) for _ in range(rng.randint(1, 6)))
+        lines.append(f"{filler} {cue} {rng.choice(WORDS[6:])},{'pos' if positive else 'neg'}")
+    (folder / "reviews.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder / "model", folder / "reviews.csv"
+
+
+def _tiny_run(tiny, output, *extra):
+    model, data = tiny
+    argv = [
+        "train", "--model", str(model), "--dataset", str(data), "--text-column", "review",
+        "--label-column", "sentiment", "--batch-size", "8", "--epochs", "2",
+        "--output-dir", str(output), "--no-progress", *extra,
+    ]  # fmt: skip
+    assert main(argv) == 0
+    return json.loads((output / "result.json").read_text(encoding="utf-8"))
+
+
+def test_help_lists_the_train_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--method", "--density-weight", "--compare-baseline", "--max-train", "--seed"):
+        assert option in out
+    for method in ("lora", "adapter", "prompt", "prefix", "ia3"):
+        assert method in out
+
+
+def test_a_negative_density_weight_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--density-weight", "-1"])
+    assert "non-negative" in capsys.readouterr().err
+
+
+def test_train_with_a_baseline_writes_accuracy_and_both_density_reports(
+    tiny_model_and_data, tmp_path, capsys
+):
+    result = _tiny_run(
+        tiny_model_and_data, tmp_path / "run", "--compare-baseline", "--learning-rate", "1e-2"
+    )
+    out = capsys.readouterr().out
+    assert "LoRA + DEFT (λ=1)" in out
+    assert "density reduction vs LoRA" in out
+    assert result["method"] == "lora"
+    assert result["density_weight"] == 1.0
+    assert result["method_config"]["r"] == 8
+    assert sorted(result["method_config"]["target_modules"]) == ["query", "value"]
+    assert 0.0 <= result["test_accuracy"] <= 1.0
+    assert result["baseline"]["density_weight"] == 0.0
+    density = DensityReport.from_dict(result["density"])
+    assert density.layers == [
+        f"bert.encoder.layer.{i}.intermediate.intermediate_act_fn" for i in range(2)
+    ]
+    assert density.dtype == "float32"
+    assert set(result["density"]["per_layer"]) == {
+        "reference", "masked", "thresholded@1e-06", "thresholded@0.0001", "thresholded@0.001"
+    }  # fmt: skip
+    baseline = density.baseline
+    assert baseline is not None
+    assert baseline.num_samples == density.num_samples > 0
+    reduction = result["density"]["reduction_vs_baseline"]["masked"]
+    assert reduction["percentage_points"] == pytest.approx(
+        baseline.mean("masked") - density.mean("masked")
+    )
+    # ReLU, same seed and data, λ = 1 vs 0: the density loss leaves fewer non-zeros
+    assert density.mean("masked") < baseline.mean("masked")
+    assert result["density_mean_percent"] == pytest.approx(density.mean("masked"))
+    assert (tmp_path / "run" / "deft" / "final" / "adapter_model.safetensors").is_file()
+    assert (tmp_path / "run" / "baseline" / "final" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("method", ["adapter", "prompt"])
+def test_other_methods_run_and_report(tiny_model_and_data, tmp_path, method):
+    result = _tiny_run(
+        tiny_model_and_data, tmp_path / method, "--method", method, "--num-virtual-tokens", "4",
+        "--density-weight", "0.5", "--density-samples", "4",
+    )  # fmt: skip
+    assert result["method"] == method
+    assert result["learning_rate"] == DEFAULT_LEARNING_RATES[method]
+    assert result["density"]["num_samples"] == 4
+    assert "baseline" not in result
+    if method == "adapter":
+        assert result["method_config"]["reduction_factor"] == 16
+        saved = json.loads(
+            (tmp_path / method / "deft" / "final" / "adapter_config.json").read_text()
+        )
+        assert saved["method"] == "pfeiffer_adapter"  # peft_core.load rebuilds it
+    else:
+        assert result["method_config"]["num_virtual_tokens"] == 4
+
+
+@pytest.mark.slow
+def test_deft_train_on_real_minilm_lowers_density_against_the_baseline(tmp_path):
+    output = tmp_path / "run"
+    argv = [
+        "train", "--max-train", "512", "--batch-size", "16", "--compare-baseline",
+        "--density-samples", "128", "--output-dir", str(output), "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads((output / "result.json").read_text(encoding="utf-8"))
+    assert result["model"] == "model"  # the offline MiniLM folder
+    assert 0.5 < result["test_accuracy"] <= 1.0
+    reduction = result["density"]["reduction_vs_baseline"]
+    assert reduction["thresholded@0.001"]["percentage_points"] > 0
