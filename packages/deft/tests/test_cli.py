@@ -158,7 +158,8 @@ def test_deft_train_on_real_minilm_lowers_density_against_the_baseline(tmp_path)
     ]  # fmt: skip
     assert main(argv) == 0
     result = json.loads((output / "result.json").read_text(encoding="utf-8"))
-    assert result["model"] == "model"  # the offline MiniLM folder
+    assert result["dataset"] == "rotten_tomatoes"
+    assert result["method"] == "lora"
     assert 0.5 < result["test_accuracy"] <= 1.0
     reduction = result["density"]["reduction_vs_baseline"]
     assert reduction["thresholded@0.001"]["percentage_points"] > 0

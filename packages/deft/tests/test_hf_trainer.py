@@ -13,7 +13,6 @@ from deft.hf_trainer import add_density_loss
 
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
-datasets = pytest.importorskip("datasets")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -139,6 +138,7 @@ def test_return_outputs_and_evaluation_keep_the_task_loss_alone(tmp_path):
 def test_training_logs_density_and_task_loss(
     tmp_path, remove_unused_columns, label_column, extra_columns
 ):
+    datasets = pytest.importorskip("datasets")  # a datasets.Dataset, as users pass them
     model = _lora_bert(hidden_act="relu")
     data = datasets.Dataset.from_list(_rows(24, label_column, extra_columns))
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}

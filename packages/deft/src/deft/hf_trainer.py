@@ -125,8 +125,9 @@ def _build_density_trainer() -> type:
             density_eps: float = DEFAULT_EPS,
             **kwargs: Any,
         ) -> None:
+            density_weight = _check_weight(density_weight)
             super().__init__(*args, **kwargs)
-            self.density_weight = _check_weight(density_weight)
+            self.density_weight = density_weight
             self.density_eps = density_eps
             if monitor is None:
                 from deft.monitor import DensityMonitor
