@@ -11,6 +11,7 @@ AdamW, median of repeats after warm-up). Ratios are to full fine-tuning in the s
 from __future__ import annotations
 
 import multiprocessing
+import os
 import resource
 import sys
 import warnings
@@ -182,15 +183,18 @@ def depth_sweep(depths: list[int], batch: int, length: int) -> dict[str, dict[in
     return sweep
 
 
-def main(quick: bool = False) -> list[Path]:
+def main(
+    quick: bool = False, lengths: list[int] | None = None, depth_sweep_too: bool = True
+) -> list[Path]:
     repeats = 2 if quick else 5
     batch = 2 if quick else 8
-    lengths = [32] if quick else [128, 512]
+    lengths = lengths or ([32] if quick else [128, 512])
     layers = 2 if quick else 12
     depths = [2, 4] if quick else [6, 12, 24]
     rows = ROWS if not quick else ["full fine-tuning", "MEFT1 vanilla backprop", "MEFT1"]
     paths = []
     for length in lengths:
+        load_before = os.getloadavg()[0]
         measured = table(layers, batch, length, repeats, rows)
         record = make_record(
             f"meft memory and speed bert-base {layers}L {batch}x{length}"
@@ -199,9 +203,16 @@ def main(quick: bool = False) -> list[Path]:
             model=f"BertForSequenceClassification, random init, {layers}x768, 12 heads, sdpa attention",
             data=f"random tokens, batch {batch} x {length}, fp32",
             seed=0,
-            train_info={"rows": measured, "step": "forward + backward + AdamW"},
+            train_info={
+                "rows": measured,
+                "step": "forward + backward + AdamW",
+                # Step times are only comparable on a quiet machine: the load says how quiet.
+                "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
+            },
         )
         paths.append(write_record(record))
+    if not depth_sweep_too:
+        return paths
     sweep = depth_sweep(depths, batch, lengths[0])
     ratios = {row: values[depths[-1]] / values[depths[-2]] for row, values in sweep.items()}
     record = make_record(
@@ -217,3 +228,16 @@ def main(quick: bool = False) -> list[Path]:
     )
     paths.append(write_record(record))
     return paths
+
+
+if __name__ == "__main__":
+    # One table at a time on a slow machine: python -m benchmarks.meft.bench_memory_speed --lengths 512
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--lengths", type=int, nargs="+", default=None)
+    parser.add_argument("--no-depth-sweep", action="store_true")
+    args = parser.parse_args()
+    for path in main(args.quick, args.lengths, not args.no_depth_sweep):
+        print(f"   wrote {path}")
