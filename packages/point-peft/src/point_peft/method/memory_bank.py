@@ -64,7 +64,11 @@ class MemoryBank(nn.Module):
             if features.device.type != "meta" and bool((norms == 0).any()):
                 raise ValueError("MemoryBank: a column of features is all zeros")
             features = features / norms
-        self.register_buffer("features", features.detach().clone())
+        # Row-major whatever the input's layout: a bank built from a transposed view and the same
+        # values loaded from a file must take the same matmul kernels (bit-identical logits).
+        self.register_buffer(
+            "features", features.detach().clone(memory_format=torch.contiguous_format)
+        )
         self.num_groups = num_groups
         self.group_size = group_size
 
