@@ -318,3 +318,60 @@ def test_the_config_records_the_bank_size():
     backbone = tiny_backbone()
     get_point_peft_model(backbone, config, memory_bank=tiny_bank(backbone, config, size=9))
     assert config.memory_bank_size == 9
+
+
+def test_every_trainable_parameter_gets_a_gradient():
+    model = tiny_model().train()
+    torch.manual_seed(0)
+    model(clouds(4), labels=torch.tensor([0, 1, 2, 3])).loss.backward()
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            assert parameter.grad is not None, name
+            assert float(parameter.grad.abs().sum()) > 0, name
+        else:
+            assert parameter.grad is None, name
+    # the prompt coordinates learn through the propagation weights of the anchors they became
+    assert float(model.prompt_coordinates.grad.abs().sum()) > 0
+
+
+def test_point_bert_backbones_are_supported():
+    from point_peft.models import PointBERT
+
+    torch.manual_seed(0)
+    backbone = PointBERT(tiny_backbone().config.replace(patch_dim=12, label_smoothing=0.2))
+    config = tiny_method_config()
+    model = get_point_peft_model(backbone, config, memory_bank=tiny_bank(backbone, config))
+    assert not model.backbone.reduce_dim.weight.requires_grad
+    output = model(clouds(3), labels=torch.tensor([0, 1, 2]))
+    assert output.logits.shape == (3, 5)
+    output.loss.backward()
+
+
+def test_deepcopy_keeps_the_query_encoder_on_the_copied_backbone():
+    import copy
+
+    model = tiny_model().eval()
+    clone = copy.deepcopy(model)
+    assert clone.query_encoder._runner.encoder is clone.backbone
+    with torch.no_grad():
+        torch.testing.assert_close(clone(clouds(2)).logits, model(clouds(2)).logits)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_step_and_query_cache_on_cuda():
+    import copy
+
+    cpu = tiny_model(config=tiny_method_config(cache_query_features=True)).eval()
+    model = copy.deepcopy(cpu).cuda()
+    points = clouds(4).cuda()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(points).logits.cpu(), cpu(points.cpu()).logits, rtol=1e-4, atol=1e-4
+        )
+    model.train()
+    indices = torch.tensor([3, 1, 2, 0])  # on the CPU, as a DataLoader gives them
+    output = model(points, labels=torch.tensor([0, 1, 2, 3]).cuda(), sample_indices=indices)
+    output.loss.backward()
+    assert model.prompt_coordinates.grad.is_cuda
+    assert len(model.query_cache) == 4

@@ -152,6 +152,7 @@ class PointPeftModel(nn.Module):
         )
         if not use_cache:
             return self.query_encoder(points)
+        sample_indices = torch.as_tensor(sample_indices, device=points.device)
         return self.query_cache.fetch(sample_indices, lambda rows: self.query_encoder(points[rows]))
 
     def context_tokens(
