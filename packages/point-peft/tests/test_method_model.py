@@ -375,3 +375,16 @@ def test_training_step_and_query_cache_on_cuda():
     output.loss.backward()
     assert model.prompt_coordinates.grad.is_cuda
     assert len(model.query_cache) == 4
+
+
+def test_without_prompt_coordinates_prompts_stay_out_of_the_ga_adapter():
+    with_coordinates = tiny_model()
+    model = tiny_model(config=tiny_method_config(learnable_prompt_coordinates=False)).eval()
+    assert model.prompt_coordinates is None
+    trainable = peft_core.count_parameters(model)[0]
+    assert trainable == peft_core.count_parameters(with_coordinates)[0] - 6 * 3
+    centers = model.backbone.embed(clouds(2)).centers
+    groupings = model.groupings(centers)
+    assert list(groupings) == [False]  # one grouping, over the token centres only
+    assert groupings[False].num_prompts == 0
+    assert model(clouds(2)).logits.shape == (2, 5)

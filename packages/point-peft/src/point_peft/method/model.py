@@ -168,17 +168,20 @@ class PointPeftModel(nn.Module):
         return retrieve(query_features, bank, self.point_peft_config.top_k).context
 
     def groupings(self, centers: torch.Tensor) -> dict[bool, Grouping]:
-        """The GA-Adapter groups of this batch, keyed by whether a layer is prompted."""
+        """The GA-Adapter groups of this batch, keyed by whether they include the prompt tokens
+        (prompted layers with ``learnable_prompt_coordinates``); each is planned once."""
         config = self.point_peft_config
         start = self.backbone.config.fps_start
-        kinds = {layer.prompted for layer in self.layers}
         result = {}
-        for prompted in kinds:
-            prompt_xyz = self.prompt_coordinates if prompted else None
-            result[prompted] = plan_groups(
+        for with_prompts in {self._groups_prompts(layer) for layer in self.layers}:
+            prompt_xyz = self.prompt_coordinates if with_prompts else None
+            result[with_prompts] = plan_groups(
                 centers, config.ga_anchors, config.ga_neighbors, prompt_xyz=prompt_xyz, start=start
             )
         return result
+
+    def _groups_prompts(self, layer: PointPeftLayer) -> bool:
+        return layer.prompted and self.prompt_coordinates is not None
 
     def forward(
         self,
@@ -205,7 +208,8 @@ class PointPeftModel(nn.Module):
             context = self.context_tokens(points, sample_indices, query_features)
         groupings = self.groupings(centers)
         for block, layer in zip(backbone.blocks.blocks, self.layers, strict=True):
-            x = layer(block, x + pos, context, groupings[layer.prompted], self.local_attention)
+            grouping = groupings[self._groups_prompts(layer)]
+            x = layer(block, x + pos, context, grouping, self.local_attention)
         logits = backbone.cls_head_finetune(pool_cls_and_max(backbone.norm(x)))
         output = PointPeftOutput()
         if labels is not None:
