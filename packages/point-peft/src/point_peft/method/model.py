@@ -89,7 +89,9 @@ class PointPeftModel(nn.Module):
         self.memory_bank = memory_bank
         uses_prompts = config.uses_memory_bank
         if uses_prompts and config.learnable_prompt_coordinates:
-            coordinates = torch.zeros(config.num_prompts, 3, device=reference.device)
+            coordinates = torch.zeros(
+                config.num_prompts, 3, device=reference.device, dtype=reference.dtype
+            )
             self.prompt_coordinates = nn.Parameter(trunc_normal_(coordinates, std=0.02))
         else:
             self.register_parameter("prompt_coordinates", None)
