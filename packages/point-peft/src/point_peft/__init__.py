@@ -12,12 +12,21 @@ Available now:
 - :mod:`point_peft.corpora`: real meshes from Debian packages (KiCad CAD categories, CGAL demos).
 - ``point-peft pretrain`` (:func:`pretrain`) and :func:`default_backbone_checkpoint`, a small
   Point-MAE pre-trained here once and cached.
-
-The Point-PEFT method itself (memory-bank prompt, geometry-aware adapter) follows.
+- :mod:`point_peft.method`: the Point-PEFT method — memory-bank builder, point-prior prompt,
+  geometry-aware adapter, FFN adapter — as :func:`get_point_peft_model`.
 """
 
 __version__ = "0.1.0.dev0"
 
+from point_peft.method import (
+    MemoryBank,
+    PointPeftConfig,
+    PointPeftModel,
+    PointPeftOutput,
+    WithSampleIndices,
+    build_memory_bank,
+    get_point_peft_model,
+)
 from point_peft.models import (
     PointBERT,
     PointMAE,
@@ -32,16 +41,23 @@ from point_peft.pretrained import default_backbone_checkpoint, load_default_back
 from point_peft.pretraining_recipe import PretrainingRecipe, pretrain
 
 __all__ = [
+    "MemoryBank",
     "PointBERT",
     "PointMAE",
     "PointMAEPretrainer",
+    "PointPeftConfig",
+    "PointPeftModel",
+    "PointPeftOutput",
     "PointTransformerConfig",
     "PointTransformerEncoder",
     "PretrainedLoadReport",
     "PretrainingRecipe",
+    "WithSampleIndices",
     "__version__",
+    "build_memory_bank",
     "chamfer_l2",
     "default_backbone_checkpoint",
+    "get_point_peft_model",
     "load_default_backbone",
     "load_pretrained",
     "pretrain",

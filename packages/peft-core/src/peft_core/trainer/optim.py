@@ -14,12 +14,31 @@ _NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, nn.RM
 
 
 def no_decay_parameter_names(model: nn.Module) -> set[str]:
-    """Biases, normalisation weights and every other 1-D (or scalar) parameter.
+    """Biases, normalisation weights, every other 1-D (or scalar) parameter, and what the model names.
 
     Decaying these pulls LayerNorm gains towards zero and biases towards the origin, which hurts
-    and is not what weight decay is for (it regularises matrices).
+    and is not what weight decay is for (it regularises matrices). A model (or submodule) may list
+    more in a ``no_weight_decay()`` method, timm's convention (learned tokens such as prompts and
+    cls tokens); the names are relative to that module.
+
+    Example:
+        >>> class WithToken(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.token = nn.Parameter(torch.zeros(1, 4, 8))
+        ...         self.proj = nn.Linear(8, 8)
+        ...
+        ...     def no_weight_decay(self):
+        ...         return {"token"}
+        >>> sorted(no_decay_parameter_names(WithToken()))
+        ['proj.bias', 'token']
     """
     names = set()
+    for module_name, module in model.named_modules():
+        listed = getattr(module, "no_weight_decay", None)
+        if callable(listed):
+            prefix = f"{module_name}." if module_name else ""
+            names.update(prefix + name for name in listed())
     for module_name, module in model.named_modules():
         is_norm = isinstance(module, _NORM_TYPES) or "norm" in type(module).__name__.lower()
         for param_name, parameter in module.named_parameters(recurse=False):
