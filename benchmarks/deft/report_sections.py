@@ -1,0 +1,278 @@
+"""How the DEFT accuracy/density records read in benchmarks/REPORT.md: tables against the targets.
+
+``RENDERERS`` maps a record-name prefix to its renderer, as benchmarks/report.py expects; each
+renderer returns Markdown lines (and writes its per-layer plot to benchmarks/plots/ when
+matplotlib is installed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchmarks.records import slug
+
+PLOTS = Path(__file__).resolve().parent.parent / "plots"
+
+# The issue's targets, checked in the rendered tables.
+REDUCTION_TARGET_PERCENT = 50.0  # relative density reduction vs the same PEFT method (masked)
+ACCURACY_LOSS_TARGET_POINTS = 1.0  # at most this much test accuracy lost
+OVERHEAD_TARGET_PERCENT = 10.0  # extra step time of the density loss
+VARIANTS = ("reference", "masked", "thresholded@1e-06", "thresholded@0.0001", "thresholded@0.001")
+
+
+def _mark(ok: bool) -> str:
+    return "meets" if ok else "misses"
+
+
+def _pm(summary: dict[str, float], scale: float = 1.0, digits: int = 2) -> str:
+    return f"{scale * summary['mean']:.{digits}f} ± {scale * summary['std']:.{digits}f}"
+
+
+def _variant_label(variant: str) -> str:
+    # escaped: a bare | ends a Markdown table cell
+    return variant.replace("thresholded@", "\\|a\\| > ")
+
+
+def _ordered_methods(record: dict[str, Any]) -> dict[str, Any]:
+    """JSON records sort their keys; put the methods back in the benchmark's order."""
+    from benchmarks.deft.bench_minilm import METHODS
+
+    rank = {name: index for index, name in enumerate(METHODS)}
+    methods = record["eval_info"]["methods"]
+    return dict(sorted(methods.items(), key=lambda item: rank.get(item[0], len(rank))))
+
+
+def _line_plot(
+    name: str, series: dict[str, list[float]], labels: list[str], ylabel: str, title: str
+) -> str | None:
+    """Save a per-layer line plot to benchmarks/plots/<name>.png; its path relative to the report."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    PLOTS.mkdir(exist_ok=True)
+    figure, axis = plt.subplots(figsize=(7, 3.6))
+    for key, values in series.items():
+        axis.plot(
+            range(len(values)),
+            values,
+            marker="o",
+            label=key,
+            linestyle="--" if "PEFT" in key else "-",
+        )
+    axis.set_xticks(range(len(labels)), labels, fontsize=8)
+    axis.set_xlabel("layer")
+    axis.set_ylabel(ylabel)
+    axis.set_title(title, fontsize=10)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    path = PLOTS / f"{name}.png"
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return f"plots/{path.name}"
+
+
+def _layer_index(name: str) -> str:
+    """``bert.encoder.layer.3.intermediate.intermediate_act_fn`` → ``3`` (the first number)."""
+    return next((part for part in name.split(".") if part.isdigit()), name)
+
+
+def minilm_section(record: dict[str, Any]) -> list[str]:
+    """Accuracy, density (three variants, per layer), threshold baseline and loss overhead."""
+    methods = _ordered_methods(record)
+    lines = [
+        "Test accuracy (%) and masked density (% non-zero MLP activations, real tokens only), "
+        "mean ± std over seeds; the threshold baseline is the PEFT model with per-layer τ "
+        "calibrated to the DEFT model's density.",
+        "",
+        "| method | lr | trainable | seeds | PEFT acc. | DEFT acc. | Δ acc. (points) "
+        "| PEFT density | DEFT density | reduction (relative %) | reduction (points) "
+        "| threshold baseline acc. | DEFT − baseline (points) | loss overhead (% step) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    verdicts = []
+    for name, row in methods.items():
+        accuracy, density = row["test_accuracy"], row["density_percent"]
+        relative = row["reduction_relative_percent"]["masked"]
+        change = row["accuracy_change_points"]
+        versus = row["deft_minus_threshold_baseline_points"]
+        overhead = (row.get("step_time") or {}).get("overhead_percent")
+        lines.append(
+            f"| {name} | {row['learning_rate']:g} | {row['trainable_params']:,} | {len(row['runs'])} "
+            f"| {_pm(accuracy['peft'], 100)} | {_pm(accuracy['deft'], 100)} | {_pm(change)} "
+            f"| {_pm(density['peft']['masked'])} | {_pm(density['deft']['masked'])} "
+            f"| {_pm(relative)} | {_pm(row['reduction_percentage_points']['masked'])} "
+            f"| {_pm(accuracy['threshold'], 100)} | {_pm(versus)} "
+            f"| {'' if overhead is None else f'{overhead:.1f}'} |"
+        )
+        text = (
+            f"- {name}: density reduction {relative['mean']:.2f}% relative "
+            f"({_mark(relative['mean'] >= REDUCTION_TARGET_PERCENT)} ≥ {REDUCTION_TARGET_PERCENT:g}%); "
+            f"accuracy {change['mean']:+.2f} points "
+            f"({_mark(change['mean'] >= -ACCURACY_LOSS_TARGET_POINTS)} ≤ {ACCURACY_LOSS_TARGET_POINTS:g} point lost); "
+            f"vs the matched-density threshold baseline {versus['mean']:+.2f} points "
+            f"({_mark(versus['mean'] > 0)} > 0)"
+        )  # fmt: skip
+        if overhead is not None:
+            text += f"; loss overhead {overhead:.1f}% ({_mark(overhead <= OVERHEAD_TARGET_PERCENT)} ≤ {OVERHEAD_TARGET_PERCENT:g}%)"
+        verdicts.append(text)
+    lines += ["", *verdicts, "", *_variant_table(methods), "", *_zeroed_table(methods), ""]
+    lines += _per_layer_table(methods)
+    plot = _line_plot(
+        slug(record["name"]),
+        {
+            f"{name} {label.upper()}": row["per_layer_masked_percent"][label]
+            for name, row in methods.items()
+            for label in ("peft", "deft")
+        },
+        [_layer_index(layer) for layer in next(iter(methods.values()))["layers"]],
+        "% non-zero (masked)",
+        record["name"],
+    )
+    if plot:
+        lines.append(f"\n![{record['name']}]({plot})")
+    return lines
+
+
+def _variant_table(methods: dict[str, Any]) -> list[str]:
+    lines = [
+        "Density by variant (mean over seeds; reference counts padding, thresholded counts "
+        "|a| ≤ τ as zero): PEFT → DEFT (relative reduction), matched-density threshold baseline.",
+        "",
+        "| method | variant | PEFT % | DEFT % | reduction (relative %) | reduction (points) "
+        "| threshold baseline % |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in methods.items():
+        density = row["density_percent"]
+        for variant in VARIANTS:
+            if variant not in density["peft"]:
+                continue
+            lines.append(
+                f"| {name} | {_variant_label(variant)} | {density['peft'][variant]['mean']:.2f} "
+                f"| {density['deft'][variant]['mean']:.2f} "
+                f"| {row['reduction_relative_percent'][variant]['mean']:.2f} "
+                f"| {row['reduction_percentage_points'][variant]['mean']:.2f} "
+                f"| {density['threshold'][variant]['mean']:.2f} |"
+            )
+    return lines
+
+
+def _zeroed_table(methods: dict[str, Any]) -> list[str]:
+    lines = [
+        "Test accuracy (%) with every MLP activation |a| ≤ τ set to zero in the forward pass "
+        "(mean over seeds), and the masked density that leaves:",
+        "",
+        "| method | model | dense | τ = 1e-6 | τ = 1e-4 | τ = 1e-3 |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name, row in methods.items():
+        for label in ("peft", "deft"):
+            zeroed = row["accuracy_with_zeroed"][label]
+            density = row["density_percent"][label]
+            cells = [
+                f"{100 * zeroed[v]['mean']:.2f} ({density[v]['mean']:.1f}%)"
+                for v in ("thresholded@1e-06", "thresholded@0.0001", "thresholded@0.001")
+                if v in zeroed
+            ]
+            lines.append(
+                f"| {name} | {label.upper()} "
+                f"| {100 * row['test_accuracy'][label]['mean']:.2f} ({density['masked']['mean']:.1f}%) "
+                f"| " + " | ".join(cells) + " |"
+            )  # fmt: skip
+    return lines
+
+
+def _per_layer_table(methods: dict[str, Any]) -> list[str]:
+    layers = next(iter(methods.values()))["layers"]
+    header = " | ".join(f"{name} {label}" for name in methods for label in ("PEFT", "DEFT", "thr."))
+    lines = [
+        "Masked density per layer (% non-zero, mean over seeds; thr. = matched-density threshold "
+        "baseline):",
+        "",
+        f"| layer | {header} |",
+        "|---|" + "---:|" * (3 * len(methods)),
+    ]
+    for index, layer in enumerate(layers):
+        cells = [
+            f"{row['per_layer_masked_percent'][label][index]:.2f}"
+            for row in methods.values()
+            for label in ("peft", "deft", "threshold")
+        ]
+        lines.append(f"| {_layer_index(layer)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+SMOLLM2_STATES = ("before", "LoRA", "LoRA + DEFT")
+
+
+def smollm2_section(record: dict[str, Any]) -> list[str]:
+    """LM loss and gate / gate⊙up density of SmolLM2 before and after LoRA, LoRA + DEFT."""
+    states = record["eval_info"]["states"]
+    train = record["train_info"]
+    tau = record["run_info"]["config"].get("zeroed_tau", 1e-3)
+    lines = [
+        "Held-out LM loss (nats/token) and density (% non-zero, masked / |a| > τ) of the gate "
+        "activation act(x W_gate) and of gate ⊙ up (the input of down_proj); train s/step is the "
+        "training loop's mean (runs one after another, not interleaved):",
+        "",
+        f"| state | LM loss | perplexity | LM loss, \\|gate\\| ≤ {tau:g} zeroed | gate masked "
+        "| gate \\|a\\|>1e-6 | gate \\|a\\|>1e-4 | gate \\|a\\|>1e-3 | gate⊙up masked "
+        "| gate⊙up \\|a\\|>1e-3 "
+        "| train s/step |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in SMOLLM2_STATES:
+        if name not in states:
+            continue
+        state = states[name]
+        gate = state["density"]["gate"]["mean"]
+        product = state["density"]["product"]["mean"]
+        seconds = train.get(name, {}).get("seconds_per_step")
+        lines.append(
+            f"| {name} | {state['lm_loss']:.4f} | {state['perplexity']:.4g} "
+            f"| {state['lm_loss_gate_zeroed']:.4f} | {gate['masked']:.2f} "
+            f"| {gate['thresholded@1e-06']:.2f} | {gate['thresholded@0.0001']:.2f} "
+            f"| {gate['thresholded@0.001']:.2f} | {product['masked']:.2f} "
+            f"| {product['thresholded@0.001']:.2f} | {'' if seconds is None else f'{seconds:.2f}'} |"
+        )
+    lines.append("")
+    for comparison, by_mode in record["eval_info"]["reductions"].items():
+        parts = [
+            f"{'gate' if mode == 'gate' else 'gate⊙up'} {_variant_label(variant)}: "
+            f"{by_mode[mode][variant]['relative_percent']:.3f}% relative, "
+            f"{by_mode[mode][variant]['percentage_points']:.3f} points"
+            for mode in ("gate", "product")
+            for variant in ("masked", "thresholded@0.001")
+        ]
+        lines.append(f"- {comparison}: density reduction " + "; ".join(parts))
+    lines += ["", *_smollm2_layers(states)]
+    return lines
+
+
+def _smollm2_layers(states: dict[str, Any]) -> list[str]:
+    names = [name for name in SMOLLM2_STATES if name in states]
+    layers = states[names[0]]["density"]["gate"]["layers"]
+    lines = [
+        "Gate density per layer, |a| > 1e-3 (% non-zero, real tokens):",
+        "",
+        "| layer | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for index, layer in enumerate(layers):
+        cells = [
+            f"{states[name]['density']['gate']['per_layer']['thresholded@0.001'][index]:.2f}"
+            for name in names
+        ]
+        lines.append(f"| {_layer_index(layer)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+RENDERERS = {
+    "deft minilm": minilm_section,
+    "deft smollm2": smollm2_section,
+}
