@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.deft.bench_sparse import render_section as render_deft_sparse
+from benchmarks.deft.report_sections import RENDERERS as DEFT_RENDERERS
 from benchmarks.meft.report_sections import RENDERERS as MEFT_RENDERERS
 from benchmarks.records import RESULTS_DIR, read_records, slug
 
@@ -88,6 +89,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "core activation memory": activation_memory_section,
     **MEFT_RENDERERS,
     "deft sparse inference": render_deft_sparse,
+    **DEFT_RENDERERS,
 }
 
 

@@ -14,6 +14,8 @@ SUITES = {
     "point-grouping": "benchmarks.point.bench_grouping",
     "point-backbone": "benchmarks.point.bench_backbone",
     "deft-sparse": "benchmarks.deft.bench_sparse",
+    "deft-minilm": "benchmarks.deft.bench_minilm",
+    "deft-smollm2": "benchmarks.deft.bench_smollm2",
 }
 
 

@@ -69,3 +69,7 @@ def format_density_table(rows: list[dict]) -> str:
         "\n".join(lines)
         + f"\n(density: % non-zero MLP activations over real tokens, {rows[0]['density_dtype']})"
     )
+
+
+# run_demo.py prints this under the section's row table in the final summary.
+format_extra = format_density_table

@@ -15,11 +15,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import core_section
+import deft_section
 import meft_section
 
 from peft_core.recipes import format_results_table, load_text_task
 
-SECTIONS = {"core": core_section, "meft": meft_section}
+SECTIONS = {"core": core_section, "meft": meft_section, "deft": deft_section}
 
 
 def main() -> None:
@@ -41,6 +42,8 @@ def main() -> None:
         rows = section.run(task, args.output_dir / name, args.epochs, args.seed, results)
         results[name] = rows
         tables.append(f"== {section.TITLE}\n" + format_results_table(rows))
+        if hasattr(section, "format_extra"):
+            tables.append(section.format_extra(rows))
 
     print("\n\n" + "\n\n".join(tables))
     args.output_dir.mkdir(parents=True, exist_ok=True)
