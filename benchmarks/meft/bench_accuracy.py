@@ -7,11 +7,13 @@ learning rate that suits it (full fine-tuning wants ~1e-4, adapters ~1e-3 or mor
 float64 streams: with float32 streams the bottom layers' reconstructed inputs of this real model
 are off by up to 80% (see the package README), which is a precision finding, not a training recipe.
 
-`python -m benchmarks.run meft-accuracy` (about 1 h on 2 CPU cores; `--quick` for a smoke run).
+`python -m benchmarks.run meft-accuracy` (about 1 h on 2 quiet CPU cores; `--quick` for a smoke
+run). Each finished run is recorded at once; running again after an interruption resumes.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import tempfile
 import warnings
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.records import make_record, write_record
+from benchmarks.records import RESULTS_DIR, device_description, make_record, slug, write_record
 
 SEEDS = (0, 1, 2)
 MAX_TRAIN = 2000
@@ -70,25 +72,26 @@ def _summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def run_setting(name: str, seeds: tuple[int, ...], max_train: int, epochs: float) -> dict[str, Any]:
+def run_one(name: str, seed: int, max_train: int, epochs: float) -> dict[str, Any]:
     from peft_core.recipes import fine_tune, load_classifier, load_text_task
 
     adapt, learning_rate = SETTINGS[name]
-    runs = []
-    for seed in seeds:
-        task = load_text_task(max_train=max_train, seed=seed)
-        model, method_config = adapt(load_classifier(task, seed))
-        with tempfile.TemporaryDirectory() as output_dir:
-            result = fine_tune(
-                model, task, Path(output_dir), name=f"{name} seed {seed}",
-                learning_rate=learning_rate, epochs=epochs, seed=seed, method_config=method_config,
-                progress_bar=False,
-            )  # fmt: skip
-        result["seed"] = seed
-        print(f"   {name} seed {seed}: test accuracy {result['test_accuracy']:.4f}", flush=True)
-        runs.append(result)
+    task = load_text_task(max_train=max_train, seed=seed)
+    model, method_config = adapt(load_classifier(task, seed))
+    with tempfile.TemporaryDirectory() as output_dir:
+        result = fine_tune(
+            model, task, Path(output_dir), name=f"{name} seed {seed}",
+            learning_rate=learning_rate, epochs=epochs, seed=seed, method_config=method_config,
+            progress_bar=False,
+        )  # fmt: skip
+    result["seed"] = seed
+    print(f"   {name} seed {seed}: test accuracy {result['test_accuracy']:.4f}", flush=True)
+    return result
+
+
+def summarise_setting(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "learning_rate": learning_rate,
+        "learning_rate": SETTINGS[name][1],
         "test_accuracy": _summary([r["test_accuracy"] for r in runs]),
         "trainable_params": runs[0]["trainable_params"],
         "total_params": runs[0]["total_params"],
@@ -98,33 +101,59 @@ def run_setting(name: str, seeds: tuple[int, ...], max_train: int, epochs: float
     }
 
 
+def _finished_runs(name: str, config: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Runs an earlier, interrupted invocation with the same configuration already recorded."""
+    path = RESULTS_DIR / f"{slug(name)}-{device_description()['kind']}.json"
+    if not path.is_file():
+        return {}
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if record["run_info"]["config"] != config:
+        return {}
+    return {
+        (setting, run["seed"]): run
+        for setting, row in record["eval_info"]["settings"].items()
+        for run in row["runs"]
+    }
+
+
 def main(quick: bool = False) -> list[Path]:
+    """Runs every (setting, seed); the record is rewritten after each run, and a rerun after an
+    interruption skips the runs already recorded with the same configuration."""
     seeds = SEEDS[:1] if quick else SEEDS
     max_train = 128 if quick else MAX_TRAIN
     epochs = 0.5 if quick else EPOCHS
-    settings: dict[str, Any] = {}
+    name = "meft accuracy minilm rotten-tomatoes" + (" quick" if quick else "")
+    config = {
+        "epochs": epochs, "batch_size": 32, "seeds": list(seeds), "warmup_ratio": 0.06,
+        "max_train": max_train, "learning_rates": {k: v[1] for k, v in SETTINGS.items()},
+    }  # fmt: skip
+    finished = _finished_runs(name, config)
+    runs: dict[str, list[dict[str, Any]]] = {}
     path = None
-    for name in SETTINGS:  # the record is rewritten after each setting: a long run keeps its part
-        settings[name] = run_setting(name, seeds, max_train, epochs)
-        path = write_record(_record(settings, seeds, max_train, epochs, quick))
+    for setting in SETTINGS:
+        for seed in seeds:
+            run = finished.get((setting, seed)) or run_one(setting, seed, max_train, epochs)
+            runs.setdefault(setting, []).append(run)
+            settings = {k: summarise_setting(k, v) for k, v in runs.items()}
+            path = write_record(_record(name, settings, config, max_train))
     return [path]
 
 
-def _record(settings, seeds, max_train, epochs, quick) -> dict[str, Any]:
+def _record(name, settings, config, max_train) -> dict[str, Any]:
     full = settings["full fine-tuning"]["test_accuracy"]["mean"]
     for row in settings.values():
         row["accuracy_minus_full_points"] = 100 * (row["test_accuracy"]["mean"] - full)
     return make_record(
-        "meft accuracy minilm rotten-tomatoes" + (" quick" if quick else ""),
+        name,
         method="MEFT1/2/3 vs full fine-tuning and LoRA",
         model="all-MiniLM-L6-v2 (real weights), sequence classification head",
         data=f"Rotten-Tomatoes polarity: {max_train} random training sentences per seed, "
         f"full validation/test splits, max length 64",
-        config={"epochs": epochs, "batch_size": 32, "seeds": list(seeds), "warmup_ratio": 0.06},
+        config=config,
         seed=None,
         eval_info={
             "settings": settings,
-            "completed": list(settings),
+            "completed_runs": {k: len(v["runs"]) for k, v in settings.items()},
             "metric": "test accuracy of the final weights",
         },
     )
