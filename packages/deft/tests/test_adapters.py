@@ -182,6 +182,14 @@ def test_twice_is_an_error_and_remove_restores_the_base_forward():
     torch.testing.assert_close(model(input_ids=IDS).logits, reference)
 
 
+def _vit_ffn_output(model) -> str:
+    # recent transformers name ViT's layers vit.layers.N.mlp.fc2; older ones
+    # vit.encoder.layer.N.output.dense (the min_deps session runs those)
+    if hasattr(model.vit, "layers"):
+        return "vit.layers.{}.mlp.fc2"
+    return "vit.encoder.layer.{}.output.dense"
+
+
 def _family_models():
     torch.manual_seed(0)
     small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2)
@@ -191,7 +199,7 @@ def _family_models():
             "roberta.encoder.layer.{}.output.dense"),
         "vit": (transformers.ViTForImageClassification(
             transformers.ViTConfig(**small, intermediate_size=64, image_size=8, patch_size=4)),
-            "vit.layers.{}.mlp.fc2"),
+            _vit_ffn_output),
         "opt": (transformers.OPTForSequenceClassification(
             transformers.OPTConfig(**small, ffn_dim=64, vocab_size=100, word_embed_proj_dim=32)),
             "model.decoder.layers.{}.fc2"),
@@ -205,6 +213,7 @@ def _family_models():
 @pytest.mark.parametrize("family", ["roberta", "vit", "opt", "llama"])
 def test_other_families_get_adapters_on_their_ffn_output_and_train(family):
     model, pattern = _family_models()[family]
+    pattern = pattern(model) if callable(pattern) else pattern
     model.eval()
     inputs = (
         {"pixel_values": torch.randn(2, 3, 8, 8)}

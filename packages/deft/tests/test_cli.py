@@ -151,15 +151,18 @@ def test_other_methods_run_and_report(tiny_model_and_data, tmp_path, method):
 
 @pytest.mark.slow
 def test_deft_train_on_real_minilm_lowers_density_against_the_baseline(tmp_path):
+    # measured (2,000 examples, one epoch, lr 2e-3, 1 thread): plain LoRA 77.4% test accuracy;
+    # λ = 1 cuts the density of |a| > 1e-3 from 98.4% to 81.1% of the MLP activations
     output = tmp_path / "run"
     argv = [
-        "train", "--max-train", "512", "--batch-size", "16", "--compare-baseline",
-        "--density-samples", "128", "--output-dir", str(output), "--no-progress",
+        "train", "--max-train", "2000", "--learning-rate", "2e-3", "--compare-baseline",
+        "--density-samples", "256", "--output-dir", str(output), "--no-progress",
     ]  # fmt: skip
     assert main(argv) == 0
     result = json.loads((output / "result.json").read_text(encoding="utf-8"))
     assert result["dataset"] == "rotten_tomatoes"
     assert result["method"] == "lora"
-    assert 0.5 < result["test_accuracy"] <= 1.0
+    assert result["baseline"]["test_accuracy"] > 0.65
     reduction = result["density"]["reduction_vs_baseline"]
-    assert reduction["thresholded@0.001"]["percentage_points"] > 0
+    assert reduction["masked"]["percentage_points"] > 1.0
+    assert reduction["thresholded@0.001"]["percentage_points"] > 5.0

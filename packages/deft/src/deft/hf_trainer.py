@@ -103,7 +103,8 @@ def _build_density_trainer() -> type:
         ``compute_loss_func``), the density term is divided by the accumulation steps here.
         Note that transformers also treats classification heads whose ``forward`` merely
         accepts ``**kwargs`` as normalised although they ignore ``num_items_in_batch`` (their
-        task gradient then grows with the accumulation steps; transformers issue #47688); set
+        task gradient then grows with the accumulation steps; transformers issue #47688); where the
+        Trainer has the override (recent versions), set
         ``trainer.loss_is_scaled_for_ga = False`` for such models to get both terms averaged.
 
         Example:
@@ -115,6 +116,10 @@ def _build_density_trainer() -> type:
             ... )  # doctest: +SKIP
             >>> trainer.train()  # doctest: +SKIP
         """
+
+        # Recent transformers let users say whether compute_loss's loss is scaled for
+        # gradient accumulation (trainer.loss_is_scaled_for_ga); 4.48.1 - 4.5x have no such override.
+        _trainer_has_ga_override = hasattr(Trainer, "loss_is_scaled_for_ga")
 
         def __init__(
             self,
@@ -169,13 +174,17 @@ def _build_density_trainer() -> type:
             return weighted
 
         def _trainer_treats_loss_as_accumulation_scaled(self, num_items_in_batch: Any) -> bool:
-            # The rule of Trainer.training_step (transformers ≥ 4.46): the returned loss is
-            # divided by the accumulation steps unless it counts as normalised already.
+            # Mirrors Trainer.training_step: the returned loss is divided by the accumulation
+            # steps unless the Trainer counts it as normalised already. When the density term
+            # is not divided there, it is divided here, so it averages over the window either way.
+            accepts = getattr(self, "model_accepts_loss_kwargs", False)
+            has_loss_func = getattr(self, "compute_loss_func", None) is not None
+            if not self._trainer_has_ga_override:
+                # transformers 4.48.1 - 4.5x: no override, no num_items_in_batch condition
+                return bool(accepts) or has_loss_func
             explicit = getattr(self, "loss_is_scaled_for_ga", None)
             if explicit is not None:
                 return bool(explicit)
-            accepts = getattr(self, "model_accepts_loss_kwargs", False)
-            has_loss_func = getattr(self, "compute_loss_func", None) is not None
             return bool(accepts and num_items_in_batch is not None) or has_loss_func
 
         def _accumulation_steps(self) -> int:
