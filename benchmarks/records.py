@@ -87,12 +87,31 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
+def record_path(name: str, directory: Path = RESULTS_DIR, device: str | None = None) -> Path:
+    """Where the record called ``name`` measured on ``device`` (default: this one) is written."""
+    return directory / f"{slug(name)}-{device or device_description()['kind']}.json"
+
+
 def write_record(record: dict[str, Any], directory: Path = RESULTS_DIR) -> Path:
+    # atomic: a benchmark killed while writing keeps its previous record, so it can resume
+    from peft_core import atomic_write_text
+
     directory.mkdir(parents=True, exist_ok=True)
-    device = record["run_info"]["device"]["kind"]
-    path = directory / f"{slug(record['name'])}-{device}.json"
-    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    path = record_path(record["name"], directory, record["run_info"]["device"]["kind"])
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def read_matching_record(
+    name: str, config: dict[str, Any], directory: Path = RESULTS_DIR
+) -> dict[str, Any] | None:
+    """The record an earlier (possibly interrupted) run of ``name`` wrote on this device with
+    exactly this ``config``, or None: what a benchmark resumes from."""
+    path = record_path(name, directory)
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    return record if record["run_info"]["config"] == config else None
 
 
 def read_records(directory: Path = RESULTS_DIR) -> list[dict[str, Any]]:

@@ -41,7 +41,7 @@ from benchmarks.deft.measurements import (
     step_time_overhead,
     summary,
 )
-from benchmarks.records import make_record, write_record
+from benchmarks.records import make_record, read_matching_record, write_record
 
 SEEDS = (0, 1, 2)
 MAX_TRAIN = 2000
@@ -239,11 +239,21 @@ def main(quick: bool = False) -> list[Path]:
     timing_rounds = 1 if quick else TIMING_ROUNDS
     tasks: dict[int, Any] = {}  # tokenized once per seed, shared by the methods
     results: dict[str, Any] = {}
+    finished = _finished_rows(seeds, max_train, epochs, quick)
     path = None
     for name, (method, learning_rate) in METHODS.items():
         row: dict[str, Any] = {"method": method, "learning_rate": learning_rate, "runs": []}
         results[name] = row
+        done = {run["seed"]: run for run in finished.get(name, {}).get("runs", [])}
+        if "step_time" in finished.get(name, {}):
+            row["step_time"] = finished[name]["step_time"]
         for seed in seeds:
+            if seed in done:  # recorded by an interrupted earlier invocation: resume after it
+                row["runs"].append(done[seed])
+                row.update(aggregate(row["runs"]))
+                row["trainable_params"] = done[seed]["peft"]["trainable_params"]
+                row["total_params"] = done[seed]["peft"]["total_params"]
+                continue
             if seed not in tasks:
                 task = load_text_task(max_train=max_train, seed=seed, verbose=False)
                 # a smoke run checks the plumbing, not accuracy: small evaluation splits
@@ -256,7 +266,7 @@ def main(quick: bool = False) -> list[Path]:
             row.update(aggregate(row["runs"]))
             row["trainable_params"] = run["peft"]["trainable_params"]
             row["total_params"] = run["peft"]["total_params"]
-            if seed == seeds[0]:
+            if "step_time" not in row:
                 model, _ = _adapted(task, method, seed)
                 model.to("cuda" if torch.cuda.is_available() else "cpu")  # where fine_tune trains
                 train = batches(task.train, task.collate, timing_size, timing_size * timing_batches)
@@ -279,9 +289,39 @@ def _print(name: str, run: dict[str, Any], row: dict[str, Any]) -> None:
     )
 
 
+def _config(seeds, max_train, epochs, quick) -> dict[str, Any]:
+    return {
+        "epochs": epochs,
+        "batch_size": BATCH_SIZE,
+        "seeds": list(seeds),
+        "warmup_ratio": 0.06,
+        "density_weight": DENSITY_WEIGHT,
+        "thresholds": list(THRESHOLDS),
+        "calibration_examples": 32 if quick else CALIBRATION_EXAMPLES,
+        "step_time": {
+            "batch_size": 8 if quick else BATCH_SIZE,
+            "batches": 1 if quick else TIMING_BATCHES,
+            "rounds": 1 if quick else TIMING_ROUNDS,
+            "seed": seeds[0],
+        },
+        "learning_rates": {name: lr for name, (_, lr) in METHODS.items()},
+    }
+
+
+def _record_name(quick: bool) -> str:
+    return "deft minilm rotten-tomatoes" + (" quick" if quick else "")
+
+
+def _finished_rows(seeds, max_train, epochs, quick) -> dict[str, dict[str, Any]]:
+    """Rows an earlier, interrupted invocation with the same configuration already recorded."""
+    config = _config(seeds, max_train, epochs, quick)
+    record = read_matching_record(_record_name(quick), config)
+    return {} if record is None else record["eval_info"]["methods"]
+
+
 def _record(results, seeds, max_train, epochs, quick) -> dict[str, Any]:
     return make_record(
-        "deft minilm rotten-tomatoes" + (" quick" if quick else ""),
+        _record_name(quick),
         method="DEFT (density loss, λ=1) on LoRA / Pfeiffer adapter / prompt tuning vs the same "
         "PEFT method (λ=0) and vs post-hoc thresholding at matched density",
         model="all-MiniLM-L6-v2 (real weights), sequence classification head, fp32",
@@ -292,22 +332,7 @@ def _record(results, seeds, max_train, epochs, quick) -> dict[str, Any]:
             else "full validation/test splits"
         )
         + ", max length 64",
-        config={
-            "epochs": epochs,
-            "batch_size": BATCH_SIZE,
-            "seeds": list(seeds),
-            "warmup_ratio": 0.06,
-            "density_weight": DENSITY_WEIGHT,
-            "thresholds": list(THRESHOLDS),
-            "calibration_examples": 32 if quick else CALIBRATION_EXAMPLES,
-            "step_time": {
-                "batch_size": 8 if quick else BATCH_SIZE,
-                "batches": 1 if quick else TIMING_BATCHES,
-                "rounds": 1 if quick else TIMING_ROUNDS,
-                "seed": seeds[0],
-            },
-            "learning_rates": {name: lr for name, (_, lr) in METHODS.items()},
-        },
+        config=_config(seeds, max_train, epochs, quick),
         seed=None,
         train_info={
             name: {"step_time": row.get("step_time"), "train_seconds": row.get("train_seconds")}

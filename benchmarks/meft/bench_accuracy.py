@@ -13,7 +13,6 @@ run). Each finished run is recorded at once; running again after an interruption
 
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 import warnings
@@ -21,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.records import RESULTS_DIR, device_description, make_record, slug, write_record
+from benchmarks.records import make_record, read_matching_record, write_record
 
 SEEDS = (0, 1, 2)
 MAX_TRAIN = 2000
@@ -103,11 +102,8 @@ def summarise_setting(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _finished_runs(name: str, config: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
     """Runs an earlier, interrupted invocation with the same configuration already recorded."""
-    path = RESULTS_DIR / f"{slug(name)}-{device_description()['kind']}.json"
-    if not path.is_file():
-        return {}
-    record = json.loads(path.read_text(encoding="utf-8"))
-    if record["run_info"]["config"] != config:
+    record = read_matching_record(name, config)
+    if record is None:
         return {}
     return {
         (setting, run["seed"]): run
