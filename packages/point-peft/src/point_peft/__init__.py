@@ -14,10 +14,18 @@ Available now:
   Point-MAE pre-trained here once and cached.
 - :mod:`point_peft.method`: the Point-PEFT method — memory-bank builder, point-prior prompt,
   geometry-aware adapter, FFN adapter — as :func:`get_point_peft_model`.
+- :mod:`point_peft.baselines`: the rows it is compared against (full fine-tuning, linear probe,
+  adapters, VPT-deep, BitFit) as :func:`get_baseline_model` (:data:`BASELINE_METHODS`).
 """
 
 __version__ = "0.1.0.dev0"
 
+from point_peft.baselines import (
+    BASELINE_METHODS,
+    BaselineConfig,
+    BaselineModel,
+    get_baseline_model,
+)
 from point_peft.method import (
     MemoryBank,
     PointPeftConfig,
@@ -41,6 +49,9 @@ from point_peft.pretrained import default_backbone_checkpoint, load_default_back
 from point_peft.pretraining_recipe import PretrainingRecipe, pretrain
 
 __all__ = [
+    "BASELINE_METHODS",
+    "BaselineConfig",
+    "BaselineModel",
     "MemoryBank",
     "PointBERT",
     "PointMAE",
@@ -57,6 +68,7 @@ __all__ = [
     "build_memory_bank",
     "chamfer_l2",
     "default_backbone_checkpoint",
+    "get_baseline_model",
     "get_point_peft_model",
     "load_default_backbone",
     "load_pretrained",

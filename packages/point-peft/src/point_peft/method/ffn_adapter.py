@@ -11,10 +11,25 @@ loading into the backbone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 from peft_core import BottleneckAdapter
+
+
+def run_block_with_ffn_adapter(
+    block: nn.Module, x: torch.Tensor, adapter: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """The pre-LN ``block`` on ``x`` with ``adapter`` on its FFN branch: ``x + h + adapter(h)``.
+
+    ``h = DropPath(MLP(LN2(x)))`` after the attention residual, in :class:`point_peft.models.Block`'s
+    order; with an adapter that returns zeros this is exactly ``block(x)``.
+    """
+    x = x + block.drop_path(block.attn(block.norm1(x)))
+    h = block.drop_path(block.mlp(block.norm2(x)))
+    return x + h + adapter(h)
 
 
 class FfnAdapter(BottleneckAdapter):
@@ -46,9 +61,7 @@ class FfnAdapter(BottleneckAdapter):
 
     def run_block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """The pre-LN ``block`` on ``x`` with this adapter on its FFN branch's output."""
-        x = x + block.drop_path(block.attn(block.norm1(x)))
-        h = block.drop_path(block.mlp(block.norm2(x)))
-        return x + h + self(h)
+        return run_block_with_ffn_adapter(block, x, self)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, scale={self.scale:g}"

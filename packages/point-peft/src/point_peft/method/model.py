@@ -7,8 +7,9 @@ embedding, blocks, final norm, head) itself with the new modules in between.
 
 from __future__ import annotations
 
+import fnmatch
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -126,11 +127,7 @@ class PointPeftModel(nn.Module):
     # -- modes --------------------------------------------------------------------------------
     def frozen_batchnorms(self) -> Iterator[_BatchNorm]:
         """The backbone's BatchNorms without a trainable parameter (the patch encoder's)."""
-        for module in self.backbone.modules():
-            if isinstance(module, _BatchNorm) and not any(
-                parameter.requires_grad for parameter in module.parameters()
-            ):
-                yield module
+        return frozen_batchnorms(self.backbone)
 
     def train(self, mode: bool = True) -> PointPeftModel:
         super().train(mode)
@@ -227,24 +224,38 @@ class PointPeftModel(nn.Module):
     def no_weight_decay(self) -> set[str]:
         """Trainable parameters AdamW should not decay (timm's convention): biases, 1-D tensors
         (norms) and the learned tokens (cls token and position, prompts, prompt coordinates)."""
-        import fnmatch
-
-        names = set()
-        for name, parameter in self.named_parameters():
-            if not parameter.requires_grad:
-                continue
-            if (
-                parameter.ndim <= 1
-                or name.endswith(".bias")
-                or any(fnmatch.fnmatchcase(name, pattern) for pattern in _TOKENS)
-            ):
-                names.add(name)
-        return names
+        return no_weight_decay_names(self, _TOKENS)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """``peft_core.save_trainable`` with this model's config: trained tensors, BatchNorm
         statistics and the memory bank; ``peft_core.load(backbone, directory)`` rebuilds it."""
         return peft_core.save_trainable(self, directory, self.point_peft_config)
+
+
+def frozen_batchnorms(module: nn.Module) -> Iterator[_BatchNorm]:
+    """The BatchNorms inside ``module`` that have no trainable parameter."""
+    for submodule in module.modules():
+        if isinstance(submodule, _BatchNorm) and not any(
+            parameter.requires_grad for parameter in submodule.parameters()
+        ):
+            yield submodule
+
+
+def no_weight_decay_names(model: nn.Module, token_patterns: Iterable[str]) -> set[str]:
+    """Trainable parameters of ``model`` that AdamW should not decay (timm's convention): biases,
+    1-D tensors (norms) and the learned tokens matching ``token_patterns`` (globs)."""
+    patterns = tuple(token_patterns)
+    names = set()
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        if (
+            parameter.ndim <= 1
+            or name.endswith(".bias")
+            or any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+        ):
+            names.add(name)
+    return names
 
 
 def _check_sizes(config: PointPeftConfig, depth: int, tokens: int) -> None:
