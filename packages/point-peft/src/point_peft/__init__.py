@@ -16,6 +16,8 @@ Available now:
   geometry-aware adapter, FFN adapter — as :func:`get_point_peft_model`.
 - :mod:`point_peft.baselines`: the rows it is compared against (full fine-tuning, linear probe,
   adapters, VPT-deep, BitFit) as :func:`get_baseline_model` (:data:`BASELINE_METHODS`).
+- :mod:`point_peft.evaluation`: :func:`evaluate`, overall and mean class accuracy, with voting over
+  scale-and-translate augmented copies.
 """
 
 __version__ = "0.1.0.dev0"
@@ -26,6 +28,7 @@ from point_peft.baselines import (
     BaselineModel,
     get_baseline_model,
 )
+from point_peft.evaluation import evaluate
 from point_peft.method import (
     MemoryBank,
     PointPeftConfig,
@@ -68,6 +71,7 @@ __all__ = [
     "build_memory_bank",
     "chamfer_l2",
     "default_backbone_checkpoint",
+    "evaluate",
     "get_baseline_model",
     "get_point_peft_model",
     "load_default_backbone",
