@@ -7,10 +7,24 @@
                         --scanobjectnn data/h5_files --epochs 300 --batch-size 128
     point-peft pretrain --resume --output-dir runs/pretrain   # continue an interrupted run
 
+    point-peft train                                     # Point-PEFT, the small pre-trained
+                                                         # backbone, procedural hard scans
+    point-peft train --method full                       # or linear, adapter, vpt-deep, bitfit
+    point-peft train --dataset kicad --votes 10          # real CAD models; 10-vote evaluation
+    point-peft train --backbone pretrain.pth --num-groups 128 --num-points 2048 \\
+                     --scanobjectnn data/h5_files --epochs 300   # the official file and data
+    point-peft train --resume --output-dir runs/train    # continue an interrupted run
+
 ``pretrain`` shows a progress bar, writes resumable checkpoints every ``--save-every`` steps, and
 ends with ``<output-dir>/point_mae_pretrain.pth`` (the official Point-MAE pre-train layout, which
 ``PointMAE.from_pretrained`` loads) and ``<output-dir>/pretrain_result.json`` (architecture,
 recipe, loss curve, held-out reconstruction loss before and after, time), whose summary it prints.
+
+``train`` builds Point-PEFT's memory bank (a progress bar), fine-tunes with the same progress bar
+and checkpoints, evaluates the final weights on the test split and ends with
+``<output-dir>/result.json`` (method, dataset, trainable / total parameters, accuracy, mean class
+accuracy, step time, loss curve, seed, versions) and ``<output-dir>/final/`` (the trained tensors,
+which ``peft_core.load`` puts back on the backbone), printing a summary.
 """
 
 from __future__ import annotations
@@ -194,10 +208,248 @@ def run_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- train ---------------------------------------------------------------------------------------
+
+
+def add_train_command(commands: Any) -> None:
+    from point_peft.finetuning_methods import AUGMENTATIONS, METHODS
+
+    parser = commands.add_parser(
+        "train",
+        help="fine-tune a pre-trained backbone with Point-PEFT or a baseline",
+        description="Fine-tune a pre-trained Point-MAE / Point-BERT backbone on a labelled task "
+        "with Point-PEFT (memory-bank prompts, geometry-aware adapters) or a baseline, then "
+        "evaluate it on the test split.",
+    )
+    method = parser.add_argument_group("method and backbone")
+    method.add_argument(
+        "--method", choices=METHODS, default="point-peft",
+        help="point-peft, or a baseline: full fine-tuning, linear probe, bottleneck adapters, "
+        "VPT-deep prompts, BitFit (default: point-peft)",
+    )  # fmt: skip
+    method.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", dest="options",
+        help="a method setting, repeatable: a PointPeftConfig field for point-peft "
+        "(prompt_layers=2, cache_query_features=true), a get_baseline_model option otherwise "
+        "(bottleneck_dim=8, num_prompts=4); values are read as JSON, else as text",
+    )  # fmt: skip
+    method.add_argument(
+        "--backbone", type=Path, default=None, metavar="PATH",
+        help="a Point-MAE / Point-BERT pre-train checkpoint in the official layout (default: "
+        "the small Point-MAE pre-trained here once and cached)",
+    )  # fmt: skip
+    method.add_argument(
+        "--backbone-config", type=Path, default=None, metavar="JSON",
+        help="the backbone's PointTransformerConfig, for files that record none (official "
+        "files: default the official architecture)",
+    )  # fmt: skip
+    method.add_argument("--num-groups", type=int, default=None, help="backbone patches per cloud")
+    method.add_argument("--group-size", type=int, default=None, help="backbone points per patch")
+
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--dataset", default=None, metavar="NAME",
+        help="procedural-hard (default), procedural-clean, kicad, modelnet40=DIR, "
+        "modelnet10=DIR, scanobjectnn=DIR, scanobjectnn-OBJ_BG=DIR, scanobjectnn-OBJ_ONLY=DIR",
+    )  # fmt: skip
+    data.add_argument("--modelnet40", type=Path, default=None, metavar="DIR",
+                      help="same as --dataset modelnet40=DIR")  # fmt: skip
+    data.add_argument("--scanobjectnn", type=Path, default=None, metavar="DIR",
+                      help="same as --dataset scanobjectnn-<variant>=DIR (h5_files folder)")  # fmt: skip
+    data.add_argument(
+        "--scanobjectnn-variant", choices=("PB_T50_RS", "OBJ_BG", "OBJ_ONLY"), default="PB_T50_RS"
+    )
+    data.add_argument("--num-points", type=int, default=1024)
+    data.add_argument(
+        "--samples-per-class", type=int, default=None,
+        help="procedural training clouds per class (default 200)",
+    )  # fmt: skip
+    data.add_argument(
+        "--test-samples-per-class", type=int, default=None,
+        help="procedural test clouds per class (default 50)",
+    )  # fmt: skip
+    data.add_argument("--data-seed", type=int, default=0, help="seeds the procedural shapes")
+    data.add_argument("--cache-dir", type=Path, default=None, help="corpus and backbone cache")
+    data.add_argument("--download", action="store_true", help="let kicad fetch its package")
+
+    train = parser.add_argument_group("training")
+    train.add_argument("--epochs", type=float, default=None, help="default 4")
+    train.add_argument("--max-steps", type=int, default=None, help="overrides --epochs")
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument(
+        "--learning-rate", type=float, default=None,
+        help="default: the method's (point-peft 5e-3, full fine-tuning 2e-3, the others 1e-2)",
+    )  # fmt: skip
+    train.add_argument("--weight-decay", type=float, default=0.05)
+    train.add_argument("--warmup-ratio", type=float, default=0.1)
+    train.add_argument("--augmentation", choices=AUGMENTATIONS, default="scale-rotate")
+    train.add_argument("--label-smoothing", type=float, default=None,
+                       help="default: the backbone's (Point-BERT 0.2)")  # fmt: skip
+    train.add_argument("--votes", type=int, default=1, help="test-time votes (default 1: none)")
+    train.add_argument("--seed", type=int, default=0)
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--output-dir", type=Path, default=Path("runs/train"))
+    run.add_argument("--save-every", type=int, default=100, help="steps between checkpoints")
+    run.add_argument("--log-every", type=int, default=10, help="steps between loss records")
+    run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    run.add_argument(
+        "--overwrite", action="store_true", help="discard an earlier run in --output-dir"
+    )
+    run.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    run.add_argument("--cpu", action="store_true", help="stay on the CPU even with a GPU")
+    run.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=run_train)
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``["prompt_layers=2", "adapter_init=xavier"]`` -> ``{"prompt_layers": 2, ...}``."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, separator, text = item.partition("=")
+        if not separator or not key.strip():
+            raise UsageError(f"--option takes KEY=VALUE, got {item!r}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        options[key.strip()] = value
+    return options
+
+
+def train_dataset(args: argparse.Namespace) -> str:
+    """The one dataset the data options name."""
+    named = []
+    if args.dataset is not None:
+        named.append(args.dataset)
+    if args.modelnet40 is not None:
+        named.append(f"modelnet40={args.modelnet40}")
+    if args.scanobjectnn is not None:
+        named.append(f"scanobjectnn-{args.scanobjectnn_variant}={args.scanobjectnn}")
+    if len(named) > 1:
+        raise UsageError(f"name one dataset, not {len(named)}: {', '.join(named)}")
+    dataset = named[0] if named else "procedural-hard"
+    root = dataset.partition("=")[2]
+    if root and not Path(root).expanduser().is_dir():
+        raise UsageError(f"dataset folder {root} does not exist")
+    return dataset
+
+
+def train_recipe(args: argparse.Namespace):
+    """The :class:`~point_peft.finetuning.FinetuneRecipe` the train options describe."""
+    from peft_core import ConfigError
+    from point_peft.finetuning import FinetuneRecipe
+
+    epochs = {} if args.epochs is None else {"epochs": args.epochs}
+    try:
+        return FinetuneRecipe(
+            dataset=train_dataset(args), tuning_method=args.method,
+            method_options=parse_options(args.options), num_points=args.num_points,
+            samples_per_class=args.samples_per_class,
+            test_samples_per_class=args.test_samples_per_class, data_seed=args.data_seed,
+            max_steps=args.max_steps, batch_size=args.batch_size,
+            learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+            warmup_ratio=args.warmup_ratio, augmentation=args.augmentation,
+            label_smoothing=args.label_smoothing, votes=args.votes, seed=args.seed, **epochs,
+        )  # fmt: skip
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+
+
+def train_backbone_config(args: argparse.Namespace):
+    """The backbone architecture the options give, or None (the file's, else the official)."""
+    from peft_core import ConfigError
+    from point_peft.models import PointTransformerConfig
+
+    overrides = {
+        name: getattr(args, name)
+        for name in ("num_groups", "group_size")
+        if getattr(args, name) is not None
+    }
+    if args.backbone_config is None and not overrides:
+        return None
+    try:
+        if args.backbone_config is not None:
+            base = PointTransformerConfig.from_json_file(args.backbone_config)
+        elif args.backbone is not None:
+            from point_peft.pretrained import read_pretrained_config
+
+            try:
+                base = read_pretrained_config(args.backbone)
+            except ValueError:  # an official file
+                base = PointTransformerConfig.point_mae()
+        else:
+            raise UsageError("--num-groups / --group-size describe a --backbone file")
+        return base.replace(**overrides)
+    except (ConfigError, FileNotFoundError) as error:
+        raise UsageError(str(error)) from None
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from peft_core import CheckpointError, ConfigError
+    from point_peft.finetuning import RESULT_NAME, finetune
+
+    for name in ("save_every", "log_every", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if args.backbone is not None and not args.backbone.is_file():
+        raise UsageError(f"--backbone {args.backbone}: no such file")
+    recipe = train_recipe(args)
+    backbone_config = train_backbone_config(args)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        result = finetune(
+            recipe, args.output_dir, backbone=args.backbone, backbone_config=backbone_config,
+            resume=args.resume, overwrite=args.overwrite, save_every=args.save_every,
+            log_every=args.log_every, progress=not args.no_progress, cache_dir=args.cache_dir,
+            download=args.download, cpu=args.cpu, mixed_precision=args.mixed_precision,
+        )  # fmt: skip
+    except (FileExistsError, FileNotFoundError, CheckpointError, ConfigError) as error:
+        raise UsageError(str(error)) from None
+    except (TypeError, ValueError) as error:
+        if not args.options:
+            raise
+        raise UsageError(f"{error} (from --option)") from None
+    print(format_train_summary(result))
+    print(f"loss curve and everything above: {Path(args.output_dir) / RESULT_NAME}")
+    return 0
+
+
+def format_train_summary(result: dict[str, Any]) -> str:
+    """A few lines a person reads: what ran, what it reached, what it cost."""
+    parameters = result["parameters"]
+    step = result["step_time"]
+    votes = f" ({result['votes']} votes)" if result["votes"] > 1 else ""
+    lines = [
+        f"method          {result['method']} on {result['dataset']} "
+        f"({result['data']['train_clouds']} train / {result['data']['test_clouds']} test clouds, "
+        f"{len(result['data']['classes'])} classes)",
+        f"backbone        {result['backbone']['checkpoint']}",
+        f"trainable       {parameters['trainable']:,} of {parameters['total']:,} parameters "
+        f"({parameters['trainable_percent']:.2f}%)",
+        f"test accuracy   {100 * result['test_accuracy']:.2f}%{votes}, mean class accuracy "
+        f"{100 * result['mean_class_accuracy']:.2f}%",
+        f"training        {result['steps']} steps, lr {result['learning_rate']:g}, loss "
+        f"{_loss(result['first_loss'])} -> {_loss(result['last_loss'])}, "
+        f"{result['seconds']['train']:.0f} s"
+        + (f", median step {1000 * step['median_s']:.0f} ms" if step else ""),
+    ]
+    return "\n".join(lines)
+
+
+def _loss(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 # -- the program ---------------------------------------------------------------------------------
 
-#: Subcommands, in the order ``--help`` lists them. ``train`` registers itself here too.
-COMMANDS: list[CommandRegistrar] = [add_pretrain_command]
+#: Subcommands, in the order ``--help`` lists them.
+COMMANDS: list[CommandRegistrar] = [add_pretrain_command, add_train_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

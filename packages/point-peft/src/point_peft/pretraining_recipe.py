@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +48,7 @@ from peft_core import (
     atomic_write_text,
     count_parameters,
 )
+from point_peft._runs import loss_curve, prepare_output_dir
 from point_peft.data import ScaleAndTranslate
 from point_peft.models import PointMAEPretrainer, PointTransformerConfig, PretrainOutput
 from point_peft.pretraining_data import (
@@ -242,7 +242,10 @@ def pretrain(
         "model_config": config.to_dict(),
         "recipe": recipe.to_dict(),
     }
-    _prepare_output_dir(output_dir, run_config, resume=resume, overwrite=overwrite)
+    prepare_output_dir(
+        output_dir, run_config, record_name=RUN_CONFIG_NAME, artifacts=(CHECKPOINT_NAME, RESULT_NAME),
+        resume=resume, overwrite=overwrite, what="architecture or recipe",
+    )  # fmt: skip
 
     started = time.perf_counter()
     clouds: PointClouds = build_pretraining_clouds(
@@ -281,7 +284,7 @@ def pretrain(
     official["point_peft"] = {**run_config, "global_step": summary["global_step"]}
     if trainer.is_main_process:
         atomic_write(checkpoint, lambda temporary: torch.save(official, temporary))
-    curve = _loss_curve(trainer.log_path)
+    curve = loss_curve(trainer.log_path)
     result = {
         "checkpoint": str(checkpoint),
         **run_config,
@@ -308,59 +311,3 @@ def pretrain(
     if trainer.is_main_process:
         atomic_write_text(output_dir / RESULT_NAME, json.dumps(result, indent=2) + "\n")
     return result
-
-
-def _prepare_output_dir(
-    output_dir: Path, run_config: dict[str, Any], *, resume: bool, overwrite: bool
-) -> None:
-    """Refuse to mix two runs in one folder; remember what this one is, for a later resume."""
-    from peft_core.trainer.checkpointing import CHECKPOINT_DIR, checkpoint_directories
-
-    earlier = checkpoint_directories(output_dir)
-    record = output_dir / RUN_CONFIG_NAME
-    if overwrite:
-        for folder in (CHECKPOINT_DIR, "final"):
-            shutil.rmtree(output_dir / folder, ignore_errors=True)
-        for name in ("log.jsonl", CHECKPOINT_NAME, RESULT_NAME, RUN_CONFIG_NAME):
-            (output_dir / name).unlink(missing_ok=True)
-    elif earlier and not resume:
-        raise FileExistsError(
-            f"{output_dir} holds checkpoints of an earlier run (newest: {earlier[-1].name}); "
-            "resume it (--resume), overwrite it (--overwrite), or use another output folder"
-        )
-    elif earlier and record.is_file():
-        saved = json.loads(record.read_text(encoding="utf-8"))
-        if _comparable(saved) != _comparable(run_config):
-            raise FileExistsError(
-                f"cannot resume {output_dir}: it was started with another architecture or "
-                f"recipe (see {record}); use the same options, or --overwrite"
-            )
-    atomic_write_text(record, json.dumps(run_config, indent=2) + "\n")
-
-
-def _comparable(run_config: dict[str, Any]) -> str:
-    """The run description without the library version stamps (an upgrade may resume a run)."""
-    stamps = ("library_version",)
-    cleaned = {
-        key: {k: v for k, v in value.items() if k not in stamps}
-        if isinstance(value, dict)
-        else value
-        for key, value in run_config.items()
-    }
-    return json.dumps(cleaned, sort_keys=True)
-
-
-def _loss_curve(log_path: Path) -> list[list[float]]:
-    """``[step, mean loss since the previous record]`` for every train record of the whole run.
-
-    Read from the trainer's log rather than its in-memory history, which a resumed run starts
-    empty; the trainer rewrites the log from the checkpoint on, so it holds one run's records.
-    """
-    if not log_path.is_file():
-        return []
-    curve = []
-    for line in log_path.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line) if line.strip() else {}
-        if record.get("type") == "train":
-            curve.append([record["step"], record["loss"]])
-    return curve
