@@ -1,8 +1,10 @@
-"""`nox -s demo`: fine-tune real MiniLM on the embedded Rotten-Tomatoes polarity task, per section.
+"""`nox -s demo`: fine-tune real MiniLM on the embedded Rotten-Tomatoes polarity task, per section,
+and the small pre-trained Point-MAE on procedural point-cloud scans (the point section).
 
 Options: --sections (default: all), --epochs (default 1), --max-train N (cap the training
 examples; default 2,000 so the demo takes minutes on a laptop CPU), --output-dir (default runs/demo).
-Results are also written to <output-dir>/results.json.
+--epochs and --max-train size the text sections; the point section runs `point-peft train`'s
+default recipe. Results are also written to <output-dir>/results.json.
 """
 
 from __future__ import annotations
@@ -17,10 +19,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 import core_section
 import deft_section
 import meft_section
+import point_section
 
 from peft_core.recipes import format_results_table, load_text_task
 
-SECTIONS = {"core": core_section, "meft": meft_section, "deft": deft_section}
+SECTIONS = {
+    "core": core_section,
+    "meft": meft_section,
+    "deft": deft_section,
+    "point": point_section,
+}
 
 
 def main() -> None:
@@ -34,7 +42,9 @@ def main() -> None:
     parser.add_argument("--output-dir", type=Path, default=Path("runs/demo"))
     args = parser.parse_args()
 
-    task = load_text_task(max_train=args.max_train or None, seed=args.seed)
+    # Sections that work on other data (point clouds) say so; the text task is loaded only if needed.
+    needs_text = any(getattr(SECTIONS[name], "NEEDS_TEXT_TASK", True) for name in args.sections)
+    task = load_text_task(max_train=args.max_train or None, seed=args.seed) if needs_text else None
     results, tables = {}, []
     for name in args.sections:
         section = SECTIONS[name]
