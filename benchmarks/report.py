@@ -13,6 +13,7 @@ from typing import Any
 from benchmarks.deft.bench_sparse import render_section as render_deft_sparse
 from benchmarks.deft.report_sections import RENDERERS as DEFT_RENDERERS
 from benchmarks.meft.report_sections import RENDERERS as MEFT_RENDERERS
+from benchmarks.point.report_sections import RENDERERS as POINT_RENDERERS
 from benchmarks.records import RESULTS_DIR, read_records, slug
 
 REPORT = Path(__file__).parent / "REPORT.md"
@@ -90,6 +91,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     **MEFT_RENDERERS,
     "deft sparse inference": render_deft_sparse,
     **DEFT_RENDERERS,
+    **POINT_RENDERERS,
 }
 
 

@@ -13,6 +13,7 @@ SUITES = {
     "meft-accuracy": "benchmarks.meft.bench_accuracy",
     "point-grouping": "benchmarks.point.bench_grouping",
     "point-backbone": "benchmarks.point.bench_backbone",
+    "point-peft": "benchmarks.point.bench_finetune",
     "deft-sparse": "benchmarks.deft.bench_sparse",
     "deft-minilm": "benchmarks.deft.bench_minilm",
     "deft-smollm2": "benchmarks.deft.bench_smollm2",
