@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import resource
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from benchmarks.process_memory import peak_rss_above_current
 from benchmarks.records import make_record, write_record
 
 MIB = 2**20
@@ -88,20 +87,6 @@ def build(row: str, num_layers: int):
         return get_meft_model(model, MeftConfig(variant=variant, num_reversible_layers=reversible))
 
 
-def _rss_bytes() -> int:
-    # ru_maxrss is in KiB on Linux, bytes on macOS.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
-def _current_rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * resource.getpagesize()
-    except OSError:
-        return _rss_bytes()
-
-
 def measure_row(
     row: str, num_layers: int, batch: int, length: int, repeats: int, time_it: bool
 ) -> dict[str, Any]:
@@ -127,9 +112,8 @@ def measure_row(
 
     result: dict[str, Any] = {"row": row, "trainable_params": trainable, "total_params": total}
     result["activation_bytes"] = measure_activation_memory(lambda: model(**inputs).loss, model)
-    baseline = _current_rss_bytes()
-    step()  # the first step allocates optimizer state and the backward peak
-    result["peak_bytes_above_model"] = _rss_bytes() - baseline
+    # the first step allocates optimizer state and the backward peak
+    result["peak_bytes_above_model"] = peak_rss_above_current(step)
     if device == "cuda":
         result["cuda_peak_bytes"] = cuda_peak_memory(step)
     if time_it:
@@ -153,8 +137,10 @@ def table(
     full = measured["full fine-tuning"]
     for row, values in measured.items():
         values["activation_ratio_to_full"] = values["activation_bytes"] / full["activation_bytes"]
-        values["peak_ratio_to_full"] = values["peak_bytes_above_model"] / max(
-            full["peak_bytes_above_model"], 1
+        values["peak_ratio_to_full"] = (
+            values["peak_bytes_above_model"] / full["peak_bytes_above_model"]
+            if values["peak_bytes_above_model"] and full["peak_bytes_above_model"]
+            else None
         )
         values["time_ratio_to_full"] = (
             values["step_time_s"]["median_s"] / full["step_time_s"]["median_s"]

@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.process_memory import peak_rss_above_current
 from benchmarks.records import make_record, read_matching_record, write_record
 
 SEEDS = (0, 1, 2)
@@ -277,45 +278,19 @@ def build_row(row: str, setting: dict[str, Any], device: str):
     return model, inputs, loss, step
 
 
-def _status_kib(field: str) -> int | None:
-    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in KiB; None off Linux."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith(f"{field}:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Start the peak RSS (VmHWM) afresh from the current RSS (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def peak_memory(row: str, setting: dict[str, Any], threads: int) -> dict[str, Any]:
     """Runs in a fresh process: the memory the first training step takes above the built model.
 
-    The peak is the process's RSS high-water mark (VmHWM), reset once the model is built. Not
-    ``getrusage``'s ``ru_maxrss``: Linux carries it over from the parent through fork and exec,
-    so a child of a large benchmark process would report the parent's peak.
+    The peak is the process's RSS high-water mark, reset once the model is built
+    (:mod:`benchmarks.process_memory`).
     """
     from peft_core import cuda_peak_memory
 
     torch.set_num_threads(threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     _, _, _, step = build_row(row, setting, device)
-    baseline = _status_kib("VmRSS")
-    if baseline is None or not _reset_peak_rss():
-        return {"peak_bytes_above_model": None}
-    step()  # the first step: AdamW's state, the backward peak, the query cache filled
-    result: dict[str, Any] = {"peak_bytes_above_model": (_status_kib("VmHWM") - baseline) * 1024}
+    # the first step: AdamW's state, the backward peak, the query cache filled
+    result: dict[str, Any] = {"peak_bytes_above_model": peak_rss_above_current(step)}
     if device == "cuda":
         result["cuda_peak_bytes"] = cuda_peak_memory(step)
     return result
