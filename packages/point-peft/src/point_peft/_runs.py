@@ -9,12 +9,13 @@ that was started with other settings.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from peft_core import atomic_write_text
+from peft_core import ConfigError, atomic_write_text
 
 # Version stamps that an upgrade changes without changing what a run computes.
 _STAMPS = ("library_version",)
@@ -87,3 +88,33 @@ def loss_curve(log_path: Path) -> list[list[float]]:
         if record.get("type") == "train":
             curve.append([record["step"], record["loss"]])
     return curve
+
+
+def require_int(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_optimisation_fields(
+    recipe: Any, augmentations: Iterable[str], *, learning_rate_may_be_none: bool = False
+) -> None:
+    """The fields a pre-training and a fine-tuning recipe share: epochs, learning rate (None,
+    where allowed, means the method's default), weight decay, warm-up, gradient clipping,
+    augmentation."""
+    for name in ("epochs", "learning_rate"):
+        value = getattr(recipe, name)
+        if value is None and name == "learning_rate" and learning_rate_may_be_none:
+            continue
+        if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+            raise ConfigError(f"{name} must be a positive finite number, got {value!r}")
+    if not (isinstance(recipe.weight_decay, (int, float)) and recipe.weight_decay >= 0):
+        raise ConfigError(f"weight_decay must be >= 0, got {recipe.weight_decay!r}")
+    if not (isinstance(recipe.warmup_ratio, (int, float)) and 0 <= recipe.warmup_ratio < 1):
+        raise ConfigError(f"warmup_ratio must be in [0, 1), got {recipe.warmup_ratio!r}")
+    if recipe.max_grad_norm is not None and not recipe.max_grad_norm > 0:
+        raise ConfigError(f"max_grad_norm must be None or positive, got {recipe.max_grad_norm!r}")
+    augmentations = tuple(augmentations)
+    if recipe.augmentation not in augmentations:
+        raise ConfigError(
+            f"augmentation must be one of {augmentations}, got {recipe.augmentation!r}"
+        )

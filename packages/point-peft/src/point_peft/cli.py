@@ -59,6 +59,22 @@ _ARCHITECTURE_OPTIONS = {
 }
 
 
+def _add_run_options(parser: Any, default_output: Path) -> None:
+    """The options every training subcommand shares: output folder, checkpoints, resume, device."""
+    run = parser.add_argument_group("run")
+    run.add_argument("--output-dir", type=Path, default=default_output)
+    run.add_argument("--save-every", type=int, default=100, help="steps between checkpoints")
+    run.add_argument("--log-every", type=int, default=10, help="steps between loss records")
+    run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    run.add_argument(
+        "--overwrite", action="store_true", help="discard an earlier run in --output-dir"
+    )
+    run.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    run.add_argument("--cpu", action="store_true", help="stay on the CPU even with a GPU")
+    run.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def add_pretrain_command(commands: Any) -> None:
     parser = commands.add_parser(
         "pretrain",
@@ -114,18 +130,7 @@ def add_pretrain_command(commands: Any) -> None:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--eval-samples-per-class", type=int, default=4)
 
-    run = parser.add_argument_group("run")
-    run.add_argument("--output-dir", type=Path, default=Path("runs/pretrain"))
-    run.add_argument("--save-every", type=int, default=100, help="steps between checkpoints")
-    run.add_argument("--log-every", type=int, default=10, help="steps between loss records")
-    run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
-    run.add_argument(
-        "--overwrite", action="store_true", help="discard an earlier run in --output-dir"
-    )
-    run.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    run.add_argument("--cpu", action="store_true", help="stay on the CPU even with a GPU")
-    run.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_run_options(parser, default_output=Path("runs/pretrain"))
     parser.set_defaults(handler=run_pretrain)
 
 
@@ -288,18 +293,7 @@ def add_train_command(commands: Any) -> None:
     train.add_argument("--votes", type=int, default=1, help="test-time votes (default 1: none)")
     train.add_argument("--seed", type=int, default=0)
 
-    run = parser.add_argument_group("run")
-    run.add_argument("--output-dir", type=Path, default=Path("runs/train"))
-    run.add_argument("--save-every", type=int, default=100, help="steps between checkpoints")
-    run.add_argument("--log-every", type=int, default=10, help="steps between loss records")
-    run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
-    run.add_argument(
-        "--overwrite", action="store_true", help="discard an earlier run in --output-dir"
-    )
-    run.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    run.add_argument("--cpu", action="store_true", help="stay on the CPU even with a GPU")
-    run.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_run_options(parser, default_output=Path("runs/train"))
     parser.set_defaults(handler=run_train)
 
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -48,7 +47,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from peft_core import ConfigError, MethodConfig, atomic_write_text, count_parameters
-from point_peft._runs import loss_curve, prepare_output_dir
+from point_peft._runs import (
+    check_optimisation_fields,
+    loss_curve,
+    prepare_output_dir,
+    require_int,
+)
 from point_peft.finetuning_data import ClassificationTask, load_task, parse_dataset
 from point_peft.finetuning_methods import (
     AUGMENTATIONS,
@@ -149,28 +153,13 @@ class FinetuneRecipe(MethodConfig):
             raise ConfigError(f"method_options must be a dict, got {self.method_options!r}")
         _check_method_options(self.tuning_method, self.method_options)
         for name in ("num_points", "batch_size", "votes"):
-            _require_int(name, getattr(self, name), minimum=1)
+            require_int(name, getattr(self, name), minimum=1)
         for name in ("samples_per_class", "test_samples_per_class", "max_steps"):
             if getattr(self, name) is not None:
-                _require_int(name, getattr(self, name), minimum=1)
+                require_int(name, getattr(self, name), minimum=1)
         for name in ("seed", "data_seed"):
-            _require_int(name, getattr(self, name), minimum=0)
-        for name in ("epochs", "learning_rate"):
-            value = getattr(self, name)
-            if value is None and name == "learning_rate":
-                continue
-            if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
-                raise ConfigError(f"{name} must be a positive finite number, got {value!r}")
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if not (isinstance(self.warmup_ratio, (int, float)) and 0 <= self.warmup_ratio < 1):
-            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise ConfigError(f"max_grad_norm must be None or positive, got {self.max_grad_norm!r}")
-        if self.augmentation not in AUGMENTATIONS:
-            raise ConfigError(
-                f"augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}"
-            )
+            require_int(name, getattr(self, name), minimum=0)
+        check_optimisation_fields(self, AUGMENTATIONS, learning_rate_may_be_none=True)
         if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
 
@@ -195,11 +184,6 @@ def _check_method_options(method: str, options: dict[str, Any]) -> None:
         BaselineConfig.from_options(method, **options)
     except (TypeError, ValueError) as error:
         raise ConfigError(str(error)) from None
-
-
-def _require_int(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def library_versions() -> dict[str, str]:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,7 +47,12 @@ from peft_core import (
     atomic_write_text,
     count_parameters,
 )
-from point_peft._runs import loss_curve, prepare_output_dir
+from point_peft._runs import (
+    check_optimisation_fields,
+    loss_curve,
+    prepare_output_dir,
+    require_int,
+)
 from point_peft.data import ScaleAndTranslate
 from point_peft.models import PointMAEPretrainer, PointTransformerConfig, PretrainOutput
 from point_peft.pretraining_data import (
@@ -119,31 +123,13 @@ class PretrainingRecipe(MethodConfig):
         if not self.data:
             raise ConfigError("data must name at least one source")
         for name in ("num_points", "cgal_samples_per_mesh", "batch_size"):
-            _require_int(name, getattr(self, name), minimum=1)
+            require_int(name, getattr(self, name), minimum=1)
         for name in ("procedural_samples_per_class", "max_steps"):
             if getattr(self, name) is not None:
-                _require_int(name, getattr(self, name), minimum=1)
-        _require_int("eval_samples_per_class", self.eval_samples_per_class, minimum=0)
-        _require_int("seed", self.seed, minimum=0)
-        for name in ("epochs", "learning_rate"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
-                raise ConfigError(f"{name} must be a positive finite number, got {value!r}")
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if not (isinstance(self.warmup_ratio, (int, float)) and 0 <= self.warmup_ratio < 1):
-            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise ConfigError(f"max_grad_norm must be None or positive, got {self.max_grad_norm!r}")
-        if self.augmentation not in AUGMENTATIONS:
-            raise ConfigError(
-                f"augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}"
-            )
-
-
-def _require_int(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+                require_int(name, getattr(self, name), minimum=1)
+        require_int("eval_samples_per_class", self.eval_samples_per_class, minimum=0)
+        require_int("seed", self.seed, minimum=0)
+        check_optimisation_fields(self, AUGMENTATIONS)
 
 
 class ReconstructionLoss:
