@@ -11,6 +11,8 @@ import datetime as _dt
 import json
 import platform
 import re
+import statistics
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -116,3 +118,19 @@ def read_matching_record(
 
 def read_records(directory: Path = RESULTS_DIR) -> list[dict[str, Any]]:
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.json"))]
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    """Mean, sample standard deviation (0 for one value), min and max of runs over seeds.
+
+    Example:
+        >>> summary([1.0, 2.0, 3.0])
+        {'mean': 2.0, 'std': 1.0, 'min': 1.0, 'max': 3.0}
+    """
+    values = [float(v) for v in values]
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+    }

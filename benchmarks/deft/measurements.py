@@ -7,7 +7,7 @@
 - :func:`step_time_overhead`: the median time of one training step with and without the density
   term, interleaved step by step on the same batches (so load from other processes hits both rows
   alike) — the side-by-side figure behind "loss overhead ≤ 10% of step time".
-- :func:`summary`: mean ± std (sample std) over seeds.
+- :func:`summary` (from :mod:`benchmarks.records`): mean ± std (sample std) over seeds.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmarks.records import summary
 from peft_core.trainer import TrainerCallback
 
 
@@ -93,22 +94,6 @@ def accuracy(model: nn.Module, eval_batches: Iterable[dict[str, torch.Tensor]]) 
     if total == 0:
         raise ValueError("accuracy got no examples")
     return correct / total
-
-
-def summary(values: Sequence[float]) -> dict[str, float]:
-    """Mean, sample standard deviation (0 for one value), min and max.
-
-    Example:
-        >>> summary([1.0, 2.0, 3.0])
-        {'mean': 2.0, 'std': 1.0, 'min': 1.0, 'max': 3.0}
-    """
-    values = [float(v) for v in values]
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "min": min(values),
-        "max": max(values),
-    }
 
 
 def _synchronize() -> None:

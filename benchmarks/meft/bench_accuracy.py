@@ -13,14 +13,13 @@ run). Each finished run is recorded at once; running again after an interruption
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.records import make_record, read_matching_record, write_record
+from benchmarks.records import make_record, read_matching_record, summary, write_record
 
 SEEDS = (0, 1, 2)
 MAX_TRAIN = 2000
@@ -62,15 +61,6 @@ SETTINGS: dict[str, tuple[Callable, float]] = {
 }
 
 
-def _summary(values: list[float]) -> dict[str, float]:
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "min": min(values),
-        "max": max(values),
-    }
-
-
 def run_one(name: str, seed: int, max_train: int, epochs: float) -> dict[str, Any]:
     from peft_core.recipes import fine_tune, load_classifier, load_text_task
 
@@ -91,11 +81,11 @@ def run_one(name: str, seed: int, max_train: int, epochs: float) -> dict[str, An
 def summarise_setting(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "learning_rate": SETTINGS[name][1],
-        "test_accuracy": _summary([r["test_accuracy"] for r in runs]),
+        "test_accuracy": summary([r["test_accuracy"] for r in runs]),
         "trainable_params": runs[0]["trainable_params"],
         "total_params": runs[0]["total_params"],
         "activation_mib": runs[0]["activation_mib"],
-        "train_seconds": _summary([r["train_seconds"] for r in runs]),
+        "train_seconds": summary([r["train_seconds"] for r in runs]),
         "runs": runs,
     }
 

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from benchmarks.process_memory import peak_rss_above_current
-from benchmarks.records import make_record, read_matching_record, write_record
+from benchmarks.records import make_record, read_matching_record, summary, write_record
 
 SEEDS = (0, 1, 2)
 EPOCHS = 8.0
@@ -54,15 +54,6 @@ MIB = 2**20
 
 
 # -- fine-tuning runs ------------------------------------------------------------------------------
-
-
-def _summary(values: list[float]) -> dict[str, float]:
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "min": min(values),
-        "max": max(values),
-    }
 
 
 def subset(task, per_class: int | None, test_per_class: int | None):
@@ -135,14 +126,14 @@ def summarise_setting(runs: list[dict[str, Any]]) -> dict[str, Any]:
     first = runs[0]
     return {
         "learning_rate": first["learning_rate"],
-        "test_accuracy": _summary([run["test_accuracy"] for run in runs]),
-        "mean_class_accuracy": _summary([run["mean_class_accuracy"] for run in runs]),
+        "test_accuracy": summary([run["test_accuracy"] for run in runs]),
+        "mean_class_accuracy": summary([run["mean_class_accuracy"] for run in runs]),
         "trainable_params": first["trainable_params"],
         "total_params": first["total_params"],
         "trainable_percent": 100 * first["trainable_params"] / first["total_params"],
         "step_time_median_s": statistics.median(run["step_time_s"]["median_s"] for run in runs),
         "activation_mib": first["activation_mib"],
-        "train_seconds": _summary([run["train_seconds"] for run in runs]),
+        "train_seconds": summary([run["train_seconds"] for run in runs]),
         "runs": runs,
     }
 
