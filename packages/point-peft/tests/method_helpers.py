@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -94,3 +99,29 @@ def tiny_model(seed: int = 0, config: PointPeftConfig | None = None, **backbone_
     bank = tiny_bank(backbone, config) if config.uses_memory_bank else None
     torch.manual_seed(seed + 1)
     return get_point_peft_model(backbone, config, memory_bank=bank)
+
+
+def logits_after_fresh_process_load(
+    folder: Path, points: torch.Tensor, scratch: Path, *, imports: str = "", checks: str = ""
+) -> torch.Tensor:
+    """``peft_core.load(tiny_backbone(4), folder)`` in a new Python process: its logits on
+    ``points``. ``imports`` run before the load, ``checks`` (statements on ``model``) after it."""
+    torch.save(points, scratch / "points.pt")
+    script = "\n".join(
+        [
+            "import sys",
+            "import torch",
+            f"sys.path.insert(0, {str(Path(__file__).parent)!r})",
+            "torch.set_num_threads(1)",
+            "import peft_core",
+            textwrap.dedent(imports),
+            "from method_helpers import tiny_backbone",
+            f"model = peft_core.load(tiny_backbone(4), {str(folder)!r}).eval()",
+            textwrap.dedent(checks),
+            "with torch.no_grad():",
+            f"    logits = model(torch.load({str(scratch / 'points.pt')!r})).logits",
+            f"torch.save(logits, {str(scratch / 'logits.pt')!r})",
+        ]
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    return torch.load(scratch / "logits.pt")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import doctest
 import fnmatch
 import importlib
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from point_peft.models import PointBERT, PointMAE, PointTransformerConfig
 sys.path.insert(0, str(Path(__file__).parent))
 from method_helpers import (
     clouds,
+    logits_after_fresh_process_load,
     one_thread,  # noqa: F401  (autouse fixture)
     tiny_backbone,
     tiny_backbone_config,
@@ -392,28 +391,15 @@ def test_peft_core_load_in_a_fresh_process_gives_identical_logits(tmp_path):
     model = trained_baseline("vpt-deep", seed=4, num_prompts=3)
     model.save_pretrained(tmp_path / "run")
     points = clouds(3, seed=22)
-    torch.save(points, tmp_path / "points.pt")
     with torch.no_grad():
         expected = model(points).logits
-    script = textwrap.dedent(
-        f"""
-        import sys
-        import torch
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
-        torch.set_num_threads(1)
-        import peft_core  # finds "point_baseline" through the point-peft entry point
-        from method_helpers import tiny_backbone
-
-        model = peft_core.load(tiny_backbone(4), {str(tmp_path / "run")!r}).eval()
+    # no import of point_peft: peft_core finds "point_baseline" through the entry point
+    checks = """
         assert type(model).__name__ == "BaselineModel", type(model)
         assert model.baseline == "vpt-deep" and model.prompts.num_prompts == 3
-        with torch.no_grad():
-            logits = model(torch.load({str(tmp_path / "points.pt")!r})).logits
-        torch.save(logits, {str(tmp_path / "logits.pt")!r})
-        """
-    )
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
-    assert torch.equal(torch.load(tmp_path / "logits.pt"), expected)
+    """
+    logits = logits_after_fresh_process_load(tmp_path / "run", points, tmp_path, checks=checks)
+    assert torch.equal(logits, expected)
 
 
 @pytest.mark.parametrize("method", BASELINE_METHODS)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from point_peft.method import get_point_peft_model
 sys.path.insert(0, str(Path(__file__).parent))
 from method_helpers import (
     clouds,
+    logits_after_fresh_process_load,
     one_thread,  # noqa: F401  (autouse fixture)
     tiny_backbone,
     tiny_method_config,
@@ -79,28 +78,16 @@ def test_peft_core_load_in_a_fresh_process_gives_identical_logits(tmp_path):
     model = trained_model(seed=4)
     model.save_pretrained(tmp_path / "run")
     points = clouds(3, seed=22)
-    torch.save(points, tmp_path / "points.pt")
     with torch.no_grad():
         expected = model(points).logits
-    script = textwrap.dedent(
-        f"""
-        import sys
-        import torch
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
-        torch.set_num_threads(1)
-        import peft_core
-        import point_peft.method  # registers "point_peft" (also found through the entry point)
-        from method_helpers import tiny_backbone
-
-        model = peft_core.load(tiny_backbone(4), {str(tmp_path / "run")!r}).eval()
-        assert type(model).__name__ == "PointPeftModel", type(model)
-        with torch.no_grad():
-            logits = model(torch.load({str(tmp_path / "points.pt")!r})).logits
-        torch.save(logits, {str(tmp_path / "logits.pt")!r})
-        """
+    logits = logits_after_fresh_process_load(
+        tmp_path / "run",
+        points,
+        tmp_path,
+        # registers "point_peft" (also found through the entry point)
+        imports="import point_peft.method",
+        checks='assert type(model).__name__ == "PointPeftModel", type(model)',
     )
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
-    logits = torch.load(tmp_path / "logits.pt")
     assert torch.equal(logits, expected)
 
 
