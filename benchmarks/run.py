@@ -17,6 +17,7 @@ SUITES = {
     "deft-sparse": "benchmarks.deft.bench_sparse",
     "deft-minilm": "benchmarks.deft.bench_minilm",
     "deft-smollm2": "benchmarks.deft.bench_smollm2",
+    "deft-weight-sweep": "benchmarks.deft.bench_weight_sweep",
 }
 
 

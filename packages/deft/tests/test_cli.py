@@ -17,17 +17,7 @@ pytest.importorskip("peft")
 tokenizers = pytest.importorskip("tokenizers")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(request):
-    """Tiny models run fastest on one thread; several spin against each other on a busy machine.
-    The slow test trains real MiniLM, which does use the cores."""
-    if request.node.get_closest_marker("slow"):
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 WORDS = ["good", "great", "fine", "bad", "awful", "dull", "film", "movie", "a", "the", "plot"]

@@ -6,7 +6,6 @@ import doctest
 import importlib
 
 import pytest
-import torch
 
 MODULES = [
     "deft.sparse",
@@ -17,14 +16,7 @@ MODULES = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny matmuls on a shared 2-core machine: a preempted second OpenMP thread makes each op
-    # wait for it; one thread is all these sizes need.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -18,15 +18,7 @@ from deft.thresholding import (
     threshold_for_density,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny matmuls on a shared 2-core machine: a preempted second OpenMP thread makes each op
-    # wait for it; one thread is all these sizes need.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
 
 class _Passthrough(nn.Module):

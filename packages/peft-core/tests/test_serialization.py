@@ -24,6 +24,7 @@ from peft_core import (
     save_trainable,
 )
 from peft_core.serialization import CONFIG_NAME, WEIGHTS_NAME
+from peft_core.testing.threads import one_torch_thread
 
 
 class Net(nn.Module):
@@ -358,12 +359,8 @@ def test_save_then_load_in_a_fresh_process_gives_identical_outputs(tmp_path):
     namespace: dict = {"__name__": "roundtrip"}
     exec(compile(_CROSS_PROCESS_SCRIPT, str(script), "exec"), namespace)
     checkpoint = tmp_path / "ckpt"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # same kernels as the child, so outputs can be compared bitwise
-    try:
+    with one_torch_thread():  # same kernels as the child, so outputs can be compared bitwise
         expected = namespace["save"](checkpoint)
-    finally:
-        torch.set_num_threads(threads)
 
     completed = subprocess.run(
         [sys.executable, str(script), str(checkpoint), str(tmp_path / "loaded.pt")],

@@ -7,20 +7,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 import torch
 
 from point_peft.method import MemoryBank, PointPeftConfig, build_memory_bank, get_point_peft_model
 from point_peft.models import PointMAE, PointTransformerConfig
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: with two intra-op threads each op's handshake dominates on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_backbone_config(**overrides) -> PointTransformerConfig:

@@ -21,11 +21,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from method_helpers import (
     clouds,
     logits_after_fresh_process_load,
-    one_thread,  # noqa: F401  (autouse fixture)
     tiny_backbone,
     tiny_backbone_config,
     tiny_model,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 DEPTH = 3  # tiny_backbone_config's blocks
 

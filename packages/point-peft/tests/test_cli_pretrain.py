@@ -40,13 +40,7 @@ ENCODER_HEAD = "cls_head_finetune."
 DECODER_PARTS = {"mask_token", "decoder_pos_embed", "MAE_decoder", "increase_dim"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: with two intra-op threads each op's handshake dominates on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(**overrides) -> PointTransformerConfig:

@@ -31,13 +31,7 @@ TINY_DATA = [
 TINY_RUN = [*TINY_DATA, "--batch-size", "10", "--log-every", "1", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: with two intra-op threads each op's handshake dominates on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_backbone(path, *, record_architecture: bool = True, seed: int = 0):

@@ -11,15 +11,7 @@ from point_peft.data import PROCEDURAL_CLASSES, ProceduralShapes, RandomRotation
 from point_peft.data.primitives import sample_surfaces
 from point_peft.data.shapes import SHAPE_BUILDERS
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Generation is thousands of tiny tensor ops: on a shared 2-core machine, intra-op threads
-    make it ~10x slower (DataLoader workers run with one thread for the same reason)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
 
 def rotation_invariant_features(points: torch.Tensor) -> torch.Tensor:

@@ -21,12 +21,13 @@ from point_peft.method import WithSampleIndices
 sys.path.insert(0, str(Path(__file__).parent))
 from method_helpers import (
     clouds,
-    one_thread,  # noqa: F401  (autouse fixture)
     tiny_backbone,
     tiny_backbone_config,
     tiny_method_config,
     tiny_model,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class LookupModel(nn.Module):

@@ -26,7 +26,9 @@ from point_peft.method import (
 from point_peft.models import Block
 
 sys.path.insert(0, str(Path(__file__).parent))
-from method_helpers import one_thread, randomize_batchnorms  # noqa: F401  (autouse fixture)
+from method_helpers import randomize_batchnorms
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 DIM, HEADS, HEAD_DIM = 8, 2, 3
 

@@ -21,11 +21,12 @@ from point_peft.ops import group
 sys.path.insert(0, str(Path(__file__).parent))
 from method_helpers import (
     clouds,
-    one_thread,  # noqa: F401  (autouse fixture)
     tiny_backbone,
     tiny_method_config,
     tiny_model,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def reference_feature(backbone, cloud, num_groups, group_size):

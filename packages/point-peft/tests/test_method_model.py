@@ -21,12 +21,13 @@ from point_peft.models import PointMAE, PointTransformerConfig
 sys.path.insert(0, str(Path(__file__).parent))
 from method_helpers import (
     clouds,
-    one_thread,  # noqa: F401  (autouse fixture)
     tiny_backbone,
     tiny_bank,
     tiny_method_config,
     tiny_model,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # -- the official configuration ------------------------------------------------------------------
 C, DEPTH, PROMPTED, PROMPTS, CLASSES = 384, 12, 6, 10, 15

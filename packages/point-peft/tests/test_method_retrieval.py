@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from point_peft.method import retrieve
 
-sys.path.insert(0, str(Path(__file__).parent))
-from method_helpers import one_thread  # noqa: F401  (autouse fixture)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # Four unit columns in 2-D: e_x, e_y, (0.6, 0.8) and -e_x.
 BANK = torch.tensor([[1.0, 0.0, 0.6, -1.0], [0.0, 1.0, 0.8, 0.0]], dtype=torch.float64)

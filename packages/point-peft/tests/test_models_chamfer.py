@@ -8,16 +8,6 @@ import torch
 from point_peft.models import chamfer_distances, chamfer_l2
 
 
-@pytest.fixture
-def one_thread():
-    """Run tiny-tensor loops on one intra-op thread: with two, each op's thread handshake dominates,
-    and on a busy 2-core machine it made a 15-step loop take a minute instead of a second."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def brute_force_chamfer_l2(first: torch.Tensor, second: torch.Tensor) -> float:
     """mean_i min_j |a_i - b_j|² + mean_j min_i |a_i - b_j|², over every set of the batch."""
     forward, backward = [], []

@@ -15,16 +15,6 @@ from point_peft.models import (
 )
 
 
-@pytest.fixture
-def one_thread():
-    """Run tiny-tensor loops on one intra-op thread: with two, each op's thread handshake dominates,
-    and on a busy 2-core machine it made a 15-step loop take a minute instead of a second."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_config(**overrides) -> PointTransformerConfig:
     values = {
         "embed_dim": 32,

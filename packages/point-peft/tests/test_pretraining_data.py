@@ -47,12 +47,7 @@ CUBE_OFF = """OFF
 CLASSES = ("airplane", "cup")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_modelnet_text(root, shapes_per_class: int = 3, points: int = 80) -> list[str]:

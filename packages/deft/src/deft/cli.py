@@ -204,13 +204,12 @@ def format_table(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from deft.report import DensityReport
+    from peft_core import atomic_write_text
 
     args = _parser().parse_args(argv)
     result = train(args)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    (args.output_dir / "result.json").write_text(
-        json.dumps(result, indent=2) + "\n", encoding="utf-8"
-    )
+    # Atomic: an interrupted write never leaves a truncated result.json beside the checkpoint.
+    atomic_write_text(args.output_dir / "result.json", json.dumps(result, indent=2) + "\n")
     print(DensityReport.from_dict(result["density"]).format_table())
     print(format_table(result))
     print(f"result: {args.output_dir / 'result.json'}")

@@ -18,6 +18,7 @@ import warnings
 
 from meft.config import VARIANTS, MeftConfig
 from meft.model import get_meft_model
+from peft_core import atomic_write_text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,10 +79,8 @@ def train(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     result = train(args)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    (args.output_dir / "result.json").write_text(
-        json.dumps(result, indent=2) + "\n", encoding="utf-8"
-    )
+    # Atomic: an interrupted write never leaves a truncated result.json beside the checkpoint.
+    atomic_write_text(args.output_dir / "result.json", json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
 
