@@ -34,7 +34,7 @@ from benchmarks.records import make_record, read_matching_record, record_path, w
 
 METHOD = "LoRA"
 SEED = 0
-WEIGHTS = (0.0, 0.5, 0.7, 1.0)
+WEIGHTS = (0.0, 0.3, 0.5, 0.7, 1.0)
 RECORD_NAME = "deft density-weight sweep minilm lora"
 
 
@@ -96,7 +96,7 @@ def _key(weight: float) -> str:
 def main(quick: bool = False) -> list[Path]:
     from peft_core.recipes import load_text_task
 
-    weights = WEIGHTS[::3] if quick else WEIGHTS  # quick: λ = 0 and 1
+    weights = WEIGHTS[::4] if quick else WEIGHTS  # quick: λ = 0 and 1
     max_train = 64 if quick else MAX_TRAIN
     epochs = 0.5 if quick else EPOCHS
     config = _config(weights, max_train, epochs, quick)
