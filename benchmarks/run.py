@@ -18,6 +18,7 @@ SUITES = {
     "deft-minilm": "benchmarks.deft.bench_minilm",
     "deft-smollm2": "benchmarks.deft.bench_smollm2",
     "deft-weight-sweep": "benchmarks.deft.bench_weight_sweep",
+    "deft-weight-sweep-long": "benchmarks.deft.bench_weight_sweep_long",
 }
 
 

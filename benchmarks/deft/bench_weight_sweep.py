@@ -70,9 +70,10 @@ def _config(weights, max_train, epochs, quick) -> dict[str, Any]:
     }
 
 
-def _record(rows: list[dict[str, Any]], config: dict[str, Any], quick: bool) -> dict[str, Any]:
+def _record(rows: list[dict[str, Any]], config: dict[str, Any], name: str) -> dict[str, Any]:
+    quick = config["quick"]
     return make_record(
-        RECORD_NAME + (" quick" if quick else ""),
+        name,
         method="LoRA + density loss with weight λ swept, against λ = 0 (plain LoRA)",
         model="all-MiniLM-L6-v2 (real weights), sequence classification head, fp32",
         data=f"Rotten-Tomatoes polarity: {config['max_train']} random training sentences (seed "
@@ -93,19 +94,19 @@ def _key(weight: float) -> str:
     return f"lambda={weight:g}"
 
 
-def main(quick: bool = False) -> list[Path]:
+def run_sweep(weights, epochs: float, record_name: str, quick: bool = False) -> list[Path]:
+    """Train and measure LoRA for every λ in ``weights``; resume a matching earlier record."""
     from peft_core.recipes import load_text_task
 
-    weights = WEIGHTS[::4] if quick else WEIGHTS  # quick: λ = 0 and 1
+    if quick:  # a smoke run: the two ends of the sweep, half an epoch on 64 sentences
+        weights, epochs, record_name = (weights[0], weights[-1]), 0.5, record_name + " quick"
     max_train = 64 if quick else MAX_TRAIN
-    epochs = 0.5 if quick else EPOCHS
     config = _config(weights, max_train, epochs, quick)
-    earlier = read_matching_record(RECORD_NAME + (" quick" if quick else ""), config)
+    earlier = read_matching_record(record_name, config)
     rows = [] if earlier is None else list(earlier["eval_info"]["weights"])
     task = load_text_task(max_train=max_train, seed=SEED, verbose=False)
     if quick:
         task = _quick_task(task, QUICK_EVAL, SEED)
-    name = RECORD_NAME + (" quick" if quick else "")
     for weight in weights:
         if any(row["weight"] == weight for row in rows):
             continue  # finished by an interrupted earlier invocation
@@ -113,9 +114,13 @@ def main(quick: bool = False) -> list[Path]:
         rows.append(row)
         masked = row["report"]["mean"]["masked"]
         print(
-            f"   λ={weight:g}: accuracy {row['test_accuracy']:.4f}, masked density {masked:.2f}%, "
-            f"|a|>1e-3 {row['report']['mean']['thresholded@0.001']:.2f}%",
+            f"   λ={weight:g}, {epochs:g} epochs: accuracy {row['test_accuracy']:.4f}, masked "
+            f"density {masked:.2f}%, |a|>1e-3 {row['report']['mean']['thresholded@0.001']:.2f}%",
             flush=True,
         )
-        write_record(_record(rows, config, quick))
-    return [record_path(name)]
+        write_record(_record(rows, config, record_name))
+    return [record_path(record_name)]
+
+
+def main(quick: bool = False) -> list[Path]:
+    return run_sweep(WEIGHTS, EPOCHS, RECORD_NAME, quick)

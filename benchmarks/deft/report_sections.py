@@ -275,9 +275,12 @@ def _smollm2_layers(states: dict[str, Any]) -> list[str]:
 def weight_sweep_section(record: dict[str, Any]) -> list[str]:
     """Accuracy and density of LoRA + density loss across λ, against λ = 0."""
     rows = sorted(record["eval_info"]["weights"], key=lambda row: row["weight"])
+    config = record["run_info"]["config"]
     base = next((row for row in rows if row["weight"] == 0), None)
     lines = [
-        "Same data, seed, initialisation and learning rate for every λ; λ = 0 is plain LoRA. "
+        f"{config['epochs']:g} epochs over {config['max_train']} sentences, batch "
+        f"{config['batch_size']}, learning rate {config['learning_rate']:g}; "
+        "same data, seed, initialisation and learning rate for every λ; λ = 0 is plain LoRA. "
         "Densities in % non-zero MLP activations on the test split (fp32); the losses are the "
         "training loop's last logged values (task cross-entropy, unweighted density term):",
         "",
