@@ -1,0 +1,16 @@
+"""The README's usage example runs as written (it is the first code a user copies)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from peft_core.testing.readme import run_python_blocks
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def test_readme_examples_run(tmp_path):
+    pytest.importorskip("transformers")
+    assert run_python_blocks(README, tmp_path) >= 1
