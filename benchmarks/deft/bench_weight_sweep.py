@@ -1,9 +1,8 @@
 """How the density-loss weight λ trades accuracy for density on real MiniLM + LoRA.
 
-The main DEFT suite (`deft-minilm`) uses the paper's λ = 1. On a short budget that is not the
-whole story: Adam normalises each parameter's update, so once the density gradient outweighs the
-task gradient in the LoRA matrices the updates follow the density term alone and the task stops
-being learned, while below that point the density barely moves. This suite measures the curve:
+The main DEFT suite (`deft-minilm`) uses the paper's λ = 1, one point of a trade-off: a small λ
+may leave the exact-zero density where plain LoRA has it, a large one may cost the task (the
+record shows where both happen for this model and budget). This suite measures the curve:
 LoRA (r=8 on Q/V, the `deft-minilm` recipe and learning rate), the same 2,000 training sentences,
 seed and data order for every λ, test accuracy and activation density (masked and thresholded)
 per λ, and the task and density losses along training.
