@@ -119,6 +119,19 @@ def test_train_with_a_baseline_writes_accuracy_and_both_density_reports(
     assert (tmp_path / "run" / "baseline" / "final" / "adapter_model.safetensors").is_file()
 
 
+def test_the_reference_setup_pads_to_max_length_and_counts_pads_in_the_loss(
+    tiny_model_and_data, tmp_path
+):
+    options = ("--pad-to-max-length", "--max-length", "16", "--density-samples", "8")
+    counted = _tiny_run(tiny_model_and_data, tmp_path / "counted", *options, "--count-padding")
+    masked = _tiny_run(tiny_model_and_data, tmp_path / "masked", *options)
+    assert counted["density_loss_counts_padding"] is True
+    assert masked["density_loss_counts_padding"] is False
+    assert counted["padded_to_max_length"] is masked["padded_to_max_length"] is True
+    # sentences have 3-10 of the 16 positions: the pads the loss now sees change what it trains
+    assert counted["density"]["per_layer"]["masked"] != masked["density"]["per_layer"]["masked"]
+
+
 @pytest.mark.parametrize("method", ["adapter", "prompt"])
 def test_other_methods_run_and_report(tiny_model_and_data, tmp_path, method):
     result = _tiny_run(

@@ -105,6 +105,27 @@ def test_the_optimised_loss_is_task_loss_plus_weight_times_density_computed_by_h
     assert all(g is not None and g.abs().sum() > 0 for g in lora_grads)
 
 
+def test_counting_padding_averages_over_every_position_as_the_reference(tmp_path):
+    model = _lora_bert(hidden_act="relu")  # about half zeros: pads and real tokens differ
+    rows = _rows(8)
+    trainer = deft.hf_trainer.DensityTrainer(
+        model=model, args=_args(tmp_path), train_dataset=rows, density_weight=2.5,
+        density_count_padding=True,
+    )  # fmt: skip
+    batch = _batch(rows)
+    captured = []
+    for layer in model.base_model.model.bert.encoder.layer:
+        act = layer.intermediate.intermediate_act_fn
+        act.register_forward_hook(lambda module, args, output: captured.append(output))
+    model.train()
+    loss = trainer.compute_loss(model, dict(batch))
+    every_position = torch.ones_like(batch["attention_mask"])
+    expected = model(**batch).loss.double() + 2.5 * _density_by_hand(captured, every_position)
+    torch.testing.assert_close(loss.double(), expected, rtol=1e-6, atol=1e-7)
+    masked = _density_by_hand(captured, batch["attention_mask"])
+    assert abs(_density_by_hand(captured, every_position) - masked) > 1e-3  # pads matter here
+
+
 def test_return_outputs_and_evaluation_keep_the_task_loss_alone(tmp_path):
     model = _lora_bert()
     rows = _rows(8)
@@ -251,6 +272,13 @@ def test_add_density_loss_for_custom_loops():
         add_density_loss(task, monitor, batch, 0.25).double(), expected, rtol=1e-6, atol=1e-7
     )
     assert add_density_loss(task, monitor, batch, 0.0) is task
+    with_pads = task + 0.25 * _density_by_hand(
+        list(monitor.activations.values()), torch.ones_like(batch["attention_mask"])
+    )
+    torch.testing.assert_close(
+        add_density_loss(task, monitor, batch, 0.25, count_padding=True).double(),
+        with_pads, rtol=1e-6, atol=1e-7,
+    )  # fmt: skip
     with pytest.raises(ValueError, match="non-negative"):
         add_density_loss(task, monitor, batch, float("nan"))
 

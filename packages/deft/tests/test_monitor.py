@@ -247,6 +247,17 @@ def test_density_loss_callback_adds_the_weighted_masked_loss():
         deft.DensityLossCallback(monitor, weight=-1.0)
 
 
+def test_density_loss_callback_can_count_padding_as_the_reference_does():
+    model = _bert_classifier()
+    monitor = DensityMonitor(model)
+    callback = deft.DensityLossCallback(monitor, weight=3.0, count_padding=True)
+    batch = {"input_ids": IDS, "attention_mask": MASK, "labels": torch.tensor([0, 1])}
+    outputs = model(**batch)
+    counted = callback.extra_loss(None, batch, outputs)
+    torch.testing.assert_close(counted, 3.0 * monitor.loss(None))
+    assert not torch.allclose(counted, 3.0 * monitor.loss(MASK))  # the pads do change it
+
+
 @pytest.mark.filterwarnings("ignore:None of the inputs have requires_grad")
 def test_warns_when_no_activation_can_carry_a_gradient():
     model = TinyClassifier(num_layers=2)

@@ -34,6 +34,16 @@ def test_pad_to_multiple_of() -> None:
     assert collate([_item([1], 0)])["attention_mask"].tolist() == [[1] + [0] * 7]
 
 
+def test_pad_to_length_pads_every_batch_to_one_fixed_length() -> None:
+    collate = DynamicPaddingCollator(pad_token_id=9, pad_to_length=6)
+    batch = collate([_item([1, 2, 3], 0), _item([4], 1)])
+    assert batch["input_ids"].tolist() == [[1, 2, 3, 9, 9, 9], [4, 9, 9, 9, 9, 9]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0]]
+    assert collate([_item(list(range(1, 7)), 0)])["input_ids"].shape == (1, 6)
+    with pytest.raises(ValueError, match=r"7 tokens, more than pad_to_length=6"):
+        collate([_item(list(range(1, 8)), 0)])
+
+
 def test_token_type_ids_use_their_own_pad_value() -> None:
     collate = DynamicPaddingCollator(pad_token_id=0, pad_token_type_id=3)
     batch = collate([_item([1, 2, 3], 0, types=True), _item([4, 5], 1, types=True)])
@@ -98,3 +108,7 @@ def test_bad_arguments() -> None:
         DynamicPaddingCollator(pad_to_multiple_of=0)
     with pytest.raises(ValueError, match="padding_side"):
         DynamicPaddingCollator(padding_side="middle")
+    with pytest.raises(ValueError, match="pad_to_length must be a positive int"):
+        DynamicPaddingCollator(pad_to_length=0)
+    with pytest.raises(ValueError, match="not both"):
+        DynamicPaddingCollator(pad_to_length=8, pad_to_multiple_of=8)

@@ -18,8 +18,9 @@ class DensityLossCallback(TrainerCallback):
     """Adds ``weight · monitor.loss(...)`` to the task loss, masked by the batch's tokens.
 
     The masks come from the batch: ``attention_mask``, and for encoder-decoder models
-    ``decoder_attention_mask`` or the ``labels`` (-100 marks decoder padding). Logged as
-    ``density_loss`` (the weighted term).
+    ``decoder_attention_mask`` or the ``labels`` (-100 marks decoder padding);
+    ``count_padding=True`` averages over pads too, as the reference implementation does. Logged
+    as ``density_loss`` (the weighted term).
 
     Example:
         >>> from peft_core.testing import TinyClassifier
@@ -34,12 +35,22 @@ class DensityLossCallback(TrainerCallback):
 
     name = "density_loss"
 
-    def __init__(self, monitor: DensityMonitor, weight: float = 1.0, eps: float = DEFAULT_EPS):
+    def __init__(
+        self,
+        monitor: DensityMonitor,
+        weight: float = 1.0,
+        eps: float = DEFAULT_EPS,
+        *,
+        count_padding: bool = False,
+    ):
         if not weight >= 0:
             raise ValueError(f"weight must be a non-negative number, got {weight!r}")
         self.monitor = monitor
         self.weight = float(weight)
         self.eps = eps
+        self.count_padding = bool(count_padding)
 
     def extra_loss(self, trainer: Trainer | None, batch: Any, outputs: Any) -> torch.Tensor:
-        return self.weight * self.monitor.loss_for_batch(batch, eps=self.eps)
+        return self.weight * self.monitor.loss_for_batch(
+            batch, eps=self.eps, count_padding=self.count_padding
+        )

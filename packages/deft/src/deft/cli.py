@@ -3,6 +3,7 @@
     deft train                                     # real MiniLM + Rotten-Tomatoes polarity, LoRA + DEFT
     deft train --method adapter --compare-baseline # also the same run with λ = 0, side by side
     deft train --method prompt --num-virtual-tokens 20 --density-weight 2
+    deft train --pad-to-max-length --max-length 128 --count-padding   # the reference's loss
     deft train --model bert-base-uncased --dataset hf:glue --dataset-subset sst2 \
                --text-column sentence                                          # when online
 
@@ -60,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
         type=_non_negative,
         default=1.0,
         help="λ of L_task + λ·L_density (default 1.0, the paper's); 0 trains plain PEFT",
+    )
+    train.add_argument(
+        "--count-padding",
+        action="store_true",
+        help="average the density loss over pad positions too, as the reference code does "
+        "(pair with --pad-to-max-length and --max-length 128 to replicate it); default: real "
+        "tokens only",
     )
     train.add_argument(
         "--compare-baseline",
@@ -135,7 +143,11 @@ def _run(task: Any, args: argparse.Namespace, weight: float, output_dir: Path, n
         else peft_configs["default"]
     )
     monitor = DensityMonitor(model)
-    callbacks = [DensityLossCallback(monitor, weight=weight)] if weight else []
+    callbacks = (
+        [DensityLossCallback(monitor, weight=weight, count_padding=args.count_padding)]
+        if weight
+        else []
+    )
     result = fine_tune(
         model, task, output_dir, name=name, learning_rate=_learning_rate(args), epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, callbacks=callbacks,
@@ -148,6 +160,8 @@ def _run(task: Any, args: argparse.Namespace, weight: float, output_dir: Path, n
         method=args.method,
         method_config=_jsonable_config(config),
         density_weight=weight,
+        density_loss_counts_padding=args.count_padding,
+        padded_to_max_length=args.pad_to_max_length,
         learning_rate=_learning_rate(args),
     )
     return result, report

@@ -52,18 +52,20 @@ def add_density_loss(
     weight: float = 1.0,
     *,
     eps: float = DEFAULT_EPS,
+    count_padding: bool = False,
 ) -> torch.Tensor:
     """``loss + weight · monitor.loss_for_batch(batch)``: DEFT in a custom training loop.
 
     Call it right after the forward pass on ``batch``: the monitor holds that forward's
     activations. The token masks come from the batch (``attention_mask``; for encoder-decoder
-    models also ``decoder_attention_mask`` or ``labels`` with -100 on padding). ``weight=0``
+    models also ``decoder_attention_mask`` or ``labels`` with -100 on padding);
+    ``count_padding=True`` counts pads as the reference implementation does. ``weight=0``
     returns ``loss`` itself and computes nothing.
     """
     weight = _check_weight(weight)
     if not weight:
         return loss
-    return loss + weight * monitor.loss_for_batch(batch, eps=eps)
+    return loss + weight * monitor.loss_for_batch(batch, eps=eps, count_padding=count_padding)
 
 
 def _import_transformers_trainer() -> type:
@@ -90,6 +92,8 @@ def _build_density_trainer() -> type:
             density_weight: λ; ``0`` trains plain PEFT and still logs the density.
             density_targets: ``"auto"`` or module names/patterns for the default monitor.
             density_eps: ε of s(a) = a²/(a²+ε).
+            density_count_padding: average the loss over pads too (the reference
+                implementation's loss) instead of over real tokens only.
 
         Training logs gain ``density_loss`` (λ·L_density), ``density`` (L_density) and
         ``task_loss`` (``loss`` minus ``density_loss``), each averaged over the steps since the
@@ -128,12 +132,14 @@ def _build_density_trainer() -> type:
             density_weight: float = 1.0,
             density_targets: str | list[str] = "auto",
             density_eps: float = DEFAULT_EPS,
+            density_count_padding: bool = False,
             **kwargs: Any,
         ) -> None:
             density_weight = _check_weight(density_weight)
             super().__init__(*args, **kwargs)
             self.density_weight = density_weight
             self.density_eps = density_eps
+            self.density_count_padding = bool(density_count_padding)
             if monitor is None:
                 from deft.monitor import DensityMonitor
 
@@ -162,11 +168,12 @@ def _build_density_trainer() -> type:
 
         def _density_term(self, batch: dict[str, Any], num_items_in_batch: Any) -> torch.Tensor:
             weight = self.density_weight
+            options = {"eps": self.density_eps, "count_padding": self.density_count_padding}
             if weight:
-                density = self.monitor.loss_for_batch(batch, eps=self.density_eps)
+                density = self.monitor.loss_for_batch(batch, **options)
             else:
                 with torch.no_grad():  # logged only: no graph for a λ = 0 baseline
-                    density = self.monitor.loss_for_batch(batch, eps=self.density_eps)
+                    density = self.monitor.loss_for_batch(batch, **options)
             weighted = weight * density
             self._record(density.detach(), weighted.detach())
             if self._trainer_treats_loss_as_accumulation_scaled(num_items_in_batch):

@@ -198,9 +198,18 @@ class DensityMonitor:
         masks = self.masks(attention_mask, decoder_attention_mask)
         return torch.stack(list(self._terms(masks, eps).values())).sum()
 
-    def loss_for_batch(self, batch: Any, eps: float = DEFAULT_EPS) -> torch.Tensor:
-        """:meth:`loss` with the masks read from the batch (see :meth:`masks_from_batch`)."""
-        return torch.stack(list(self._terms(self.masks_from_batch(batch), eps).values())).sum()
+    def loss_for_batch(
+        self, batch: Any, eps: float = DEFAULT_EPS, *, count_padding: bool = False
+    ) -> torch.Tensor:
+        """:meth:`loss` with the masks read from the batch (see :meth:`masks_from_batch`).
+
+        ``count_padding=True`` ignores the masks and averages over every position, pads
+        included: the reference implementation's loss, for replicating it. With batches padded
+        to a fixed length (the reference pads to 128) most positions are pads, and the loss can
+        then fall by sparsifying them without touching the real tokens.
+        """
+        masks = self.masks() if count_padding else self.masks_from_batch(batch)
+        return torch.stack(list(self._terms(masks, eps).values())).sum()
 
     def _terms(self, masks: dict[str, torch.Tensor | None], eps: float) -> dict[str, torch.Tensor]:
         by_group = self.activations_by_group

@@ -61,10 +61,16 @@ def load_text_task(
     max_train: int | None = None,
     seed: int = 0,
     verbose: bool = True,
+    pad_to_max_length: bool = False,
     **source_options: Any,
 ) -> TextTask:
     """Tokenize ``dataset`` for ``model``; ``source_options`` go to ``load_text_classification``
-    (``text_column``, ``label_column``, ``subset`` … for files and Hub data sets)."""
+    (``text_column``, ``label_column``, ``subset`` … for files and Hub data sets).
+
+    Batches are padded to their longest sentence (rounded up to 8), or with
+    ``pad_to_max_length`` to ``max_length`` as many reference scripts do; pads cost compute,
+    and they change any statistic that counts them.
+    """
     from transformers import AutoTokenizer
 
     from peft_core.data import DynamicPaddingCollator, load_text_classification
@@ -78,7 +84,11 @@ def load_text_task(
     train = data.tokenize(tokenizer, split="train", max_length=max_length)
     if max_train:
         train = random_subset(train, max_train, seed)
-    collate = DynamicPaddingCollator.from_tokenizer(tokenizer, pad_to_multiple_of=8)
+    collate = (
+        DynamicPaddingCollator.from_tokenizer(tokenizer, pad_to_length=max_length)
+        if pad_to_max_length
+        else DynamicPaddingCollator.from_tokenizer(tokenizer, pad_to_multiple_of=8)
+    )
     validation = data.tokenize(tokenizer, split="validation", max_length=max_length)
     test = data.tokenize(tokenizer, split="test", max_length=max_length)
     probe = collate([test[i] for i in range(min(16, len(test)))])
@@ -184,6 +194,11 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=None, help="default: the method's")
     parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument(
+        "--pad-to-max-length",
+        action="store_true",
+        help="pad every batch to --max-length (default: to its longest sentence)",
+    )
     parser.add_argument("--max-train", type=int, default=None, help="cap the training examples")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", type=Path, default=Path("runs/train"))
@@ -194,6 +209,7 @@ def task_from_arguments(args: argparse.Namespace) -> TextTask:
     return load_text_task(
         args.model, args.dataset, max_length=args.max_length, max_train=args.max_train, seed=args.seed,
         text_column=args.text_column, label_column=args.label_column, subset=args.dataset_subset,
+        pad_to_max_length=args.pad_to_max_length,
     )  # fmt: skip
 
 

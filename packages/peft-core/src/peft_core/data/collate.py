@@ -1,4 +1,4 @@
-"""Batching tokenized items: pad each batch to its own longest sequence."""
+"""Batching tokenized items: pad each batch to its own longest sequence (or to a fixed length)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ class DynamicPaddingCollator:
 
     Padding uses ``pad_token_id`` for ids, 0 for the attention mask (so the model ignores it) and
     ``pad_token_type_id`` for token types. An item without ``attention_mask`` gets one of ones.
+    ``pad_to_length`` pads every batch to that fixed length instead (a tokenizer's
+    ``padding="max_length"``), for replicating scripts whose numbers depend on the pads.
 
     Example:
         >>> collate = DynamicPaddingCollator(pad_token_id=0, pad_to_multiple_of=4)
@@ -38,6 +40,7 @@ class DynamicPaddingCollator:
         pad_to_multiple_of: int | None = None,
         pad_token_type_id: int = 0,
         padding_side: str = "right",
+        pad_to_length: int | None = None,
     ) -> None:
         if isinstance(pad_token_id, bool) or not isinstance(pad_token_id, int):
             raise TypeError(
@@ -52,10 +55,22 @@ class DynamicPaddingCollator:
             raise ValueError(
                 f"pad_to_multiple_of must be a positive int or None, got {pad_to_multiple_of!r}"
             )
+        if pad_to_length is not None and (
+            isinstance(pad_to_length, bool)
+            or not isinstance(pad_to_length, int)
+            or pad_to_length < 1
+        ):
+            raise ValueError(f"pad_to_length must be a positive int or None, got {pad_to_length!r}")
+        if pad_to_length is not None and pad_to_multiple_of is not None:
+            raise ValueError(
+                "give pad_to_length (one fixed length) or pad_to_multiple_of (round each batch "
+                f"up), not both; got {pad_to_length!r} and {pad_to_multiple_of!r}"
+            )
         if padding_side not in ("right", "left"):
             raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
         self.pad_token_id = pad_token_id
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.pad_to_length = pad_to_length
         self.padding_side = padding_side
         self.pad_values = {
             "input_ids": pad_token_id,
@@ -65,12 +80,17 @@ class DynamicPaddingCollator:
 
     @classmethod
     def from_tokenizer(
-        cls, tokenizer: Any, *, pad_to_multiple_of: int | None = None
+        cls,
+        tokenizer: Any,
+        *,
+        pad_to_multiple_of: int | None = None,
+        pad_to_length: int | None = None,
     ) -> DynamicPaddingCollator:
         """Take the pad id, pad token type and padding side from a Hugging Face tokenizer."""
         return cls(
             tokenizer.pad_token_id,
             pad_to_multiple_of=pad_to_multiple_of,
+            pad_to_length=pad_to_length,
             pad_token_type_id=getattr(tokenizer, "pad_token_type_id", 0),
             padding_side=getattr(tokenizer, "padding_side", "right"),
         )
@@ -78,7 +98,8 @@ class DynamicPaddingCollator:
     def __repr__(self) -> str:
         return (
             f"DynamicPaddingCollator(pad_token_id={self.pad_token_id}, "
-            f"pad_to_multiple_of={self.pad_to_multiple_of}, padding_side={self.padding_side!r})"
+            f"pad_to_multiple_of={self.pad_to_multiple_of}, pad_to_length={self.pad_to_length}, "
+            f"padding_side={self.padding_side!r})"
         )
 
     def __call__(self, batch: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
@@ -113,6 +134,13 @@ class DynamicPaddingCollator:
         return out
 
     def _padded_length(self, longest: int) -> int:
+        if self.pad_to_length is not None:
+            if longest > self.pad_to_length:
+                raise ValueError(
+                    f"an item has {longest} tokens, more than pad_to_length={self.pad_to_length}: "
+                    "truncate to that length when tokenizing"
+                )
+            return self.pad_to_length
         multiple = self.pad_to_multiple_of
         return longest if multiple is None else -(-longest // multiple) * multiple
 
