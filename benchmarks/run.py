@@ -19,6 +19,7 @@ SUITES = {
     "deft-smollm2": "benchmarks.deft.bench_smollm2",
     "deft-weight-sweep": "benchmarks.deft.bench_weight_sweep",
     "deft-weight-sweep-long": "benchmarks.deft.bench_weight_sweep_long",
+    "deft-reference-setup": "benchmarks.deft.bench_reference_setup",
 }
 
 

@@ -77,7 +77,17 @@ def _adapted(task: Any, method: str, seed: int) -> tuple[torch.nn.Module, Any]:
     return apply_method(base, method), config
 
 
-def _train(task: Any, method: str, learning_rate: float, seed: int, weight: float, epochs: float):
+def _train(
+    task: Any,
+    method: str,
+    learning_rate: float,
+    seed: int,
+    weight: float,
+    epochs: float,
+    *,
+    batch_size: int = BATCH_SIZE,
+    count_padding: bool = False,
+):
     """Train one model; return it with the recipe's result and the loss curve."""
     from deft import DensityLossCallback, DensityMonitor
     from peft_core.recipes import fine_tune
@@ -88,12 +98,12 @@ def _train(task: Any, method: str, learning_rate: float, seed: int, weight: floa
     monitor = None
     if weight:
         monitor = DensityMonitor(model)
-        callbacks.append(DensityLossCallback(monitor, weight=weight))
+        callbacks.append(DensityLossCallback(monitor, weight=weight, count_padding=count_padding))
     name = f"{method} {'DEFT' if weight else 'PEFT'} seed {seed}"
     with tempfile.TemporaryDirectory() as output_dir:
         result = fine_tune(
             model, task, Path(output_dir), name=name, learning_rate=learning_rate, epochs=epochs,
-            batch_size=BATCH_SIZE, seed=seed, method_config=config, callbacks=callbacks,
+            batch_size=batch_size, seed=seed, method_config=config, callbacks=callbacks,
             progress_bar=False,
         )  # fmt: skip
     if monitor is not None:
