@@ -309,9 +309,11 @@ def weight_sweep_section(record: dict[str, Any]) -> list[str]:
 def reference_setup_section(record: dict[str, Any]) -> list[str]:
     """LoRA with and without the density loss under parts of the reference setup."""
     rows = record["eval_info"]["settings"]
-    length = record["run_info"]["config"]["reference_length"]
+    config = record["run_info"]["config"]
+    length = config["reference_length"]
     lines = [
-        'LoRA r=8 on Q/V, seed 0, the same 2,000 sentences in every row. "pads counted": '
+        f"LoRA r=8 on Q/V, seed 0, the same {config['max_train']:,} sentences in every row. "
+        '"pads counted": '
         f"batches padded to {length} tokens and the density loss averaged over every position, "
         "as the reference scripts do. Densities in % non-zero MLP activations on the test split "
         f'(fp32): masked counts real tokens, "padded to {length}" every position of batches '
