@@ -100,6 +100,20 @@ def test_fp32_backward_equals_autograd_of_the_literal_formula_in_fp64():
     torch.testing.assert_close(a.grad.double(), literal.grad, rtol=1e-5, atol=1e-6)
 
 
+def test_fp32_loss_gradient_equals_autograd_of_the_literal_formula_in_fp64():
+    # density_loss fuses the mean over features into its own backward: check it the same way
+    torch.manual_seed(2)
+    scales = torch.logspace(-6, 1, 5 * 16).view(1, 5, 16)
+    a = (torch.randn(3, 5, 16) * scales).requires_grad_()
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])
+    density_loss([a], mask).backward()
+    literal = a.detach().double().requires_grad_()
+    per_token = (literal.square() / (literal.square() + 1e-7)).mean(dim=-1)
+    real = mask.double()
+    ((per_token * real).sum(-1) / real.sum(-1)).mean().backward()
+    torch.testing.assert_close(a.grad.double(), literal.grad, rtol=1e-5, atol=1e-9)
+
+
 def test_half_precision_gradient_comes_back_in_the_input_dtype():
     a = torch.tensor([1e-4, -3e-4, 0.5], dtype=torch.float16, requires_grad=True)
     saturation(a).sum().backward()
@@ -115,6 +129,10 @@ def test_only_the_activation_itself_is_saved_for_backward():
         saturation(activation)
     assert len(saved) == 1
     assert saved[0].data_ptr() == activation.data_ptr()
+    saved.clear()
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        density_loss([activation.view(2, 2, 8)])  # no mask: nothing but the activation is saved
+    assert [t.data_ptr() for t in saved] == [activation.data_ptr()]
 
 
 def test_huge_and_zero_activations_stay_finite():
@@ -123,6 +141,11 @@ def test_huge_and_zero_activations_stay_finite():
     torch.testing.assert_close(s, torch.tensor([0.0, 1.0, 1.0, 1.0]))
     s.sum().backward()
     assert torch.isfinite(a.grad).all()
+    b = a.detach().view(1, 1, 4).requires_grad_()
+    loss = density_loss([b])
+    torch.testing.assert_close(loss, torch.tensor(0.75))
+    loss.backward()
+    assert torch.isfinite(b.grad).all()
 
 
 def test_other_layouts_two_dimensional_flattened_and_feature_maps():
