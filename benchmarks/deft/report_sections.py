@@ -244,8 +244,8 @@ def smollm2_section(record: dict[str, Any]) -> list[str]:
     for comparison, by_mode in record["eval_info"]["reductions"].items():
         parts = [
             f"{'gate' if mode == 'gate' else 'gate⊙up'} {_variant_label(variant)}: "
-            f"{by_mode[mode][variant]['relative_percent']:.3f}% relative, "
-            f"{by_mode[mode][variant]['percentage_points']:.3f} points"
+            f"{_signed(by_mode[mode][variant]['relative_percent'])}% relative, "
+            f"{_signed(by_mode[mode][variant]['percentage_points'])} points"
             for mode in ("gate", "product")
             for variant in ("masked", "thresholded@0.001")
         ]
@@ -304,6 +304,12 @@ def weight_sweep_section(record: dict[str, Any]) -> list[str]:
             f"| {'' if density_term is None else f'{density_term:.3f}'} |"
         )
     return lines
+
+
+def _signed(value: float, digits: int = 3) -> str:
+    """``value`` to ``digits`` places, without the "-0.000" of a tiny negative rounding to zero."""
+    text = f"{value:+.{digits}f}"
+    return text[1:] if float(text) == 0 else text
 
 
 def reference_setup_section(record: dict[str, Any]) -> list[str]:
