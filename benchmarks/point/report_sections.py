@@ -69,6 +69,16 @@ def _peak(row: dict[str, Any]) -> tuple[str, str]:
     return f"{peak / MIB:.0f}", f"{row['peak_ratio_to_full']:.2f}"
 
 
+def _query_floor(row: dict[str, Any]) -> str:
+    """The bound the per-step query pass puts on the ratio, where the record has it."""
+    if "floor_ratio_to_full" not in row:
+        return ""
+    return (
+        f"; the query pass alone is {row['query_pass_ratio_to_full']:.2f}× a full-FT step, and the "
+        f"cached step plus it, the floor of any per-step query, is {row['floor_ratio_to_full']:.2f}×"
+    )
+
+
 def cost_section(record: dict[str, Any]) -> list[str]:
     from benchmarks.point.bench_finetune import COST_ROWS
 
@@ -105,6 +115,7 @@ def cost_section(record: dict[str, Any]) -> list[str]:
                 f"- {name}: step {ratio:.2f}× full FT ({_mark(ratio <= STEP_TIME_TARGET)} ≤ "
                 f"{STEP_TIME_TARGET}×), {share:.2f}% trained "
                 f"({_mark(share <= TRAINABLE_PERCENT_TARGET)} ≤ {TRAINABLE_PERCENT_TARGET:g}%)"
+                + _query_floor(row)
             )
         lines.append("")
     load = record["train_info"].get("load_average_1min")
