@@ -6,7 +6,7 @@ Two records of the fine-tuning runs, one per task, and one of the training-step 
   (:class:`point_peft.corpora.KiCadCategories`, fetched once by ``nox -s corpora``), and
   ``point-peft finetune procedural-hard`` — simulated scans of 15 procedural classes. The small
   Point-MAE pre-trained here (:func:`point_peft.default_backbone_checkpoint`) is fine-tuned with
-  Point-PEFT, full fine-tuning, a linear probe, bottleneck adapters, VPT-deep and BitFit, each with
+  Point-PEFT (queries per step, and cached per training sample), full fine-tuning, a linear probe, bottleneck adapters, VPT-deep and BitFit, each with
   its step size, the same recipe and data otherwise (``point-peft train``'s, :data:`EPOCHS`
   epochs), for every seed of :data:`SEEDS`; mean ± std of overall and mean class accuracy of the
   final weights, trainable parameters, the median step of the training loop and its ratio to full
@@ -41,14 +41,22 @@ from benchmarks.records import make_record, read_matching_record, summary, write
 SEEDS = (0, 1, 2)
 EPOCHS = 8.0
 TASKS = ("kicad", "procedural-hard")
-#: --method -> row name, in table order ("full fine-tuning" is every ratio's reference).
+#: setting -> row name, in table order ("full fine-tuning" is every ratio's reference). A setting
+#: is a ``--method`` unless :data:`SETTING_RECIPES` says otherwise.
 SETTINGS = {
     "point-peft": "Point-PEFT",
+    "point-peft-cached": "Point-PEFT (cached queries)",
     "full": "full fine-tuning",
     "linear": "linear probe",
     "adapter": "adapters",
     "vpt-deep": "VPT-deep",
     "bitfit": "BitFit",
+}
+#: settings that are not a plain ``--method``: its method and options. Cached queries are the
+#: features of the first augmented copy a sample was seen as, reused in later epochs: the step
+#: skips the query encoder, and this row measures what that costs in accuracy.
+SETTING_RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
+    "point-peft-cached": ("point-peft", {"cache_query_features": True}),
 }
 MIB = 2**20
 
@@ -93,14 +101,38 @@ def load_benchmark_task(dataset: str, quick: bool):
     return subset(task, 4, 2) if quick and dataset == "kicad" else task
 
 
-def run_one(task, method: str, seed: int, recipe_options: dict[str, Any]) -> dict[str, Any]:
+def backbone_fingerprint() -> str:
+    """16 hex digits of the default backbone's weights (names, shapes, dtypes and values).
+
+    The backbone is pre-trained on the machine that runs the benchmark, and the same recipe and
+    seed give other weights with another thread count or CPU (float reductions round
+    differently); the fine-tuning runs of one record must share one backbone, so the fingerprint
+    is part of the configuration a resumed run has to match.
+    """
+    import hashlib
+
+    from point_peft.models.loading import read_checkpoint
+    from point_peft.pretrained import default_backbone_checkpoint
+
+    state = read_checkpoint(default_backbone_checkpoint(progress=False))
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().contiguous().cpu()
+        digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def run_one(task, setting: str, seed: int, recipe_options: dict[str, Any]) -> dict[str, Any]:
     from point_peft.finetuning import FinetuneRecipe, finetune
 
-    recipe = FinetuneRecipe(dataset=task.name, tuning_method=method, seed=seed, **recipe_options)
+    method, method_options = SETTING_RECIPES.get(setting, (setting, {}))
+    recipe = FinetuneRecipe(dataset=task.name, tuning_method=method, seed=seed,
+                            method_options=dict(method_options), **recipe_options)  # fmt: skip
     with tempfile.TemporaryDirectory() as output_dir:
         result = finetune(recipe, output_dir, task=task, progress=False, save_every=None)
     print(
-        f"   {task.name} {SETTINGS[method]} seed {seed}: accuracy {result['test_accuracy']:.4f}, "
+        f"   {task.name} {SETTINGS[setting]} seed {seed}: accuracy {result['test_accuracy']:.4f}, "
         f"median step {1000 * result['step_time']['median_s']:.0f} ms",
         flush=True,
     )
@@ -150,7 +182,7 @@ def finetune_records(quick: bool) -> list[Path]:
             continue
         name = f"point-peft finetune {dataset}" + (" quick" if quick else "")
         config = {"seeds": list(seeds), "recipe": recipe_options, "data": task.describe(),
-                  "backbone": "default small Point-MAE"}  # fmt: skip
+                  "backbone": f"default small Point-MAE {backbone_fingerprint()}"}  # fmt: skip
         earlier = read_matching_record(name, config)
         finished = {
             (method, run["seed"]): run
@@ -158,10 +190,10 @@ def finetune_records(quick: bool) -> list[Path]:
             for run in row["runs"]
         }
         runs: dict[str, list[dict[str, Any]]] = {}
-        for method in SETTINGS:
+        for setting in SETTINGS:
             for seed in seeds:
-                run = finished.get((method, seed)) or run_one(task, method, seed, recipe_options)
-                runs.setdefault(method, []).append(run)
+                run = finished.get((setting, seed)) or run_one(task, setting, seed, recipe_options)
+                runs.setdefault(setting, []).append(run)
                 path = write_record(_finetune_record(name, task, config, runs))
         paths.append(path)
     return paths
@@ -179,7 +211,8 @@ def _finetune_record(name, task, config, runs) -> dict[str, Any]:
     data = task.describe()
     return make_record(
         name,
-        method="Point-PEFT vs full fine-tuning, linear probe, adapters, VPT-deep, BitFit",
+        method="Point-PEFT (queries per step, and cached) vs full fine-tuning, linear probe, "
+        "adapters, VPT-deep, BitFit",
         model="small Point-MAE (4 x 96, 32 patches of 16) pre-trained by point-peft, new head",
         data=f"{task.name}: {data['train_clouds']} train / {data['test_clouds']} test clouds of "
         f"{data['num_points']} points, {len(data['classes'])} classes",

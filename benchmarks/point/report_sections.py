@@ -59,6 +59,14 @@ def finetune_section(record: dict[str, Any]) -> list[str]:
             f"({_mark(ratio <= STEP_TIME_TARGET)} ≤ {STEP_TIME_TARGET}×; loop medians of runs "
             "that ran one after another, the side-by-side ratio is in the step-cost record)",
         ]
+    cached = info["settings"].get("point-peft-cached")
+    if point_peft is not None and cached is not None:
+        points = 100 * (cached["test_accuracy"]["mean"] - point_peft["test_accuracy"]["mean"])
+        speed = cached["step_time_median_s"] / point_peft["step_time_median_s"]
+        lines.append(
+            f"- Cached queries: accuracy {points:+.2f} points against queries per step, "
+            f"training-loop step {speed:.2f}× theirs"
+        )
     return lines
 
 
