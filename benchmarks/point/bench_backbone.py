@@ -201,7 +201,7 @@ def main(quick: bool = False, devices: list[str] | None = None) -> list[Path]:
             shares = measured["train_shares"]
             print("      train shares: " + ", ".join(f"{k} {v:.2f}" for k, v in shares.items()))
         record = make_record(
-            f"point backbone {device}" + (" quick" if quick else ""),
+            "point backbone" + (" quick" if quick else ""),
             method="Point-MAE classifier (point_peft.models.PointMAE), full fine-tuning step",
             model="Point-MAE official 12x384 and small 4x96, random init",
             data=f"uniform random clouds in [-1, 1]^3, float32, batch {batch}, seed 0",
@@ -230,6 +230,9 @@ def main(quick: bool = False, devices: list[str] | None = None) -> list[Path]:
                 ],
             },
         )
+        # The record is named after the device it measured, which on a GPU machine is not
+        # always the machine's own kind (its CPU rows).
+        record["run_info"]["device"]["kind"] = device
         paths.append(write_record(record))
     return paths
 

@@ -134,7 +134,35 @@ def cost_section(record: dict[str, Any]) -> list[str]:
     return lines
 
 
+def backbone_section(record: dict[str, Any]) -> list[str]:
+    """One row per configuration: forward and training step, where the step's time goes, memory."""
+    batch = record["run_info"]["config"]["batch"]
+    lines = [
+        f"Batch {batch}; medians of interleaved rounds; stage shares are of the whole step.",
+        "",
+        "| configuration | forward ms | train step ms | clouds/s (train) | grouping "
+        "| patch encoder fwd+bwd | transformer fwd+bwd | AdamW | activation MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for configuration, measured in record["train_info"].items():
+        shares = record["eval_info"]["shares"][configuration]["train"]
+
+        def share(part: str, shares: dict[str, float] = shares) -> str:
+            return f"{shares[f'{part} / train step']:.2f}"
+
+        lines.append(
+            f"| {configuration} | {measured['forward_ms']['forward']['median_ms']:.0f} "
+            f"| {measured['train_ms']['train step']['median_ms']:.0f} "
+            f"| {measured['clouds_per_second_train']:.1f} | {share('grouping')} "
+            f"| {share('patch encoder fwd+bwd')} | {share('transformer fwd+bwd')} "
+            f"| {share('AdamW step')} | {measured['activation_mib']['train step']:.0f} |"
+        )
+    lines += ["", *(f"- {note}" for note in record["eval_info"].get("notes", []))]
+    return lines
+
+
 RENDERERS = {
     "point-peft finetune": finetune_section,
     "point-peft step cost": cost_section,
+    "point backbone": backbone_section,
 }
