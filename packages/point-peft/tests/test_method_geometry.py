@@ -24,6 +24,8 @@ from point_peft.method import (
     plan_groups,
 )
 from point_peft.models import Block
+from point_peft.models.blocks import DropPath
+from point_peft.ops import index_points
 
 sys.path.insert(0, str(Path(__file__).parent))
 from method_helpers import randomize_batchnorms
@@ -290,3 +292,48 @@ def test_prompt_is_embeddings_plus_context_plus_adapted_context():
         )
     with pytest.raises(ValueError, match="context must have shape \\(batch, 6, 8\\)"):
         prompt(torch.zeros(2, 5, DIM, dtype=torch.float64))
+
+
+def test_grouped_attention_equals_attention_on_gathered_groups():
+    """LayerNorm and qkv before the gather (per token) == on every gathered group, drop path too."""
+    shared, _ = make_ga()
+    sequence, prompt_tokens, centers, prompt_xyz = sample_inputs(batch=3)
+    features = torch.cat([prompt_tokens, sequence[:, 1:]], dim=1).requires_grad_(True)
+    grouping = plan_groups(centers, num_anchors=5, num_neighbors=4, prompt_xyz=prompt_xyz)
+    drop_path = DropPath(0.5).train()
+    results = []
+    for grouped in (True, False):
+        torch.manual_seed(3)  # the same groups dropped in both
+        if grouped:
+            out = shared.grouped(features, grouping.neighbor_indices, drop_path)
+        else:
+            out = shared(index_points(features, grouping.neighbor_indices), drop_path)
+        (gradient,) = torch.autograd.grad(out.sin().sum(), features)
+        results.append((out, gradient))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-12, atol=1e-12)
+
+
+def test_anchor_features_keep_no_per_group_token_tensor_for_backward():
+    """Autograd keeps no (batch, A, k, dim) tensor of grouped tokens: per group only the narrow
+    attention tensors (qkv: 3 · heads · head_dim = 18 wide, against dim = 64 here) and gather
+    indices (expanded views of one index per row); what is dim wide is per token or per anchor."""
+    dim = 64
+    shared = SharedGroupAttention(dim, HEADS, HEAD_DIM).double()
+    adapter = GeometryAwareAdapter(dim, residual_dim=4).double()
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(2, 16, dim, generator=generator, dtype=torch.float64)
+    features.requires_grad_(True)
+    centers = torch.rand(2, 16, 3, generator=generator, dtype=torch.float64)
+    grouping = plan_groups(centers, num_anchors=12, num_neighbors=5)
+    storage_bytes = []
+
+    def record(tensor):
+        storage_bytes.append(tensor.untyped_storage().nbytes())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(record, lambda tensor: tensor):
+        adapter.anchor_features(features, grouping, shared, nn.Identity())
+    grouped_tokens_bytes = 2 * 12 * 5 * dim * features.element_size()
+    assert len(storage_bytes) > 5, "too little saved: the check would pass vacuously"
+    assert max(storage_bytes) < grouped_tokens_bytes / 2, sorted(storage_bytes)[-3:]
