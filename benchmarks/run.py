@@ -11,6 +11,7 @@ SUITES = {
     "core": "benchmarks.core.bench_core",
     "meft": "benchmarks.meft.bench_memory_speed",
     "meft-accuracy": "benchmarks.meft.bench_accuracy",
+    "meft-accuracy-long": "benchmarks.meft.bench_accuracy_long",
     "point-grouping": "benchmarks.point.bench_grouping",
     "point-backbone": "benchmarks.point.bench_backbone",
     "point-peft": "benchmarks.point.bench_finetune",

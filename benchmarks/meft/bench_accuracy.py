@@ -102,21 +102,32 @@ def _finished_runs(name: str, config: dict[str, Any]) -> dict[tuple[str, int], d
     }
 
 
+RECORD_NAME = "meft accuracy minilm rotten-tomatoes"
+
+
 def main(quick: bool = False) -> list[Path]:
-    """Runs every (setting, seed); the record is rewritten after each run, and a rerun after an
-    interruption skips the runs already recorded with the same configuration."""
+    """Every setting, seeds 0-2, :data:`EPOCHS` epochs of :data:`MAX_TRAIN` sentences."""
+    return run_accuracy(list(SETTINGS), EPOCHS, RECORD_NAME, quick)
+
+
+def run_accuracy(names: list[str], epochs: float, record_name: str, quick: bool) -> list[Path]:
+    """Runs every (setting of ``names``, seed); the record is rewritten after each run, and a
+    rerun after an interruption skips the runs already recorded with the same configuration.
+    ``names`` must start with full fine-tuning, the reference of every difference."""
+    if names[0] != "full fine-tuning":
+        raise ValueError(f"the settings must start with full fine-tuning, got {names}")
     seeds = SEEDS[:1] if quick else SEEDS
     max_train = 128 if quick else MAX_TRAIN
-    epochs = 0.5 if quick else EPOCHS
-    name = "meft accuracy minilm rotten-tomatoes" + (" quick" if quick else "")
+    epochs = 0.5 if quick else epochs
+    name = record_name + (" quick" if quick else "")
     config = {
         "epochs": epochs, "batch_size": 32, "seeds": list(seeds), "warmup_ratio": 0.06,
-        "max_train": max_train, "learning_rates": {k: v[1] for k, v in SETTINGS.items()},
+        "max_train": max_train, "learning_rates": {k: SETTINGS[k][1] for k in names},
     }  # fmt: skip
     finished = _finished_runs(name, config)
     runs: dict[str, list[dict[str, Any]]] = {}
     path = None
-    for setting in SETTINGS:
+    for setting in names:
         for seed in seeds:
             run = finished.get((setting, seed)) or run_one(setting, seed, max_train, epochs)
             runs.setdefault(setting, []).append(run)
