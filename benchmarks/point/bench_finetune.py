@@ -6,9 +6,9 @@ Two records of the fine-tuning runs, one per task, and one of the training-step 
   (:class:`point_peft.corpora.KiCadCategories`, fetched once by ``nox -s corpora``), and
   ``point-peft finetune procedural-hard`` — simulated scans of 15 procedural classes. The small
   Point-MAE pre-trained here (:func:`point_peft.default_backbone_checkpoint`) is fine-tuned with
-  Point-PEFT (queries per step, and cached per training sample), full fine-tuning, a linear probe, bottleneck adapters, VPT-deep and BitFit, each with
-  its step size, the same recipe and data otherwise (``point-peft train``'s, :data:`EPOCHS`
-  epochs), for every seed of :data:`SEEDS`; mean ± std of overall and mean class accuracy of the
+  Point-PEFT (queries per step, and cached per training sample), full fine-tuning, a linear
+  probe, bottleneck adapters, VPT-deep and BitFit, each with its step size, the same recipe and
+  data otherwise (``point-peft train``'s, :data:`EPOCHS` epochs), for every seed of :data:`SEEDS`; mean ± std of overall and mean class accuracy of the
   final weights, trainable parameters, the median step of the training loop and its ratio to full
   fine-tuning's, activation memory.
 - ``point-peft step cost`` — one training step (forward, backward, AdamW) of each setting, timed
@@ -105,9 +105,9 @@ def backbone_fingerprint() -> str:
     """16 hex digits of the default backbone's weights (names, shapes, dtypes and values).
 
     The backbone is pre-trained on the machine that runs the benchmark, and the same recipe and
-    seed give other weights with another thread count or CPU (float reductions round
-    differently); the fine-tuning runs of one record must share one backbone, so the fingerprint
-    is part of the configuration a resumed run has to match.
+    seed can give other weights on another machine (float reductions may round differently with
+    another CPU or thread count); the fine-tuning runs of one record must share one backbone, so
+    the fingerprint is part of the configuration a resumed run has to match.
     """
     import hashlib
 
