@@ -61,10 +61,14 @@ SETTINGS: dict[str, tuple[Callable, float]] = {
 }
 
 
-def run_one(name: str, seed: int, max_train: int, epochs: float) -> dict[str, Any]:
+def run_one(
+    name: str, seed: int, max_train: int, epochs: float, learning_rate: float | None = None
+) -> dict[str, Any]:
+    """One fine-tune of setting ``name``, at its own learning rate unless one is given."""
     from peft_core.recipes import fine_tune, load_classifier, load_text_task
 
-    adapt, learning_rate = SETTINGS[name]
+    adapt, default_rate = SETTINGS[name]
+    learning_rate = default_rate if learning_rate is None else learning_rate
     task = load_text_task(max_train=max_train, seed=seed)
     model, method_config = adapt(load_classifier(task, seed))
     with tempfile.TemporaryDirectory() as output_dir:
@@ -74,7 +78,10 @@ def run_one(name: str, seed: int, max_train: int, epochs: float) -> dict[str, An
             progress_bar=False,
         )  # fmt: skip
     result["seed"] = seed
-    print(f"   {name} seed {seed}: test accuracy {result['test_accuracy']:.4f}", flush=True)
+    print(
+        f"   {name} lr {learning_rate:g} seed {seed}: test accuracy {result['test_accuracy']:.4f}",
+        flush=True,
+    )
     return result
 
 
@@ -90,7 +97,17 @@ def summarise_setting(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _finished_runs(name: str, config: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
+def run_config(
+    names: list[str], epochs: float, seeds: tuple[int, ...], max_train: int
+) -> dict[str, Any]:
+    """What a record of these runs must match for a rerun to resume from it."""
+    return {
+        "epochs": epochs, "batch_size": 32, "seeds": list(seeds), "warmup_ratio": 0.06,
+        "max_train": max_train, "learning_rates": {k: SETTINGS[k][1] for k in names},
+    }  # fmt: skip
+
+
+def finished_runs(name: str, config: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
     """Runs an earlier, interrupted invocation with the same configuration already recorded."""
     record = read_matching_record(name, config)
     if record is None:
@@ -120,11 +137,8 @@ def run_accuracy(names: list[str], epochs: float, record_name: str, quick: bool)
     max_train = 128 if quick else MAX_TRAIN
     epochs = 0.5 if quick else epochs
     name = record_name + (" quick" if quick else "")
-    config = {
-        "epochs": epochs, "batch_size": 32, "seeds": list(seeds), "warmup_ratio": 0.06,
-        "max_train": max_train, "learning_rates": {k: SETTINGS[k][1] for k in names},
-    }  # fmt: skip
-    finished = _finished_runs(name, config)
+    config = run_config(names, epochs, seeds, max_train)
+    finished = finished_runs(name, config)
     runs: dict[str, list[dict[str, Any]]] = {}
     path = None
     for setting in names:
@@ -137,12 +151,13 @@ def run_accuracy(names: list[str], epochs: float, record_name: str, quick: bool)
 
 
 def _record(name, settings, config, max_train) -> dict[str, Any]:
+    compared = list(settings)[1:]
     full = settings["full fine-tuning"]["test_accuracy"]["mean"]
     for row in settings.values():
         row["accuracy_minus_full_points"] = 100 * (row["test_accuracy"]["mean"] - full)
     return make_record(
         name,
-        method="MEFT1/2/3 vs full fine-tuning and LoRA",
+        method=f"{', '.join(compared)} vs full fine-tuning",
         model="all-MiniLM-L6-v2 (real weights), sequence classification head",
         data=f"Rotten-Tomatoes polarity: {max_train} random training sentences per seed, "
         f"full validation/test splits, max length 64",

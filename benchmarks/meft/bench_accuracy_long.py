@@ -17,7 +17,8 @@ from benchmarks.meft.bench_accuracy import RECORD_NAME, run_accuracy
 
 EPOCHS = 6.0
 NAMES = ["full fine-tuning", "MEFT1 (float64 streams)", "MEFT3 (float64 streams)"]
+LONG_RECORD_NAME = f"{RECORD_NAME} {EPOCHS:g} epochs"
 
 
 def main(quick: bool = False) -> list[Path]:
-    return run_accuracy(NAMES, EPOCHS, f"{RECORD_NAME} {EPOCHS:g} epochs", quick)
+    return run_accuracy(NAMES, EPOCHS, LONG_RECORD_NAME, quick)

@@ -113,8 +113,30 @@ def accuracy_section(record: dict[str, Any]) -> list[str]:
     return lines
 
 
+def learning_rate_section(record: dict[str, Any]) -> list[str]:
+    info = record["eval_info"]
+    picked = ", ".join(
+        f"lr {rate:g} (test {100 * accuracy:.2f} %)"
+        for rate, accuracy in zip(
+            info["picked_learning_rates"], info["picked_test_accuracies"], strict=True
+        )
+    )
+    lines = [
+        f"Picked by validation accuracy (ties kept): {picked}.",
+        "",
+        "| learning rate | best validation accuracy | test accuracy (final weights) |",
+        "|---:|---:|---:|",
+    ]
+    for run in sorted(info["runs"], key=lambda run: run["learning_rate"]):
+        validation = run["best_validation_accuracy"]
+        shown = "—" if validation is None else f"{100 * validation:.2f}"
+        lines.append(f"| {run['learning_rate']:g} | {shown} | {100 * run['test_accuracy']:.2f} |")
+    return lines
+
+
 RENDERERS = {
     "meft memory and speed": memory_speed_section,
     "meft activation memory depth sweep": depth_sweep_section,
     "meft accuracy": accuracy_section,
+    "meft learning rate": learning_rate_section,
 }
