@@ -24,6 +24,8 @@ from benchmarks.records import make_record, read_matching_record, summary, write
 SEEDS = (0, 1, 2)
 MAX_TRAIN = 2000
 EPOCHS = 2.0
+BATCH_SIZE = 32  # the shared recipe's defaults, recorded with every run
+WARMUP_RATIO = 0.06
 
 
 def _full(model):
@@ -102,7 +104,8 @@ def run_config(
 ) -> dict[str, Any]:
     """What a record of these runs must match for a rerun to resume from it."""
     return {
-        "epochs": epochs, "batch_size": 32, "seeds": list(seeds), "warmup_ratio": 0.06,
+        "epochs": epochs, "batch_size": BATCH_SIZE, "seeds": list(seeds),
+        "warmup_ratio": WARMUP_RATIO,
         "max_train": max_train, "learning_rates": {k: SETTINGS[k][1] for k in names},
     }  # fmt: skip
 
