@@ -12,6 +12,7 @@ SUITES = {
     "meft": "benchmarks.meft.bench_memory_speed",
     "meft-accuracy": "benchmarks.meft.bench_accuracy",
     "meft-accuracy-long": "benchmarks.meft.bench_accuracy_long",
+    "meft-accuracy-10-epochs": "benchmarks.meft.bench_accuracy_10_epochs",
     "meft-learning-rate": "benchmarks.meft.bench_learning_rate",
     "point-grouping": "benchmarks.point.bench_grouping",
     "point-backbone": "benchmarks.point.bench_backbone",

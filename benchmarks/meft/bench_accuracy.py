@@ -130,13 +130,19 @@ def main(quick: bool = False) -> list[Path]:
     return run_accuracy(list(SETTINGS), EPOCHS, RECORD_NAME, quick)
 
 
-def run_accuracy(names: list[str], epochs: float, record_name: str, quick: bool) -> list[Path]:
+def run_accuracy(
+    names: list[str],
+    epochs: float,
+    record_name: str,
+    quick: bool,
+    seeds: tuple[int, ...] = SEEDS,
+) -> list[Path]:
     """Runs every (setting of ``names``, seed); the record is rewritten after each run, and a
     rerun after an interruption skips the runs already recorded with the same configuration.
     ``names`` must start with full fine-tuning, the reference of every difference."""
     if names[0] != "full fine-tuning":
         raise ValueError(f"the settings must start with full fine-tuning, got {names}")
-    seeds = SEEDS[:1] if quick else SEEDS
+    seeds = seeds[:1] if quick else seeds
     max_train = 128 if quick else MAX_TRAIN
     epochs = 0.5 if quick else epochs
     name = record_name + (" quick" if quick else "")

@@ -1,0 +1,24 @@
+"""Does MEFT1's gap to full fine-tuning keep shrinking past 6 epochs?
+
+From 2 to 6 epochs (`meft-accuracy`, `meft-accuracy-long`) MEFT1's gap shrinks from 3.05 to 1.59
+points, and a learning-rate sweep at 6 epochs (`meft-learning-rate`) finds no better step size.
+This suite trains full fine-tuning and MEFT1 for 10 epochs, the low end of the reference's 10 - 40,
+on seed 0 only (each run takes about 12 min on a 2-core CPU): one more point on the curve, not a
+mean over seeds.
+
+`python -m benchmarks.run meft-accuracy-10-epochs` (resumable like `meft-accuracy`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.meft.bench_accuracy import RECORD_NAME, run_accuracy
+
+EPOCHS = 10.0
+NAMES = ["full fine-tuning", "MEFT1 (float64 streams)"]
+SEEDS = (0,)
+
+
+def main(quick: bool = False) -> list[Path]:
+    return run_accuracy(NAMES, EPOCHS, f"{RECORD_NAME} {EPOCHS:g} epochs", quick, seeds=SEEDS)
