@@ -24,6 +24,7 @@ from benchmarks.records import make_record, read_matching_record, summary, write
 SEEDS = (0, 1, 2)
 MAX_TRAIN = 2000
 EPOCHS = 2.0
+MODEL = "all-MiniLM-L6-v2 (real weights), sequence classification head"
 BATCH_SIZE = 32  # the shared recipe's defaults, recorded with every run
 WARMUP_RATIO = 0.06
 
@@ -110,6 +111,13 @@ def run_config(
     }  # fmt: skip
 
 
+def data_description(max_train: int) -> str:
+    return (
+        f"Rotten-Tomatoes polarity: {max_train} random training sentences per seed, "
+        "full validation/test splits, max length 64"
+    )
+
+
 def finished_runs(name: str, config: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
     """Runs an earlier, interrupted invocation with the same configuration already recorded."""
     record = read_matching_record(name, config)
@@ -167,9 +175,8 @@ def _record(name, settings, config, max_train) -> dict[str, Any]:
     return make_record(
         name,
         method=f"{', '.join(compared)} vs full fine-tuning",
-        model="all-MiniLM-L6-v2 (real weights), sequence classification head",
-        data=f"Rotten-Tomatoes polarity: {max_train} random training sentences per seed, "
-        f"full validation/test splits, max length 64",
+        model=MODEL,
+        data=data_description(max_train),
         config=config,
         seed=None,
         eval_info={

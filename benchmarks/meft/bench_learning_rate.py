@@ -71,9 +71,8 @@ def _record(name: str, config: dict[str, Any], runs: list[dict[str, Any]]) -> di
     return make_record(
         name,
         method=f"{SETTING}: learning-rate sweep, picked by validation accuracy",
-        model="all-MiniLM-L6-v2 (real weights), sequence classification head",
-        data=f"Rotten-Tomatoes polarity: {config['max_train']} random training sentences, "
-        f"full validation/test splits, max length 64",
+        model=bench_accuracy.MODEL,
+        data=bench_accuracy.data_description(config["max_train"]),
         config=config,
         seed=SEED,
         eval_info={
