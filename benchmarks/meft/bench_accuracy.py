@@ -133,6 +133,11 @@ def finished_runs(name: str, config: dict[str, Any]) -> dict[tuple[str, int], di
 RECORD_NAME = "meft accuracy minilm rotten-tomatoes"
 
 
+def longer_record_name(epochs: float) -> str:
+    """The record of a suite that reruns some settings for more than :data:`EPOCHS` epochs."""
+    return f"{RECORD_NAME} {epochs:g} epochs"
+
+
 def main(quick: bool = False) -> list[Path]:
     """Every setting, seeds 0-2, :data:`EPOCHS` epochs of :data:`MAX_TRAIN` sentences."""
     return run_accuracy(list(SETTINGS), EPOCHS, RECORD_NAME, quick)

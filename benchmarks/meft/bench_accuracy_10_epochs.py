@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.meft.bench_accuracy import RECORD_NAME, run_accuracy
+from benchmarks.meft.bench_accuracy import longer_record_name, run_accuracy
 
 EPOCHS = 10.0
 NAMES = ["full fine-tuning", "MEFT1 (float64 streams)"]
@@ -21,4 +21,4 @@ SEEDS = (0,)
 
 
 def main(quick: bool = False) -> list[Path]:
-    return run_accuracy(NAMES, EPOCHS, f"{RECORD_NAME} {EPOCHS:g} epochs", quick, seeds=SEEDS)
+    return run_accuracy(NAMES, EPOCHS, longer_record_name(EPOCHS), quick, seeds=SEEDS)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.meft.bench_accuracy import RECORD_NAME, run_accuracy
+from benchmarks.meft.bench_accuracy import longer_record_name, run_accuracy
 
 EPOCHS = 6.0
 NAMES = ["full fine-tuning", "MEFT1 (float64 streams)", "MEFT3 (float64 streams)"]
-LONG_RECORD_NAME = f"{RECORD_NAME} {EPOCHS:g} epochs"
+LONG_RECORD_NAME = longer_record_name(EPOCHS)
 
 
 def main(quick: bool = False) -> list[Path]:

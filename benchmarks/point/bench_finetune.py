@@ -8,9 +8,10 @@ Two records of the fine-tuning runs, one per task, and one of the training-step 
   Point-MAE pre-trained here (:func:`point_peft.default_backbone_checkpoint`) is fine-tuned with
   Point-PEFT (queries per step, and cached per training sample), full fine-tuning, a linear
   probe, bottleneck adapters, VPT-deep and BitFit, each with its step size, the same recipe and
-  data otherwise (``point-peft train``'s, :data:`EPOCHS` epochs), for every seed of :data:`SEEDS`; mean ± std of overall and mean class accuracy of the
-  final weights, trainable parameters, the median step of the training loop and its ratio to full
-  fine-tuning's, activation memory.
+  data otherwise (``point-peft train``'s, :data:`EPOCHS` epochs), for every seed of
+  :data:`SEEDS`; mean ± std of overall and mean class accuracy of the final weights, trainable
+  parameters, the median step of the training loop and its ratio to full fine-tuning's,
+  activation memory.
 - ``point-peft step cost`` — one training step (forward, backward, AdamW) of each setting, timed
   side by side and interleaved round by round, with activation memory (bytes autograd saves,
   exact) and peak memory (CPU: the process's RSS high-water mark above its RSS with the model
