@@ -105,15 +105,27 @@ def write_record(record: dict[str, Any], directory: Path = RESULTS_DIR) -> Path:
 
 
 def read_matching_record(
-    name: str, config: dict[str, Any], directory: Path = RESULTS_DIR
+    name: str,
+    config: dict[str, Any],
+    directory: Path = RESULTS_DIR,
+    ignoring: tuple[str, ...] = (),
 ) -> dict[str, Any] | None:
     """The record an earlier (possibly interrupted) run of ``name`` wrote on this device with
-    exactly this ``config``, or None: what a benchmark resumes from."""
+    this ``config``, or None: what a benchmark resumes from. Keys in ``ignoring`` may differ
+    (a suite that records one run per seed can resume when more seeds are asked for)."""
     path = record_path(name, directory)
     if not path.is_file():
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
-    return record if record["run_info"]["config"] == config else None
+    return (
+        record
+        if _without(record["run_info"]["config"], ignoring) == _without(config, ignoring)
+        else None
+    )
+
+
+def _without(config: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in keys}
 
 
 def read_records(directory: Path = RESULTS_DIR) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ SUITES = {
     "deft-weight-sweep": "benchmarks.deft.bench_weight_sweep",
     "deft-weight-sweep-long": "benchmarks.deft.bench_weight_sweep_long",
     "deft-reference-setup": "benchmarks.deft.bench_reference_setup",
+    "deft-weight-schedule": "benchmarks.deft.bench_weight_schedule",
 }
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -44,6 +44,9 @@ from benchmarks.deft.measurements import (
     summary,
 )
 from benchmarks.records import make_record, read_matching_record, write_record
+
+if TYPE_CHECKING:
+    from deft import DensityWeightSchedule
 
 SEEDS = (0, 1, 2)
 MAX_TRAIN = 2000
@@ -84,7 +87,7 @@ def _train(
     method: str,
     learning_rate: float,
     seed: int,
-    weight: float,
+    weight: float | DensityWeightSchedule,
     epochs: float,
     *,
     batch_size: int = BATCH_SIZE,
@@ -96,11 +99,12 @@ def _train(
 
     model, config = _adapted(task, method, seed)
     curve = LossCurve()
-    callbacks: list[Any] = [curve]
+    callbacks: list[Any] = []
     monitor = None
-    if weight:
+    if weight:  # λ or a deft.DensityWeightSchedule
         monitor = DensityMonitor(model)
         callbacks.append(DensityLossCallback(monitor, weight=weight, count_padding=count_padding))
+    callbacks.append(curve)  # last: it sees what the density callback adds to each log
     name = f"{method} {'DEFT' if weight else 'PEFT'} seed {seed}"
     with tempfile.TemporaryDirectory() as output_dir:
         result = fine_tune(

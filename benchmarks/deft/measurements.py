@@ -40,7 +40,7 @@ class LossCurve(TrainerCallback):
         self.points: list[dict[str, float]] = []
 
     def on_step_end(self, trainer: Any, logs: dict[str, float]) -> None:
-        keep = ("step", "loss", "task_loss", "density_loss")
+        keep = ("step", "loss", "task_loss", "density_loss", "density", "density_weight")
         self.points.append({key: logs[key] for key in keep if key in logs})
 
 

@@ -119,8 +119,9 @@ def data_description(max_train: int) -> str:
 
 
 def finished_runs(name: str, config: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
-    """Runs an earlier, interrupted invocation with the same configuration already recorded."""
-    record = read_matching_record(name, config)
+    """Runs an earlier, interrupted invocation with the same configuration already recorded; the
+    seeds may differ, since each run is one (setting, seed) and is looked up as such."""
+    record = read_matching_record(name, config, ignoring=("seeds",))
     if record is None:
         return {}
     return {
@@ -161,22 +162,32 @@ def run_accuracy(
     name = record_name + (" quick" if quick else "")
     config = run_config(names, epochs, seeds, max_train)
     finished = finished_runs(name, config)
-    runs: dict[str, list[dict[str, Any]]] = {}
-    path = None
+    # Every recorded run is kept from the start, so that a record rewritten mid-way never drops
+    # the runs of settings this invocation has not reached yet.
+    runs = {
+        setting: [finished[(setting, seed)] for seed in seeds if (setting, seed) in finished]
+        for setting in names
+    }
     for setting in names:
         for seed in seeds:
-            run = finished.get((setting, seed)) or run_one(setting, seed, max_train, epochs)
-            runs.setdefault(setting, []).append(run)
-            settings = {k: summarise_setting(k, v) for k, v in runs.items()}
-            path = write_record(_record(name, settings, config, max_train))
-    return [path]
+            if (setting, seed) in finished:
+                continue
+            runs[setting].append(run_one(setting, seed, max_train, epochs))
+            runs[setting].sort(key=lambda run: run["seed"])
+            write_record(_record(name, _summaries(runs), config, max_train))
+    return [write_record(_record(name, _summaries(runs), config, max_train))]
+
+
+def _summaries(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    return {setting: summarise_setting(setting, rows) for setting, rows in runs.items() if rows}
 
 
 def _record(name, settings, config, max_train) -> dict[str, Any]:
     compared = list(settings)[1:]
-    full = settings["full fine-tuning"]["test_accuracy"]["mean"]
-    for row in settings.values():
-        row["accuracy_minus_full_points"] = 100 * (row["test_accuracy"]["mean"] - full)
+    if "full fine-tuning" in settings:  # run first, so absent only from an empty record
+        full = settings["full fine-tuning"]["test_accuracy"]["mean"]
+        for row in settings.values():
+            row["accuracy_minus_full_points"] = 100 * (row["test_accuracy"]["mean"] - full)
     return make_record(
         name,
         method=f"{', '.join(compared)} vs full fine-tuning",

@@ -82,6 +82,28 @@ def test_a_negative_density_weight_is_refused(capsys):
     assert "non-negative" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--density-delay", "1.5"], "must be a fraction of the run"),
+        (["--density-delay", "0.6", "--density-ramp", "0.6"], "delay + ramp must be at most 1"),
+    ],
+)
+def test_a_bad_density_schedule_is_refused(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--output-dir", str(tmp_path), *argv])
+    assert exit_info.value.code != 0
+    assert message in capsys.readouterr().err + str(exit_info.value.code)
+
+
+def test_a_scheduled_density_weight_is_recorded(tiny_model_and_data, tmp_path):
+    result = _tiny_run(
+        tiny_model_and_data, tmp_path / "run", "--density-delay", "0.5", "--density-ramp", "0.25"
+    )
+    assert result["density_weight"] == 1.0
+    assert result["density_schedule"] == {"delay": 0.5, "ramp": 0.25}
+
+
 def test_train_with_a_baseline_writes_accuracy_and_both_density_reports(
     tiny_model_and_data, tmp_path, capsys
 ):

@@ -27,6 +27,7 @@ from deft.loss import density_loss, saturation
 from deft.metrics import measure_density
 from deft.monitor import DensityMonitor
 from deft.report import DensityReport
+from deft.schedule import DensityWeightSchedule
 from deft.thresholding import apply_threshold, calibrate_threshold
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "DensityLossCallback",
     "DensityMonitor",
     "DensityReport",
+    "DensityWeightSchedule",
     "MLPLayout",
     "__version__",
     "apply_threshold",

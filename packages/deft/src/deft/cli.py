@@ -4,6 +4,7 @@
     deft train --method adapter --compare-baseline # also the same run with λ = 0, side by side
     deft train --method prompt --num-virtual-tokens 20 --density-weight 2
     deft train --pad-to-max-length --max-length 128 --count-padding   # the reference's loss
+    deft train --density-delay 0.5 --density-ramp 0.5  # λ = 0 for half the run, then ramped in
     deft train --model bert-base-uncased --dataset hf:glue --dataset-subset sst2 \
                --text-column sentence                                          # when online
 
@@ -63,6 +64,20 @@ def _parser() -> argparse.ArgumentParser:
         help="λ of L_task + λ·L_density (default 1.0, the paper's); 0 trains plain PEFT",
     )
     train.add_argument(
+        "--density-delay",
+        type=_fraction,
+        default=0.0,
+        help="fraction of the training steps with λ = 0, so the task is learned first "
+        "(default 0, the paper's constant λ)",
+    )
+    train.add_argument(
+        "--density-ramp",
+        type=_fraction,
+        default=0.0,
+        help="fraction of the training steps over which λ then rises linearly to "
+        "--density-weight (default 0)",
+    )
+    train.add_argument(
         "--count-padding",
         action="store_true",
         help="average the density loss over pad positions too, as the reference code does "
@@ -99,6 +114,24 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction of the run, 0 - 1, got {text}")
+    return value
+
+
+def _density_schedule(args: argparse.Namespace):
+    from deft.schedule import DensityWeightSchedule
+
+    try:
+        return DensityWeightSchedule(
+            args.density_weight, delay=args.density_delay, ramp=args.density_ramp
+        )
+    except ValueError as error:
+        raise SystemExit(f"deft train: --density-delay / --density-ramp: {error}") from error
+
+
 def _method_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.method == "lora":
         return {"r": args.lora_rank, "lora_alpha": 2 * args.lora_rank}
@@ -123,13 +156,15 @@ def _density_batches(task: Any, samples: int | None, batch_size: int = 64):
         yield task.collate([data[i] for i in range(start, min(start + batch_size, count))])
 
 
-def _run(task: Any, args: argparse.Namespace, weight: float, output_dir: Path, name: str):
-    """Train one model with density weight ``weight``; return its result and density report."""
+def _run(task: Any, args: argparse.Namespace, weight: Any, output_dir: Path, name: str):
+    """Train one model with density weight ``weight`` (λ or a schedule); return its result and
+    density report."""
     from deft.adapters import PfeifferAdapterConfig
     from deft.callbacks import DensityLossCallback
     from deft.methods import apply_method, method_config
     from deft.metrics import measure_density
     from deft.monitor import DensityMonitor
+    from deft.schedule import as_schedule
     from peft_core.recipes import fine_tune, load_classifier
 
     base = load_classifier(task, args.seed)
@@ -142,10 +177,11 @@ def _run(task: Any, args: argparse.Namespace, weight: float, output_dir: Path, n
         if args.method == "adapter"
         else peft_configs["default"]
     )
+    schedule = as_schedule(weight)
     monitor = DensityMonitor(model)
     callbacks = (
-        [DensityLossCallback(monitor, weight=weight, count_padding=args.count_padding)]
-        if weight
+        [DensityLossCallback(monitor, weight=schedule, count_padding=args.count_padding)]
+        if schedule.weight
         else []
     )
     result = fine_tune(
@@ -159,7 +195,8 @@ def _run(task: Any, args: argparse.Namespace, weight: float, output_dir: Path, n
     result.update(
         method=args.method,
         method_config=_jsonable_config(config),
-        density_weight=weight,
+        density_weight=float(schedule.weight),
+        density_schedule={"delay": schedule.delay, "ramp": schedule.ramp},
         density_loss_counts_padding=args.count_padding,
         padded_to_max_length=args.pad_to_max_length,
         learning_rate=_learning_rate(args),
@@ -174,13 +211,14 @@ def _learning_rate(args: argparse.Namespace) -> float:
 def train(args: argparse.Namespace) -> dict[str, Any]:
     from peft_core.recipes import task_from_arguments
 
+    schedule = _density_schedule(args)  # before loading anything: a bad one fails at once
     task = task_from_arguments(args)
     label = DISPLAY_NAMES[args.method]
     baseline = baseline_report = None
     if args.compare_baseline:
         baseline, baseline_report = _run(task, args, 0.0, args.output_dir / "baseline", label)
     name = f"{label} + DEFT (λ={args.density_weight:g})" if args.density_weight else label
-    result, report = _run(task, args, args.density_weight, args.output_dir / "deft", name)
+    result, report = _run(task, args, schedule, args.output_dir / "deft", name)
     report.baseline = baseline_report
     result["density"] = report.to_dict()
     result["density_mean_percent"] = report.mean("masked")

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from deft.loss import DEFAULT_EPS
+from deft.schedule import DensityWeightSchedule
 
 if TYPE_CHECKING:
     from deft.monitor import DensityMonitor
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 DENSITY_LOG_KEY = "density_loss"  # λ · L_density, as the peft-core DensityLossCallback logs it
 UNWEIGHTED_LOG_KEY = "density"  # L_density itself: also logged for λ = 0 baselines
 TASK_LOG_KEY = "task_loss"
+WEIGHT_LOG_KEY = "density_weight"  # λ of the latest step (it changes under a schedule)
 
 
 def _check_weight(weight: float) -> float:
@@ -89,7 +91,9 @@ def _build_density_trainer() -> type:
             *args, **kwargs: what ``transformers.Trainer`` takes (``model``, ``args``, data …).
             monitor: a :class:`deft.DensityMonitor` on the model; by default one is built on
                 ``model`` with ``density_targets``.
-            density_weight: λ; ``0`` trains plain PEFT and still logs the density.
+            density_weight: λ; ``0`` trains plain PEFT and still logs the density. A
+                :class:`deft.schedule.DensityWeightSchedule` holds λ at 0 for the first part of
+                training and ramps it in, over the Trainer's ``max_steps``.
             density_targets: ``"auto"`` or module names/patterns for the default monitor.
             density_eps: ε of s(a) = a²/(a²+ε).
             density_count_padding: average the loss over pads too (the reference
@@ -97,7 +101,7 @@ def _build_density_trainer() -> type:
 
         Training logs gain ``density_loss`` (λ·L_density), ``density`` (L_density) and
         ``task_loss`` (``loss`` minus ``density_loss``), each averaged over the steps since the
-        previous log like ``loss``. Evaluation is untouched: ``eval_loss`` is the task loss, so
+        previous log like ``loss``, and ``density_weight`` (λ of the latest step). Evaluation is untouched: ``eval_loss`` is the task loss, so
         it compares with a λ = 0 run; measure density with :func:`deft.measure_density`.
 
         Gradient accumulation: the density term is a mean over the samples of one micro-batch,
@@ -129,15 +133,18 @@ def _build_density_trainer() -> type:
             self,
             *args: Any,
             monitor: DensityMonitor | None = None,
-            density_weight: float = 1.0,
+            density_weight: float | DensityWeightSchedule = 1.0,
             density_targets: str | list[str] = "auto",
             density_eps: float = DEFAULT_EPS,
             density_count_padding: bool = False,
             **kwargs: Any,
         ) -> None:
-            density_weight = _check_weight(density_weight)
+            if not isinstance(density_weight, DensityWeightSchedule):
+                density_weight = DensityWeightSchedule(_check_weight(density_weight))
             super().__init__(*args, **kwargs)
-            self.density_weight = density_weight
+            self.density_schedule = density_weight
+            self.density_weight = float(density_weight.weight)  # λ once any ramp is over
+            self._latest_weight = self.density_weight
             self.density_eps = density_eps
             self.density_count_padding = bool(density_count_padding)
             if monitor is None:
@@ -166,8 +173,15 @@ def _build_density_trainer() -> type:
             self.monitor.clear()  # autograd keeps what backward needs; drop our references
             return (loss, outputs) if return_outputs else loss
 
+        def current_density_weight(self) -> float:
+            """λ for the optimizer step being taken."""
+            schedule = self.density_schedule
+            if schedule.is_constant:
+                return self.density_weight
+            return schedule.for_step(self.state.global_step, max(1, self.state.max_steps))
+
         def _density_term(self, batch: dict[str, Any], num_items_in_batch: Any) -> torch.Tensor:
-            weight = self.density_weight
+            weight = self._latest_weight = self.current_density_weight()
             options = {"eps": self.density_eps, "count_padding": self.density_count_padding}
             if weight:
                 density = self.monitor.loss_for_batch(batch, **options)
@@ -216,6 +230,7 @@ def _build_density_trainer() -> type:
                 logs[DENSITY_LOG_KEY] = weighted
                 # The logged loss is the mean over micro-batches of task + weighted density.
                 logs[TASK_LOG_KEY] = logs["loss"] - weighted
+                logs[WEIGHT_LOG_KEY] = self._latest_weight
                 self._density_sums, self._density_batches = None, 0
             super().log(logs, *args, **kwargs)
 

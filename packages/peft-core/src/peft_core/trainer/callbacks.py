@@ -16,7 +16,9 @@ class TrainerCallback:
     """Override what you need; every hook is optional.
 
     ``extra_loss`` returns a tensor (logged under the callback's ``name``), a dict of named tensors,
-    or ``None``; each term is added to the task loss *before* backward, inside autocast. Callbacks
+    or ``None``; each term is added to the task loss *before* backward, inside autocast.
+    ``on_step_end`` runs at every training log with the record about to be written (losses
+    averaged since the previous log); a callback may add entries to it. Callbacks
     with state that must survive a resume implement ``state_dict`` / ``load_state_dict``.
 
     Example:

@@ -372,10 +372,10 @@ class Trainer:
     def _log_window(self, window: dict[str, list[float]]) -> dict[str, Any]:
         record = {key: sum(values) / len(values) for key, values in window.items()}
         record.update(type="train", step=self.state.global_step, epoch=self.state.epoch)
+        for callback in self.callbacks:  # before writing: callbacks may add entries
+            callback.on_step_end(self, record)
         self.history.append(record)
         self._write_log(record)
-        for callback in self.callbacks:
-            callback.on_step_end(self, record)
         return record
 
     @property
