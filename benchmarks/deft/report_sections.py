@@ -339,7 +339,48 @@ def reference_setup_section(record: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _optional(value: float | None, spec: str) -> str:
+    return "" if value is None else spec.format(value)
+
+
+def _percent(fraction: float | None) -> float | None:
+    return None if fraction is None else 100 * fraction
+
+
+def weight_schedule_section(record: dict[str, Any]) -> list[str]:
+    """Constant λ vs λ held at 0 then ramped in, each against the matched-density threshold."""
+    config = record["run_info"]["config"]
+    lines = [
+        f"LoRA r=8 on Q/V, seed {config['seed']}, learning rate {config['learning_rate']:g}, "
+        f"{config['epochs']:g} epochs over the same {config['max_train']:,} sentences in every "
+        "row. Delay and ramp are fractions of the run (λ = 0 during the delay, then rising "
+        "linearly to λ). The threshold baseline is the plain LoRA model with |a| ≤ τ zeroed at "
+        "the row's masked density. Densities in % non-zero MLP activations on the test split "
+        "(fp32):",
+        "",
+        "| setting | λ | delay | ramp | test accuracy | Δ vs plain (points) | masked density "
+        "| relative reduction | \\|a\\| > 1e-3 | threshold baseline accuracy | DEFT − baseline "
+        "(points) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for setting, row in record["eval_info"]["settings"].items():
+        mean = row["report"]["mean"]
+        cells = [
+            setting, f"{row['weight']:g}", f"{row['delay']:g}", f"{row['ramp']:g}",
+            f"{100 * row['test_accuracy']:.2f}",
+            _optional(row.get("accuracy_change_points"), "{:+.2f}"),
+            f"{mean['masked']:.2f}",
+            _optional(row.get("masked_reduction_relative_percent"), "{:.1f}%"),
+            f"{mean['thresholded@0.001']:.2f}",
+            _optional(_percent(row.get("threshold_baseline", {}).get("test_accuracy")), "{:.2f}"),
+            _optional(row.get("deft_minus_threshold_baseline_points"), "{:+.2f}"),
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 RENDERERS = {
+    "deft density-weight schedule": weight_schedule_section,
     "deft minilm": minilm_section,
     "deft smollm2": smollm2_section,
     "deft density-weight sweep": weight_sweep_section,
