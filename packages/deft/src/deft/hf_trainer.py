@@ -101,8 +101,9 @@ def _build_density_trainer() -> type:
 
         Training logs gain ``density_loss`` (λ·L_density), ``density`` (L_density) and
         ``task_loss`` (``loss`` minus ``density_loss``), each averaged over the steps since the
-        previous log like ``loss``, and ``density_weight`` (λ of the latest step). Evaluation is untouched: ``eval_loss`` is the task loss, so
-        it compares with a λ = 0 run; measure density with :func:`deft.measure_density`.
+        previous log like ``loss``, and ``density_weight`` (λ of the latest step). Evaluation
+        is untouched: ``eval_loss`` is the task loss, so it compares with a λ = 0 run; measure
+        density with :func:`deft.measure_density`.
 
         Gradient accumulation: the density term is a mean over the samples of one micro-batch,
         and it is scaled exactly as the Trainer scales the task loss, so that an accumulated
