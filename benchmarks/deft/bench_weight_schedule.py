@@ -68,12 +68,11 @@ def train_row(task: Any, setting: str, epochs: float, test_batches: list) -> tup
     weight = schedule if schedule.weight else 0.0
     model, result = _train(task, method, learning_rate, SEED, weight, epochs)
     report = measure_density(model, test_batches, thresholds=THRESHOLDS)
-    weight, delay, ramp = SETTINGS[setting]
     return model, {
         "setting": setting,
-        "weight": weight,
-        "delay": delay,
-        "ramp": ramp,
+        "weight": schedule.weight,
+        "delay": schedule.delay,
+        "ramp": schedule.ramp,
         "test_accuracy": accuracy(model, test_batches),
         "report": report.to_dict(),
         "train_seconds": result["train_seconds"],
