@@ -24,6 +24,7 @@ SUITES = {
     "deft-weight-sweep-long": "benchmarks.deft.bench_weight_sweep_long",
     "deft-reference-setup": "benchmarks.deft.bench_reference_setup",
     "deft-weight-schedule": "benchmarks.deft.bench_weight_schedule",
+    "deft-lora-targets": "benchmarks.deft.bench_lora_targets",
 }
 
 

@@ -72,14 +72,20 @@ METHODS: dict[str, tuple[str, float]] = {
 }
 
 
-def _adapted(task: Any, method: str, seed: int) -> tuple[torch.nn.Module, Any]:
-    """A fresh classifier with ``method`` applied; the adapter's config for saving (peft saves its own)."""
+def _adapted(
+    task: Any, method: str, seed: int, options: dict[str, Any] | None = None
+) -> tuple[torch.nn.Module, Any]:
+    """A fresh classifier with ``method`` (and ``options``) applied; the adapter's config for saving.
+
+    Peft saves its own config, so only the adapter returns one.
+    """
     from deft.methods import apply_method, method_config
     from peft_core.recipes import load_classifier
 
     base = load_classifier(task, seed)  # seeds torch: the method's initialisation follows from it
-    config = method_config(method, base) if method == "adapter" else None
-    return apply_method(base, method), config
+    options = options or {}
+    config = method_config(method, base, **options) if method == "adapter" else None
+    return apply_method(base, method, **options), config
 
 
 def _train(
@@ -92,12 +98,13 @@ def _train(
     *,
     batch_size: int = BATCH_SIZE,
     count_padding: bool = False,
+    method_options: dict[str, Any] | None = None,
 ):
     """Train one model; return it with the recipe's result and the loss curve."""
     from deft import DensityLossCallback, DensityMonitor
     from peft_core.recipes import fine_tune
 
-    model, config = _adapted(task, method, seed)
+    model, config = _adapted(task, method, seed, method_options)
     curve = LossCurve()
     callbacks: list[Any] = []
     monitor = None

@@ -347,6 +347,29 @@ def _percent(fraction: float | None) -> float | None:
     return None if fraction is None else 100 * fraction
 
 
+_SCHEDULE_COLUMNS = (
+    "| λ | delay | ramp | test accuracy | Δ vs plain (points) | masked density "
+    "| relative reduction | \\|a\\| > 1e-3 | threshold baseline accuracy | DEFT − baseline "
+    "(points) |"
+)
+_SCHEDULE_ALIGN = "---:|" * 10
+
+
+def _schedule_cells(row: dict[str, Any]) -> list[str]:
+    """λ, its schedule, accuracy, density and the threshold baseline of one trained row."""
+    mean = row["report"]["mean"]
+    return [
+        f"{row['weight']:g}", f"{row['delay']:g}", f"{row['ramp']:g}",
+        f"{100 * row['test_accuracy']:.2f}",
+        _optional(row.get("accuracy_change_points"), "{:+.2f}"),
+        f"{mean['masked']:.2f}",
+        _optional(row.get("masked_reduction_relative_percent"), "{:.1f}%"),
+        f"{mean['thresholded@0.001']:.2f}",
+        _optional(_percent(row.get("threshold_baseline", {}).get("test_accuracy")), "{:.2f}"),
+        _optional(row.get("deft_minus_threshold_baseline_points"), "{:+.2f}"),
+    ]  # fmt: skip
+
+
 def weight_schedule_section(record: dict[str, Any]) -> list[str]:
     """Constant λ vs λ held at 0 then ramped in, each against the matched-density threshold."""
     config = record["run_info"]["config"]
@@ -358,24 +381,56 @@ def weight_schedule_section(record: dict[str, Any]) -> list[str]:
         "the row's masked density. Densities in % non-zero MLP activations on the test split "
         "(fp32):",
         "",
-        "| setting | λ | delay | ramp | test accuracy | Δ vs plain (points) | masked density "
-        "| relative reduction | \\|a\\| > 1e-3 | threshold baseline accuracy | DEFT − baseline "
-        "(points) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| setting " + _SCHEDULE_COLUMNS,
+        "|---|" + _SCHEDULE_ALIGN,
     ]
     for setting, row in record["eval_info"]["settings"].items():
-        mean = row["report"]["mean"]
-        cells = [
-            setting, f"{row['weight']:g}", f"{row['delay']:g}", f"{row['ramp']:g}",
-            f"{100 * row['test_accuracy']:.2f}",
-            _optional(row.get("accuracy_change_points"), "{:+.2f}"),
-            f"{mean['masked']:.2f}",
-            _optional(row.get("masked_reduction_relative_percent"), "{:.1f}%"),
-            f"{mean['thresholded@0.001']:.2f}",
-            _optional(_percent(row.get("threshold_baseline", {}).get("test_accuracy")), "{:.2f}"),
-            _optional(row.get("deft_minus_threshold_baseline_points"), "{:+.2f}"),
-        ]  # fmt: skip
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join([setting, *_schedule_cells(row)]) + " |")
+    return lines
+
+
+def _curve_point(point: dict[str, float]) -> str:
+    return f"{100 * point['test_accuracy']:.2f} ({point['test_masked_density_percent']:.1f} %)"
+
+
+def lora_targets_section(record: dict[str, Any]) -> list[str]:
+    """LoRA on Q/V vs Q/V + MLP inputs, plain and with the density loss, and threshold curves."""
+    config = record["run_info"]["config"]
+    rows = record["eval_info"]["settings"]
+    lines = [
+        f"LoRA r=8, seed {config['seed']}, learning rate {config['learning_rate']:g}, "
+        f"{config['epochs']:g} epochs over the same {config['max_train']:,} sentences in every "
+        'row; "Q/V + MLP inputs" adds LoRA on every MLP input projection with its bias '
+        "trained. Each DEFT row is compared with the plain model of the same targets (Δ, "
+        "reduction, threshold baseline at the row's masked density). Densities in % non-zero MLP "
+        "activations on the test split (fp32):",
+        "",
+        "| targets | setting " + _SCHEDULE_COLUMNS,
+        "|---|---|" + _SCHEDULE_ALIGN,
+    ]
+    order = sorted(
+        rows.items(), key=lambda item: (item[1]["targets"], item[1]["weight"], item[1]["delay"])
+    )
+    for setting, row in order:
+        label = setting.removeprefix(f"{row['targets']}, ")
+        lines.append("| " + " | ".join([row["targets"], label, *_schedule_cells(row)]) + " |")
+    curves = {
+        row["targets"]: row["threshold_curve"] for row in rows.values() if "threshold_curve" in row
+    }
+    if curves:
+        densities = sorted(next(iter(curves.values())), key=float, reverse=True)
+        lines += [
+            "",
+            "Test accuracy of each plain model with |a| ≤ τ zeroed, τ calibrated per layer on "
+            "training sentences to a masked density (in brackets: the density reached on the test "
+            "split). The curve a DEFT row has to lie above:",
+            "",
+            "| targets | " + " | ".join(f"{d} % density" for d in densities) + " |",
+            "|---|" + "---:|" * len(densities),
+        ]
+        for targets, curve in curves.items():
+            cells = [_curve_point(curve[d]) for d in densities]
+            lines.append(f"| {targets} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -385,4 +440,5 @@ RENDERERS = {
     "deft smollm2": smollm2_section,
     "deft density-weight sweep": weight_sweep_section,
     "deft reference setup": reference_setup_section,
+    "deft lora targets": lora_targets_section,
 }

@@ -104,6 +104,21 @@ def test_a_scheduled_density_weight_is_recorded(tiny_model_and_data, tmp_path):
     assert result["density_schedule"] == {"delay": 0.5, "ramp": 0.25}
 
 
+def test_lora_mlp_inputs_is_refused_for_other_methods(capsys, tmp_path):
+    argv = ["train", "--output-dir", str(tmp_path), "--method", "prompt", "--lora-mlp-inputs"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert "--lora-mlp-inputs needs --method lora, got prompt" in str(exit_info.value.code)
+
+
+def test_lora_mlp_inputs_adapts_the_mlp_input_projections(tiny_model_and_data, tmp_path):
+    result = _tiny_run(tiny_model_and_data, tmp_path / "run", "--lora-mlp-inputs")
+    targets = set(result["method_config"]["target_modules"])
+    assert {"query", "value"} < targets
+    assert {f"bert.encoder.layer.{i}.intermediate.dense" for i in range(2)} < targets
+    assert result["method_config"]["bias"] == "lora_only"
+
+
 def test_train_with_a_baseline_writes_accuracy_and_both_density_reports(
     tiny_model_and_data, tmp_path, capsys
 ):

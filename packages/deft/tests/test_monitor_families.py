@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from deft import DensityMonitor
+from deft import DensityMonitor, mlp_input_projections
+from deft.discovery import MLP_LAYOUTS
 
 transformers = pytest.importorskip("transformers")
 
@@ -219,3 +220,32 @@ def test_product_mode_captures_the_input_the_down_projection_side_reads(family):
     assert monitor.activations.keys() == received.keys()
     for name, tensor in monitor.activations.items():
         assert tensor is received[name]
+
+
+def _activation_of(container: torch.nn.Module, family: str):
+    layout = next(row for row in MLP_LAYOUTS if row.family == family)
+    return getattr(container, layout.activation)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_the_activation_is_the_activation_function_of_the_named_projection(family):
+    case = FAMILIES[family]
+    torch.manual_seed(0)
+    model = case.build().eval()
+    monitor = DensityMonitor(model)
+    names = mlp_input_projections(model)
+    assert len(names) == len(monitor.layer_names)
+    outputs = {}
+    for name in names:
+        model.get_submodule(name).register_forward_hook(
+            lambda m, i, o, name=name: outputs.setdefault(name, o)
+        )
+    _run(model, case.inputs())
+    for name, target in zip(names, monitor.targets, strict=True):
+        container = model.get_submodule(name.rpartition(".")[0])
+        pre_activation = outputs[name]
+        if family == "phi-3":  # fused: the gate is the first half of gate_up_proj's output
+            pre_activation = pre_activation.chunk(2, dim=-1)[0]
+        expected = _activation_of(container, target.family)(pre_activation)
+        torch.testing.assert_close(monitor.activations[target.name], expected)
+    monitor.remove()

@@ -25,6 +25,7 @@ from deft.callbacks import DensityLossCallback
 from deft.discovery import MLP_LAYOUTS, ActivationTarget, MLPLayout, find_targets
 from deft.loss import density_loss, saturation
 from deft.metrics import measure_density
+from deft.mlp_inputs import mlp_input_projections
 from deft.monitor import DensityMonitor
 from deft.report import DensityReport
 from deft.schedule import DensityWeightSchedule
@@ -44,6 +45,7 @@ __all__ = [
     "density_loss",
     "find_targets",
     "measure_density",
+    "mlp_input_projections",
     "saturation",
     "sparse",
     "thresholding",

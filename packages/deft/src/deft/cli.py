@@ -90,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
         help="also train the same method with λ = 0 and report the density reduction",
     )
     train.add_argument("--lora-rank", type=int, default=8, help="LoRA r (alpha = 2r)")
+    train.add_argument(
+        "--lora-mlp-inputs",
+        action="store_true",
+        help="LoRA also on every MLP input projection, with its bias trained: the density loss "
+        "then acts on the pre-activations directly (default: Q/V only, the paper's)",
+    )
     train.add_argument("--adapter-reduction", type=int, default=16, help="adapter d / bottleneck")
     train.add_argument(
         "--num-virtual-tokens", type=int, default=60, help="prompt/prefix tuning tokens"
@@ -134,7 +140,10 @@ def _density_schedule(args: argparse.Namespace):
 
 def _method_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.method == "lora":
-        return {"r": args.lora_rank, "lora_alpha": 2 * args.lora_rank}
+        options = {"r": args.lora_rank, "lora_alpha": 2 * args.lora_rank}
+        if args.lora_mlp_inputs:
+            options.update(mlp_inputs=True, bias="lora_only")
+        return options
     if args.method == "adapter":
         return {"reduction_factor": args.adapter_reduction}
     if args.method in ("prompt", "prefix"):
@@ -212,6 +221,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     from peft_core.recipes import task_from_arguments
 
     schedule = _density_schedule(args)  # before loading anything: a bad one fails at once
+    if args.lora_mlp_inputs and args.method != "lora":
+        raise SystemExit(f"deft train: --lora-mlp-inputs needs --method lora, got {args.method}")
     task = task_from_arguments(args)
     label = DISPLAY_NAMES[args.method]
     baseline = baseline_report = None

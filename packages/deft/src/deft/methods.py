@@ -10,7 +10,9 @@
     ia3       peft IA3                                     peft's per-architecture targets
     adapter   Pfeiffer adapters (:mod:`deft.adapters`)     reduction 16, ReLU
 
-Keyword options override the defaults and go to the method's config class (``peft.LoraConfig``,
+``mlp_inputs=True`` (LoRA, QLoRA) adds every MLP input projection to the LoRA targets (see
+:mod:`deft.mlp_inputs`: it gives the density loss a direct lever on the activations). Other keyword
+options override the defaults and go to the method's config class (``peft.LoraConfig``,
 ``peft.PrefixTuningConfig`` … or :class:`deft.adapters.PfeifferAdapterConfig`). The peft task type
 follows the model class (``…ForSequenceClassification`` → ``SEQ_CLS``, so the classifier head
 trains too); pass ``task_type`` to override.
@@ -54,6 +56,7 @@ from typing import Any
 from torch import nn
 
 from deft.adapters import PfeifferAdapterConfig, get_pfeiffer_adapter_model
+from deft.mlp_inputs import mlp_input_projections
 
 METHODS: tuple[str, ...] = ("lora", "prefix", "prompt", "ia3", "adapter", "qlora")
 
@@ -131,11 +134,22 @@ def _heads(model: nn.Module) -> list[str]:
 
 
 def method_config(
-    method: str, model: nn.Module, *, task_type: str | None = None, **options: Any
+    method: str,
+    model: nn.Module,
+    *,
+    task_type: str | None = None,
+    mlp_inputs: bool = False,
+    **options: Any,
 ) -> Any:
     """The config object :func:`apply_method` would use: spec defaults, then ``options``."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not isinstance(mlp_inputs, bool):
+        raise TypeError(f"mlp_inputs must be True or False, got {mlp_inputs!r}")
+    if mlp_inputs and method not in ("lora", "qlora"):
+        raise ValueError(
+            f"mlp_inputs=True adds LoRA targets: it needs method 'lora' or 'qlora', got {method!r}"
+        )
     values = {**METHOD_DEFAULTS[method], **options}
     if method == "adapter":
         return _build(PfeifferAdapterConfig, method, values)
@@ -146,6 +160,8 @@ def method_config(
     if method in ("lora", "qlora"):
         if values.get("target_modules") is None:
             values["target_modules"] = _query_value_targets(model)
+        if mlp_inputs:
+            values["target_modules"] = _with_mlp_inputs(values["target_modules"], model)
         if values.get("task_type") is None and _heads(model):  # e.g. an image classifier
             values.setdefault("modules_to_save", _heads(model))
         return _build(peft.LoraConfig, method, values)
@@ -163,6 +179,15 @@ def method_config(
     return _build(peft.PrefixTuningConfig, method, values)
 
 
+def _with_mlp_inputs(targets: Any, model: nn.Module) -> list[str]:
+    if isinstance(targets, str):
+        raise ValueError(
+            "mlp_inputs=True extends a list of LoRA targets; target_modules is a single string "
+            f"({targets!r}, a regex to peft): pass a list of module names instead"
+        )
+    return [*targets, *mlp_input_projections(model)]
+
+
 def _build(config_class: type, method: str, values: dict[str, Any]) -> Any:
     known = {field.name for field in dataclasses.fields(config_class) if field.init}
     unknown = sorted(set(values) - known)
@@ -175,7 +200,12 @@ def _build(config_class: type, method: str, values: dict[str, Any]) -> Any:
 
 
 def apply_method(
-    model: nn.Module, method: str, *, task_type: str | None = None, **options: Any
+    model: nn.Module,
+    method: str,
+    *,
+    task_type: str | None = None,
+    mlp_inputs: bool = False,
+    **options: Any,
 ) -> nn.Module:
     """Apply ``method`` (one of :data:`METHODS`) to ``model`` and return the trainable model.
 
@@ -184,7 +214,7 @@ def apply_method(
     """
     if method == "qlora":
         _check_4bit(model)
-    config = method_config(method, model, task_type=task_type, **options)
+    config = method_config(method, model, task_type=task_type, mlp_inputs=mlp_inputs, **options)
     if method == "adapter":
         return get_pfeiffer_adapter_model(model, config)
     peft = _import_peft()
