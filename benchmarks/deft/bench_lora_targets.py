@@ -28,22 +28,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.deft.bench_minilm import (
-    BATCH_SIZE,
-    CALIBRATION_EXAMPLES,
-    EVAL_BATCH_SIZE,
-    MAX_TRAIN,
-    METHODS,
-    QUICK_EVAL,
-    THRESHOLDS,
-    _quick_task,
-    _train,
+from benchmarks.deft.bench_minilm import BATCH_SIZE, METHODS, THRESHOLDS, _train
+from benchmarks.deft.measurements import accuracy
+from benchmarks.deft.single_seed_rows import (
+    SEED,
+    Setup,
+    compare_with_plain,
+    print_row,
+    single_seed_record,
+    threshold_baseline,
 )
-from benchmarks.deft.bench_weight_schedule import threshold_baseline
-from benchmarks.deft.measurements import accuracy, batches
-from benchmarks.records import make_record, read_matching_record, record_path, write_record
+from benchmarks.records import read_matching_record, record_path, write_record
 
-SEED = 0
 EPOCHS = 4.0
 QV = "Q/V"
 QV_MLP = "Q/V + MLP inputs"
@@ -131,41 +127,14 @@ def _config(max_train: int, epochs: float, calibration_examples: int, quick: boo
     }
 
 
-def _compare(row: dict, plain: dict) -> None:
-    row["accuracy_change_points"] = 100 * (row["test_accuracy"] - plain["test_accuracy"])
-    base, now = plain["report"]["mean"]["masked"], row["report"]["mean"]["masked"]
-    row["masked_reduction_relative_percent"] = 100 * (base - now) / base
-    if "threshold_baseline" in row:
-        row["deft_minus_threshold_baseline_points"] = 100 * (
-            row["test_accuracy"] - row["threshold_baseline"]["test_accuracy"]
-        )
-
-
 def _record(rows: dict[str, dict], config: dict[str, Any], name: str) -> dict[str, Any]:
     for row in rows.values():
-        plain = rows.get(_plain(row["targets"]))
-        if plain is not None and row is not plain:
-            _compare(row, plain)
-    data = (
-        f"Rotten-Tomatoes polarity: {config['max_train']} random training sentences (seed {SEED}), "
+        compare_with_plain(row, rows.get(_plain(row["targets"])))
+    method = (
+        "LoRA on Q/V vs LoRA on Q/V + every MLP input projection (bias trained), each plain "
+        "and with the density loss, against the matched-density threshold baseline"
     )
-    return make_record(
-        name,
-        method="LoRA on Q/V vs LoRA on Q/V + every MLP input projection (bias trained), each "
-        "plain and with the density loss, against the matched-density threshold baseline",
-        model="all-MiniLM-L6-v2 (real weights), sequence classification head, fp32",
-        data=data
-        + (f"{QUICK_EVAL}-sentence test subset" if config["quick"] else "full test split"),
-        config=config,
-        seed=SEED,
-        train_info={setting: row["train_seconds"] for setting, row in rows.items()},
-        eval_info={
-            "settings": rows,
-            "completed": list(rows),
-            "metric": "test accuracy of the final weights; density in % of non-zero MLP "
-            "activations (GELU output) on the test split, fp32",
-        },
-    )
+    return single_seed_record(name, method, rows, config)
 
 
 def _finished(row: dict | None) -> bool:
@@ -183,22 +152,13 @@ def _curve_key(density: float) -> str:
 
 
 def main(quick: bool = False) -> list[Path]:
-    from peft_core.recipes import load_text_task, random_subset
-
-    max_train = 64 if quick else MAX_TRAIN
-    epochs = 0.5 if quick else EPOCHS
-    calibration_examples = 32 if quick else CALIBRATION_EXAMPLES
+    setup = Setup.load(quick, EPOCHS)
     name = RECORD_NAME + (" quick" if quick else "")
-    config = _config(max_train, epochs, calibration_examples, quick)
+    config = _config(setup.max_train, setup.epochs, setup.calibration_examples, quick)
     earlier = read_matching_record(name, config, ignoring=("settings", "curve_densities"))
     rows: dict[str, dict] = {} if earlier is None else dict(earlier["eval_info"]["settings"])
     rows = {k: v for k, v in rows.items() if k in SETTINGS}  # settings dropped since are gone
-    task = load_text_task(max_train=max_train, seed=SEED, verbose=False)
-    if quick:
-        task = _quick_task(task, QUICK_EVAL, SEED)
-    test_batches = batches(task.test, task.collate, EVAL_BATCH_SIZE)
-    calibration_set = random_subset(task.train, calibration_examples, SEED + 1)
-    calibration = batches(calibration_set, task.collate, EVAL_BATCH_SIZE)
+    task, epochs, test_batches = setup.task, setup.epochs, setup.test_batches
     plain_models: dict[str, Any] = {}
     for setting, (targets, *_) in SETTINGS.items():
         if _finished(rows.get(setting)):
@@ -208,34 +168,26 @@ def main(quick: bool = False) -> list[Path]:
             # the plain model of these targets is needed for the baselines (training is seeded)
             plain_models[targets], plain_row = train_row(task, plain, epochs, test_batches)
             plain_row["threshold_curve"] = threshold_curve(
-                plain_models[targets], calibration, test_batches
+                plain_models[targets], setup.calibration, test_batches
             )
             rows[plain] = plain_row
-            _print(plain_row)
+            print_row(plain_row, _curve_text(plain_row["threshold_curve"]))
             write_record(_record(rows, config, name))
         if setting == plain:
             continue
         _, row = train_row(task, setting, epochs, test_batches)
         row["threshold_baseline"] = threshold_baseline(
-            plain_models[targets], row, calibration, test_batches
+            plain_models[targets], row, setup.calibration, test_batches
         )
         rows[setting] = row
-        _print(row)
+        print_row(row)
         write_record(_record(rows, config, name))
     return [record_path(name)]
 
 
-def _print(row: dict[str, Any]) -> None:
-    line = (
-        f"   {row['setting']}: accuracy {row['test_accuracy']:.4f}, masked density "
-        f"{row['report']['mean']['masked']:.2f}%, |a|>1e-3 "
-        f"{row['report']['mean']['thresholded@0.001']:.2f}%"
+def _curve_text(curve: dict[str, dict]) -> str:
+    return "".join(
+        f"; thresholded to {density}%: accuracy {point['test_accuracy']:.4f} at "
+        f"{point['test_masked_density_percent']:.2f}%"
+        for density, point in curve.items()
     )
-    if "threshold_baseline" in row:
-        line += f"; threshold baseline {row['threshold_baseline']['test_accuracy']:.4f}"
-    for density, point in row.get("threshold_curve", {}).items():
-        line += (
-            f"; thresholded to {density}%: accuracy {point['test_accuracy']:.4f} at "
-            f"{point['test_masked_density_percent']:.2f}%"
-        )
-    print(line, flush=True)

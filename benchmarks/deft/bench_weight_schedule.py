@@ -25,22 +25,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.deft.bench_minilm import (
-    BATCH_SIZE,
-    CALIBRATION_EXAMPLES,
-    EVAL_BATCH_SIZE,
-    MAX_TRAIN,
-    METHODS,
-    QUICK_EVAL,
-    THRESHOLDS,
-    _quick_task,
-    _train,
+from benchmarks.deft.bench_minilm import BATCH_SIZE, METHODS, THRESHOLDS, _train
+from benchmarks.deft.measurements import accuracy
+from benchmarks.deft.single_seed_rows import (
+    SEED,
+    Setup,
+    compare_with_plain,
+    print_row,
+    single_seed_record,
+    threshold_baseline,
 )
-from benchmarks.deft.measurements import accuracy, batches
-from benchmarks.records import make_record, read_matching_record, record_path, write_record
+from benchmarks.records import read_matching_record, record_path, write_record
 
 METHOD = "LoRA"
-SEED = 0
 EPOCHS = 4.0
 PLAIN = "plain LoRA (λ = 0)"
 # setting -> (λ, delay, ramp); delay and ramp are fractions of the run
@@ -81,23 +78,6 @@ def train_row(task: Any, setting: str, epochs: float, test_batches: list) -> tup
     }
 
 
-def threshold_baseline(plain: Any, row: dict, calibration: list, test_batches: list) -> dict:
-    """The plain model thresholded (|a| ≤ τ zeroed) at ``row``'s masked density."""
-    from deft import apply_threshold, calibrate_threshold, measure_density
-
-    target = row["report"]["mean"]["masked"] / 100
-    taus = calibrate_threshold(plain, calibration, target)
-    with apply_threshold(plain, taus):
-        report = measure_density(plain, test_batches, thresholds=THRESHOLDS)
-        test_accuracy = accuracy(plain, test_batches)
-    return {
-        "target_density_percent": 100 * target,
-        "taus": taus,
-        "test_accuracy": test_accuracy,
-        "report": report.to_dict(),
-    }
-
-
 def _config(max_train: int, epochs: float, calibration_examples: int, quick: bool) -> dict:
     return {
         "method": METHOD,
@@ -115,55 +95,23 @@ def _config(max_train: int, epochs: float, calibration_examples: int, quick: boo
 
 
 def _record(rows: dict[str, dict], config: dict[str, Any], name: str) -> dict[str, Any]:
-    plain = rows.get(PLAIN)
     for row in rows.values():
-        if plain is not None and row is not plain:
-            row["accuracy_change_points"] = 100 * (row["test_accuracy"] - plain["test_accuracy"])
-            base, now = plain["report"]["mean"]["masked"], row["report"]["mean"]["masked"]
-            row["masked_reduction_relative_percent"] = 100 * (base - now) / base
-        if "threshold_baseline" in row:
-            row["deft_minus_threshold_baseline_points"] = 100 * (
-                row["test_accuracy"] - row["threshold_baseline"]["test_accuracy"]
-            )
-    data = (
-        f"Rotten-Tomatoes polarity: {config['max_train']} random training sentences (seed {SEED}), "
+        compare_with_plain(row, rows.get(PLAIN))
+    method = (
+        "LoRA + density loss: constant λ vs λ held at 0 then ramped in, against plain LoRA "
+        "and the matched-density threshold baseline"
     )
-    return make_record(
-        name,
-        method="LoRA + density loss: constant λ vs λ held at 0 then ramped in, against plain LoRA "
-        "and the matched-density threshold baseline",
-        model="all-MiniLM-L6-v2 (real weights), sequence classification head, fp32",
-        data=data
-        + (f"{QUICK_EVAL}-sentence test subset" if config["quick"] else "full test split"),
-        config=config,
-        seed=SEED,
-        train_info={setting: row["train_seconds"] for setting, row in rows.items()},
-        eval_info={
-            "settings": rows,
-            "completed": list(rows),
-            "metric": "test accuracy of the final weights; density in % of non-zero MLP "
-            "activations (GELU output) on the test split, fp32",
-        },
-    )
+    return single_seed_record(name, method, rows, config)
 
 
 def main(quick: bool = False) -> list[Path]:
-    from peft_core.recipes import load_text_task, random_subset
-
-    max_train = 64 if quick else MAX_TRAIN
-    epochs = 0.5 if quick else EPOCHS
-    calibration_examples = 32 if quick else CALIBRATION_EXAMPLES
+    setup = Setup.load(quick, EPOCHS)
     name = RECORD_NAME + (" quick" if quick else "")
-    config = _config(max_train, epochs, calibration_examples, quick)
+    config = _config(setup.max_train, setup.epochs, setup.calibration_examples, quick)
     earlier = read_matching_record(name, config, ignoring=("settings",))
     rows: dict[str, dict] = {} if earlier is None else dict(earlier["eval_info"]["settings"])
     rows = {k: v for k, v in rows.items() if k in SETTINGS}  # settings dropped since are gone
-    task = load_text_task(max_train=max_train, seed=SEED, verbose=False)
-    if quick:
-        task = _quick_task(task, QUICK_EVAL, SEED)
-    test_batches = batches(task.test, task.collate, EVAL_BATCH_SIZE)
-    calibration_set = random_subset(task.train, calibration_examples, SEED + 1)
-    calibration = batches(calibration_set, task.collate, EVAL_BATCH_SIZE)
+    task, epochs, test_batches = setup.task, setup.epochs, setup.test_batches
     plain_model = None
     for setting in SETTINGS:
         if setting in rows and (setting == PLAIN or "threshold_baseline" in rows[setting]):
@@ -177,20 +125,9 @@ def main(quick: bool = False) -> list[Path]:
             plain_model = model
         else:
             row["threshold_baseline"] = threshold_baseline(
-                plain_model, row, calibration, test_batches
+                plain_model, row, setup.calibration, test_batches
             )
         rows[setting] = row
-        _print(row)
+        print_row(row)
         write_record(_record(rows, config, name))
     return [record_path(name)]
-
-
-def _print(row: dict[str, Any]) -> None:
-    line = (
-        f"   {row['setting']}: accuracy {row['test_accuracy']:.4f}, masked density "
-        f"{row['report']['mean']['masked']:.2f}%, |a|>1e-3 "
-        f"{row['report']['mean']['thresholded@0.001']:.2f}%"
-    )
-    if "threshold_baseline" in row:
-        line += f"; threshold baseline {row['threshold_baseline']['test_accuracy']:.4f}"
-    print(line, flush=True)
