@@ -60,7 +60,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from deft.discovery import MLP_LAYOUTS, find_targets
+from deft.discovery import find_targets, unwrap
 from peft_core.activations import get_activation
 from peft_core.adapters import ADAPTER_INITS, BottleneckAdapter
 from peft_core.config import ConfigError, MethodConfig
@@ -84,7 +84,6 @@ FFN_OUTPUT_PROJECTIONS: dict[str, str] = {
     "GPT-J": "fc_out",
     "DistilBERT": "lin2",
 }
-_LAYOUTS = {row.family: row for row in MLP_LAYOUTS}
 
 
 @dataclasses.dataclass
@@ -143,6 +142,7 @@ def ffn_output_projections(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
     Names are paths in ``model`` as given (wrapper prefixes included).
     """
+    prefix = unwrap(model)[1]
     found = []
     for target in find_targets(model):
         if target.family not in FFN_OUTPUT_PROJECTIONS:
@@ -150,10 +150,7 @@ def ffn_output_projections(model: nn.Module) -> list[tuple[str, nn.Module]]:
                 f"{target.module_name}: no FFN output projection is known for the "
                 f"{target.family} layout; add it to deft.adapters.FFN_OUTPUT_PROJECTIONS"
             )
-        container = target.module_name
-        suffix = "." + _LAYOUTS[target.family].activation
-        if container.endswith(suffix):  # the activation module itself was the target
-            container = container[: -len(suffix)]
+        container = prefix + target.container if target.container else prefix.rstrip(".")
         relative = FFN_OUTPUT_PROJECTIONS[target.family]
         if relative.startswith("^."):
             container, relative = container.rpartition(".")[0], relative[2:]

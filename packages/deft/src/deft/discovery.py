@@ -100,6 +100,9 @@ class ActivationTarget:
     capture: Capture
     family: str
     group: str
+    # The MLP container (relative to the unwrapped model) of an automatically found target, where
+    # its projections are looked up; None for targets the user named.
+    container: str | None = None
 
 
 def unwrap(model: nn.Module) -> tuple[nn.Module, str]:
@@ -166,11 +169,18 @@ def find_targets(
 
 
 def _target(
-    inner: nn.Module, prefix: str, name: str, capture: Capture, family: str
+    inner: nn.Module,
+    prefix: str,
+    name: str,
+    capture: Capture,
+    family: str,
+    container: str | None = None,
 ) -> ActivationTarget:
     module = inner.get_submodule(name)
     label = f"{name}:input" if capture == "input" else name
-    return ActivationTarget(label, prefix + name, module, capture, family, group_of(name))
+    return ActivationTarget(
+        label, prefix + name, module, capture, family, group_of(name), container
+    )
 
 
 def _join(container: str, child: str) -> str:
@@ -186,12 +196,14 @@ def _auto_targets(inner: nn.Module, prefix: str, gated: GatedMode) -> list[Activ
         product = layout.product_input_of
         if gated == "product" and product is not None and container._modules.get(product):
             name = _join(container_name, product)
-            found.append(_target(inner, prefix, name, "input", layout.family))
+            found.append(_target(inner, prefix, name, "input", layout.family, container_name))
         elif isinstance(getattr(container, layout.activation), nn.Module):
             name = _join(container_name, layout.activation)
-            found.append(_target(inner, prefix, name, "output", layout.family))
+            found.append(_target(inner, prefix, name, "output", layout.family, container_name))
         elif layout.container_returns_activation:
-            found.append(_target(inner, prefix, container_name, "output", layout.family))
+            found.append(
+                _target(inner, prefix, container_name, "output", layout.family, container_name)
+            )
         else:
             raise ValueError(
                 f"{prefix + container_name} looks like a {layout.family} MLP, but its "

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from deft.discovery import MLP_LAYOUTS, find_targets, unwrap
+from deft.discovery import find_targets, unwrap
 
 # The projection whose output goes into the activation, relative to the MLP container.
 MLP_INPUT_PROJECTIONS: dict[str, str] = {
@@ -35,7 +35,6 @@ MLP_INPUT_PROJECTIONS: dict[str, str] = {
     "GPT-J": "fc_in",
     "DistilBERT": "lin1",
 }
-_LAYOUTS = {row.family: row for row in MLP_LAYOUTS}
 
 
 def mlp_input_projections(model: nn.Module) -> list[str]:
@@ -50,7 +49,7 @@ def mlp_input_projections(model: nn.Module) -> list[str]:
         >>> mlp_input_projections(nn.ModuleDict({"block": mlp}))
         ['block.fc1']
     """
-    inner, prefix = unwrap(model)
+    inner, _ = unwrap(model)
     names = []
     for target in find_targets(model):
         if target.family not in MLP_INPUT_PROJECTIONS:
@@ -58,12 +57,8 @@ def mlp_input_projections(model: nn.Module) -> list[str]:
                 f"{target.module_name}: no MLP input projection is known for the {target.family} "
                 "layout; add it to deft.mlp_inputs.MLP_INPUT_PROJECTIONS"
             )
-        container = target.module_name[len(prefix) :]
-        suffix = "." + _LAYOUTS[target.family].activation
-        if container.endswith(suffix):  # the activation module itself was the target
-            container = container[: -len(suffix)]
         relative = MLP_INPUT_PROJECTIONS[target.family]
-        name = f"{container}.{relative}" if container else relative
+        name = f"{target.container}.{relative}" if target.container else relative
         inner.get_submodule(name)  # fails loudly if the table is wrong for this model
         names.append(name)
     return names

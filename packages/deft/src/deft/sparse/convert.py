@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from deft.discovery import MLP_LAYOUTS, find_targets, unwrap
+from deft.discovery import find_targets, unwrap
 from deft.sparse.kernels import (
     DEFAULT_DENSE_ABOVE,
     Strategy,
@@ -77,7 +77,6 @@ RULES: dict[str, SparseRule] = {
     "GPT-J": SparseRule("fc_out"),
     "DistilBERT": SparseRule("lin2"),
 }
-_LAYOUTS = {layout.family: layout for layout in MLP_LAYOUTS}
 _SPARSE_TYPES = (SparseLinear, SparseGatedMLP)
 
 
@@ -105,7 +104,7 @@ def _resolve(container_path: str, relative: str) -> tuple[str, str]:
 
 
 def _plan(model: nn.Module) -> list[_Plan]:
-    inner, prefix = unwrap(model)
+    inner, _ = unwrap(model)
     if any(isinstance(module, _SPARSE_TYPES) for module in inner.modules()):
         raise ValueError(
             f"{type(inner).__name__} is already sparsified; call deft.sparse.densify(model) first "
@@ -113,15 +112,12 @@ def _plan(model: nn.Module) -> list[_Plan]:
         )
     plans = []
     for target in find_targets(model, "auto"):
-        layout, rule = _LAYOUTS.get(target.family), RULES.get(target.family)
-        if layout is None or rule is None:
+        rule = RULES.get(target.family)
+        if rule is None or target.container is None:
             raise ValueError(
                 f"{target.name}: no sparse conversion for MLP family {target.family!r}"
             )
-        relative = target.module_name.removeprefix(prefix)
-        # The target is the activation module inside the container, or (BERT with a plain
-        # function as activation) the container itself.
-        container_path = relative if layout.matches(target.module) else _parent_path(relative)
+        container_path = target.container
         container = inner.get_submodule(container_path)
         for child in rule.must_be_identity:
             if type(container._modules.get(child, nn.Identity())) is not nn.Identity:
