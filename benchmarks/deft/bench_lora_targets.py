@@ -28,17 +28,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.deft.bench_minilm import BATCH_SIZE, METHODS, THRESHOLDS, _train
-from benchmarks.deft.measurements import accuracy
+from benchmarks.deft.bench_minilm import METHODS, THRESHOLDS, _train
+from benchmarks.deft.measurements import accuracy, thresholded
 from benchmarks.deft.single_seed_rows import (
     SEED,
     Setup,
     compare_with_plain,
     print_row,
+    recorded_rows,
     single_seed_record,
     threshold_baseline,
 )
-from benchmarks.records import read_matching_record, record_path, write_record
+from benchmarks.records import record_path, write_record
 
 EPOCHS = 4.0
 QV = "Q/V"
@@ -97,34 +98,16 @@ def threshold_curve(plain: Any, calibration: list, test_batches: list) -> dict[s
 
     τ is calibrated on training sentences, so the test split's density is measured, not assumed.
     """
-    from deft import apply_threshold, calibrate_threshold, measure_density
-
     curve = {}
     for density in CURVE_DENSITIES:
-        with apply_threshold(plain, calibrate_threshold(plain, calibration, density)):
-            report = measure_density(plain, test_batches, thresholds=())
-            curve[_curve_key(density)] = {
-                "test_accuracy": accuracy(plain, test_batches),
-                "test_masked_density_percent": report.mean("masked"),
-            }
+        _, report, test_accuracy = thresholded(
+            plain, calibration, density, test_batches, thresholds=()
+        )
+        curve[_curve_key(density)] = {
+            "test_accuracy": test_accuracy,
+            "test_masked_density_percent": report.mean("masked"),
+        }
     return curve
-
-
-def _config(max_train: int, epochs: float, calibration_examples: int, quick: bool) -> dict:
-    return {
-        "learning_rate": METHODS["LoRA"][1],
-        "seed": SEED,
-        "epochs": epochs,
-        "batch_size": BATCH_SIZE,
-        "warmup_ratio": 0.06,
-        "max_train": max_train,
-        "thresholds": list(THRESHOLDS),
-        "calibration_examples": calibration_examples,
-        "targets": TARGETS,
-        "settings": {name: list(values) for name, values in SETTINGS.items()},
-        "curve_densities": list(CURVE_DENSITIES),
-        "quick": quick,
-    }
 
 
 def _record(rows: dict[str, dict], config: dict[str, Any], name: str) -> dict[str, Any]:
@@ -142,9 +125,7 @@ def _finished(row: dict | None) -> bool:
         return False
     if row["weight"]:
         return "threshold_baseline" in row
-    curve = row.get("threshold_curve", {})
-    wanted = {_curve_key(d) for d in CURVE_DENSITIES}
-    return set(curve) >= wanted and all(isinstance(curve[key], dict) for key in wanted)
+    return set(row.get("threshold_curve", ())) >= {_curve_key(d) for d in CURVE_DENSITIES}
 
 
 def _curve_key(density: float) -> str:
@@ -154,10 +135,12 @@ def _curve_key(density: float) -> str:
 def main(quick: bool = False) -> list[Path]:
     setup = Setup.load(quick, EPOCHS)
     name = RECORD_NAME + (" quick" if quick else "")
-    config = _config(setup.max_train, setup.epochs, setup.calibration_examples, quick)
-    earlier = read_matching_record(name, config, ignoring=("settings", "curve_densities"))
-    rows: dict[str, dict] = {} if earlier is None else dict(earlier["eval_info"]["settings"])
-    rows = {k: v for k, v in rows.items() if k in SETTINGS}  # settings dropped since are gone
+    config = setup.config(
+        targets=TARGETS,
+        settings={setting: list(values) for setting, values in SETTINGS.items()},
+        curve_densities=list(CURVE_DENSITIES),
+    )
+    rows = recorded_rows(name, config, SETTINGS, ignoring=("settings", "curve_densities"))
     task, epochs, test_batches = setup.task, setup.epochs, setup.test_batches
     plain_models: dict[str, Any] = {}
     for setting, (targets, *_) in SETTINGS.items():

@@ -42,6 +42,7 @@ from benchmarks.deft.measurements import (
     batches,
     step_time_overhead,
     summary,
+    thresholded,
 )
 from benchmarks.records import make_record, read_matching_record, write_record
 
@@ -141,7 +142,7 @@ def run_seed(
     task: Any, method: str, learning_rate: float, seed: int, epochs: float, calibration: list
 ) -> dict[str, Any]:
     """PEFT, DEFT and the matched-density baseline for one seed."""
-    from deft import apply_threshold, calibrate_threshold, measure_density
+    from deft import measure_density
 
     test_batches = batches(task.test, task.collate, EVAL_BATCH_SIZE)
     rows: dict[str, Any] = {}
@@ -164,17 +165,16 @@ def run_seed(
     deft_report.baseline = peft_report
 
     target = deft_report.mean("masked") / 100
-    taus = calibrate_threshold(models["peft"], calibration, target)
-    with apply_threshold(models["peft"], taus):
-        threshold_report = measure_density(
-            models["peft"], test_batches, thresholds=THRESHOLDS, baseline=peft_report
-        )
-        rows["threshold"] = {
-            "test_accuracy": accuracy(models["peft"], test_batches),
-            "target_density_percent": 100 * target,
-            "taus": taus,
-            "report": threshold_report,
-        }
+    taus, threshold_report, threshold_accuracy = thresholded(
+        models["peft"], calibration, target, test_batches, thresholds=THRESHOLDS,
+        baseline=peft_report,
+    )  # fmt: skip
+    rows["threshold"] = {
+        "test_accuracy": threshold_accuracy,
+        "target_density_percent": 100 * target,
+        "taus": taus,
+        "report": threshold_report,
+    }
     for row in rows.values():
         row["report"] = row["report"].to_dict()
     return {"seed": seed, **rows}

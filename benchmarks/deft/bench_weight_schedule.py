@@ -25,17 +25,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.deft.bench_minilm import BATCH_SIZE, METHODS, THRESHOLDS, _train
+from benchmarks.deft.bench_minilm import METHODS, THRESHOLDS, _train
 from benchmarks.deft.measurements import accuracy
 from benchmarks.deft.single_seed_rows import (
     SEED,
     Setup,
     compare_with_plain,
     print_row,
+    recorded_rows,
     single_seed_record,
     threshold_baseline,
 )
-from benchmarks.records import read_matching_record, record_path, write_record
+from benchmarks.records import record_path, write_record
 
 METHOD = "LoRA"
 EPOCHS = 4.0
@@ -78,22 +79,6 @@ def train_row(task: Any, setting: str, epochs: float, test_batches: list) -> tup
     }
 
 
-def _config(max_train: int, epochs: float, calibration_examples: int, quick: bool) -> dict:
-    return {
-        "method": METHOD,
-        "learning_rate": METHODS[METHOD][1],
-        "seed": SEED,
-        "epochs": epochs,
-        "batch_size": BATCH_SIZE,
-        "warmup_ratio": 0.06,
-        "max_train": max_train,
-        "thresholds": list(THRESHOLDS),
-        "calibration_examples": calibration_examples,
-        "settings": {name: list(values) for name, values in SETTINGS.items()},
-        "quick": quick,
-    }
-
-
 def _record(rows: dict[str, dict], config: dict[str, Any], name: str) -> dict[str, Any]:
     for row in rows.values():
         compare_with_plain(row, rows.get(PLAIN))
@@ -107,10 +92,9 @@ def _record(rows: dict[str, dict], config: dict[str, Any], name: str) -> dict[st
 def main(quick: bool = False) -> list[Path]:
     setup = Setup.load(quick, EPOCHS)
     name = RECORD_NAME + (" quick" if quick else "")
-    config = _config(setup.max_train, setup.epochs, setup.calibration_examples, quick)
-    earlier = read_matching_record(name, config, ignoring=("settings",))
-    rows: dict[str, dict] = {} if earlier is None else dict(earlier["eval_info"]["settings"])
-    rows = {k: v for k, v in rows.items() if k in SETTINGS}  # settings dropped since are gone
+    settings = {setting: list(values) for setting, values in SETTINGS.items()}
+    config = setup.config(method=METHOD, settings=settings)
+    rows = recorded_rows(name, config, SETTINGS, ignoring=("settings",))
     task, epochs, test_batches = setup.task, setup.epochs, setup.test_batches
     plain_model = None
     for setting in SETTINGS:

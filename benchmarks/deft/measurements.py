@@ -4,6 +4,8 @@
 - :func:`batches`: a data set cut into collated batches once, reused by every measurement so that
   each row of a comparison sees the very same tokens.
 - :func:`accuracy`: test accuracy of a classifier in eval mode (argmax of the logits).
+- :func:`thresholded`: a model with |a| ≤ τ zeroed, τ calibrated per layer to a density: its τ,
+  density report and test accuracy (the matched-density baseline and its curve).
 - :func:`step_time_overhead`: the median time of one training step with and without the density
   term, interleaved step by step on the same batches (so load from other processes hits both rows
   alike) — the side-by-side figure behind "loss overhead ≤ 10% of step time".
@@ -168,3 +170,25 @@ def step_time_overhead(
         "overhead_percent": 100.0 * (with_loss - without) / without,
         "samples": len(samples[False]),
     }
+
+
+def thresholded(
+    model: nn.Module,
+    calibration: list,
+    density: float,
+    test_batches: list,
+    *,
+    thresholds: Sequence[float],
+    baseline: Any = None,
+) -> tuple[dict[str, float], Any, float]:
+    """Zero |a| ≤ τ in ``model``, τ calibrated per layer on ``calibration`` to ``density``.
+
+    Returns the τ per layer, the density report of ``test_batches`` (variants ``thresholds``,
+    compared with ``baseline``) and the test accuracy, both measured with the τ applied.
+    """
+    from deft import apply_threshold, calibrate_threshold, measure_density
+
+    taus = calibrate_threshold(model, calibration, density)
+    with apply_threshold(model, taus):
+        report = measure_density(model, test_batches, thresholds=thresholds, baseline=baseline)
+        return taus, report, accuracy(model, test_batches)

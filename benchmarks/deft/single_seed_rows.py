@@ -3,7 +3,9 @@
 Both train LoRA rows on the same 2,000 MiniLM sentences with one seed, compare every DEFT row
 with a plain row and with the matched-density threshold baseline, and write one record:
 
-- :class:`Setup`: the task, its test batches and the calibration batches τ is fitted on;
+- :class:`Setup`: the task, its test batches and the calibration batches τ is fitted on, and the
+  part of the record's configuration every such suite shares;
+- :func:`recorded_rows`: the rows an interrupted earlier invocation recorded;
 - :func:`threshold_baseline`: the plain model thresholded at a row's masked density;
 - :func:`compare_with_plain`: accuracy change, relative density reduction, DEFT − baseline;
 - :func:`single_seed_record`: the record of a set of rows;
@@ -16,15 +18,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.deft.bench_minilm import (
+    BATCH_SIZE,
     CALIBRATION_EXAMPLES,
     EVAL_BATCH_SIZE,
     MAX_TRAIN,
+    METHODS,
     QUICK_EVAL,
     THRESHOLDS,
     _quick_task,
 )
-from benchmarks.deft.measurements import accuracy, batches
-from benchmarks.records import make_record
+from benchmarks.deft.measurements import batches, thresholded
+from benchmarks.records import make_record, read_matching_record
 
 SEED = 0
 
@@ -39,6 +43,7 @@ class Setup:
     max_train: int
     epochs: float
     calibration_examples: int
+    quick: bool
 
     @classmethod
     def load(cls, quick: bool, epochs: float) -> Setup:
@@ -57,18 +62,44 @@ class Setup:
             max_train=max_train,
             epochs=0.5 if quick else epochs,
             calibration_examples=calibration_examples,
+            quick=quick,
         )
+
+    def config(self, **suite: Any) -> dict[str, Any]:
+        """The LoRA recipe and data of every row, with the suite's own entries added."""
+        return {
+            "learning_rate": METHODS["LoRA"][1],
+            "seed": SEED,
+            "epochs": self.epochs,
+            "batch_size": BATCH_SIZE,
+            "warmup_ratio": 0.06,
+            "max_train": self.max_train,
+            "thresholds": list(THRESHOLDS),
+            "calibration_examples": self.calibration_examples,
+            "quick": self.quick,
+            **suite,
+        }
+
+
+def recorded_rows(
+    name: str, config: dict[str, Any], settings: dict[str, Any], ignoring: tuple[str, ...]
+) -> dict[str, dict]:
+    """Rows of ``settings`` an earlier invocation with this configuration recorded.
+
+    ``ignoring`` names the configuration entries a rerun may change (settings added or dropped):
+    rows of settings dropped since are left out.
+    """
+    earlier = read_matching_record(name, config, ignoring=ignoring)
+    rows = {} if earlier is None else earlier["eval_info"]["settings"]
+    return {setting: row for setting, row in rows.items() if setting in settings}
 
 
 def threshold_baseline(plain: Any, row: dict, calibration: list, test_batches: list) -> dict:
     """The plain model thresholded (|a| ≤ τ zeroed) at ``row``'s masked density."""
-    from deft import apply_threshold, calibrate_threshold, measure_density
-
     target = row["report"]["mean"]["masked"] / 100
-    taus = calibrate_threshold(plain, calibration, target)
-    with apply_threshold(plain, taus):
-        report = measure_density(plain, test_batches, thresholds=THRESHOLDS)
-        test_accuracy = accuracy(plain, test_batches)
+    taus, report, test_accuracy = thresholded(
+        plain, calibration, target, test_batches, thresholds=THRESHOLDS
+    )
     return {
         "target_density_percent": 100 * target,
         "taus": taus,
