@@ -14,6 +14,7 @@ SUITES = {
     "meft-accuracy-long": "benchmarks.meft.bench_accuracy_long",
     "meft-accuracy-10-epochs": "benchmarks.meft.bench_accuracy_10_epochs",
     "meft-learning-rate": "benchmarks.meft.bench_learning_rate",
+    "meft-reconstruction": "benchmarks.meft.bench_reconstruction",
     "point-grouping": "benchmarks.point.bench_grouping",
     "point-backbone": "benchmarks.point.bench_backbone",
     "point-peft": "benchmarks.point.bench_finetune",

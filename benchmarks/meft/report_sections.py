@@ -134,9 +134,53 @@ def learning_rate_section(record: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _errors(errors: list[float]) -> str:
+    return " / ".join(f"{error:.1e}" for error in errors)
+
+
+def reconstruction_section(record: dict[str, Any]) -> list[str]:
+    info = record["eval_info"]
+    lines = [
+        "all-MiniLM-L6-v2, relative error of each layer's reconstructed inputs (layer 0 first), "
+        "adapter-init seed 0, and layer 0's range over the seeds:",
+        "",
+        "| variant | streams | per layer, seed 0 | layer 0, all seeds |",
+        "|---|---|---|---|",
+    ]
+    for variant, by_dtype in info["minilm_reconstruction"].items():
+        for dtype, row in by_dtype.items():
+            lines.append(
+                f"| {variant} | {dtype} | {_errors(row['per_seed']['0'])} "
+                f"| {row['layer0_min']:.1e} … {row['layer0_max']:.1e} |"
+            )
+    smollm2 = info.get("smollm2")
+    if smollm2 is None:
+        return lines
+    lines += [
+        "",
+        f"SmolLM2-135M-Instruct: reconstruction on the bottom "
+        f"{record['run_info']['config']['smollm2_layers']} layers (seed 0), adapter gradients reversible vs vanilla (float64 streams), and the "
+        f"starting point of all {smollm2['num_layers']} layers (`zero_up`):",
+        "",
+        "| variant | float32 streams | float64 streams | gradient difference | logit deviation "
+        "| top-1 agreement |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for variant, by_dtype in smollm2["reconstruction_bottom_layers"].items():
+        start = smollm2["starting_point_all_layers_zero_up"][variant]
+        gradient = smollm2["worst_gradient_difference_float64_streams"][variant]
+        lines.append(
+            f"| {variant} | {_errors(by_dtype['float32'])} | {_errors(by_dtype['float64'])} "
+            f"| {gradient:.1e} | {start['relative_logit_deviation']:.2f} "
+            f"| {100 * start['top1_agreement']:.0f} % |"
+        )
+    return lines
+
+
 RENDERERS = {
     "meft memory and speed": memory_speed_section,
     "meft activation memory depth sweep": depth_sweep_section,
     "meft accuracy": accuracy_section,
     "meft learning rate": learning_rate_section,
+    "meft reconstruction": reconstruction_section,
 }
