@@ -18,6 +18,7 @@ SUITES = {
     "point-grouping": "benchmarks.point.bench_grouping",
     "point-backbone": "benchmarks.point.bench_backbone",
     "point-peft": "benchmarks.point.bench_finetune",
+    "point-pretraining": "benchmarks.point.bench_pretraining",
     "deft-sparse": "benchmarks.deft.bench_sparse",
     "deft-minilm": "benchmarks.deft.bench_minilm",
     "deft-smollm2": "benchmarks.deft.bench_smollm2",

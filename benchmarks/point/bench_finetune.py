@@ -102,26 +102,32 @@ def load_benchmark_task(dataset: str, quick: bool):
     return subset(task, 4, 2) if quick and dataset == "kicad" else task
 
 
-def backbone_fingerprint() -> str:
-    """16 hex digits of the default backbone's weights (names, shapes, dtypes and values).
-
-    The backbone is pre-trained on the machine that runs the benchmark, and the same recipe and
-    seed can give other weights on another machine (float reductions may round differently with
-    another CPU or thread count); the fine-tuning runs of one record must share one backbone, so
-    the fingerprint is part of the configuration a resumed run has to match.
-    """
+def checkpoint_fingerprint(path: str | Path) -> str:
+    """16 hex digits of a checkpoint's weights (names, shapes, dtypes and values)."""
     import hashlib
 
     from point_peft.models.loading import read_checkpoint
-    from point_peft.pretrained import default_backbone_checkpoint
 
-    state = read_checkpoint(default_backbone_checkpoint(progress=False))
+    state = read_checkpoint(path)
     digest = hashlib.sha256()
     for name in sorted(state):
         tensor = state[name].detach().contiguous().cpu()
         digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def backbone_fingerprint() -> str:
+    """:func:`checkpoint_fingerprint` of the default backbone.
+
+    The backbone is pre-trained on the machine that runs the benchmark, and the same recipe and
+    seed can give other weights on another machine (float reductions may round differently with
+    another CPU or thread count); the fine-tuning runs of one record must share one backbone, so
+    the fingerprint is part of the configuration a resumed run has to match.
+    """
+    from point_peft.pretrained import default_backbone_checkpoint
+
+    return checkpoint_fingerprint(default_backbone_checkpoint(progress=False))
 
 
 def run_one(task, setting: str, seed: int, recipe_options: dict[str, Any]) -> dict[str, Any]:

@@ -161,8 +161,59 @@ def backbone_section(record: dict[str, Any]) -> list[str]:
     return lines
 
 
+def pretraining_section(record: dict[str, Any]) -> list[str]:
+    """Pre-training time, held-out reconstruction against the trivial predictors, linear probes."""
+    train, info = record["train_info"], record["eval_info"]
+    losses, baselines = info["held_out_reconstruction_loss"], info["trivial_baselines"]
+    blob, matched = baselines["blob_best"], baselines["blob_moment_matched"]
+    prints = info["fingerprints"]
+    same = prints.get("fresh_equals_cached")
+    lines = [
+        f"- wall time: {train['data_seconds']:.0f} s generating {train['clouds']:,} clouds "
+        f"(and the held-out ones), {train['train_seconds']:.0f} s training ({train['steps']} "
+        f"steps, {train['threads']} threads), {train['pretrain_wall_seconds']:.0f} s for the "
+        f"whole pre-training call; load average (1 min) before / after "
+        f"{train['load_average_1min']['before']:.2f} / {train['load_average_1min']['after']:.2f}",
+        f"- backbone key {record['run_info']['config']['backbone_key']} (default recipe: "
+        f"{record['run_info']['config']['default_recipe']}); fresh build {prints['fresh_build']}"
+        + (
+            ""
+            if same is None
+            else f", cached default {prints['cached_default']} "
+            f"({'the same weights' if same else 'other weights'})"
+        ),
+        "",
+        f"Held-out reconstruction (Chamfer-L2, {losses['clouds']} procedural test clouds, fixed "
+        "masks; lower is better):",
+        "",
+        "| predictor | loss |",
+        "|---|---:|",
+        f"| random init (before pre-training) | {losses['initial']:.4f} |",
+        f"| pre-trained | {losses['final']:.5f} |",
+        f"| each masked patch as its centre point | {baselines['centre']:.5f} |",
+        f"| each masked patch as an isotropic Gaussian blob (σ {matched['sigma']:.3f}, matched "
+        f"to the patches' mean square radius) | {matched['loss']:.5f} |",
+        f"| each masked patch as an isotropic Gaussian blob (σ {blob['sigma']:.3f}, best of a "
+        f"grid on these patches) | {blob['loss']:.5f} |",
+        "",
+        "Linear probe on frozen features (" + record["run_info"]["config"]["probe_protocol"] + "):",
+        "",
+        "| split | backbone | accuracy % | mean class acc. % | trainable |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for split, row in info["linear_probe"].items():
+        for backbone in ("pre-trained", "random init"):
+            probe = row[backbone]
+            lines.append(
+                f"| {split} | {backbone} | {100 * probe['test_accuracy']:.2f} "
+                f"| {100 * probe['mean_class_accuracy']:.2f} | {probe['trainable_params']:,} |"
+            )
+    return lines
+
+
 RENDERERS = {
     "point-peft finetune": finetune_section,
     "point-peft step cost": cost_section,
+    "point-peft pretraining": pretraining_section,
     "point backbone": backbone_section,
 }
