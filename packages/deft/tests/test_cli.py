@@ -104,6 +104,78 @@ def test_a_scheduled_density_weight_is_recorded(tiny_model_and_data, tmp_path):
     assert result["density_schedule"] == {"delay": 0.5, "ramp": 0.25}
 
 
+@pytest.mark.parametrize("value", ["0", "-1e-3", "nan", "inf"])
+def test_a_bad_density_eps_is_refused(value, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", f"--density-eps={value}"])
+    assert "--density-eps: must be a positive number" in capsys.readouterr().err
+
+
+def test_density_eps_reaches_the_loss_and_the_result(tiny_model_and_data, tmp_path, monkeypatch):
+    import deft.callbacks
+
+    built = []
+    original = deft.callbacks.DensityLossCallback.__init__
+
+    def recording_init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        built.append(self.eps)
+
+    monkeypatch.setattr(deft.callbacks.DensityLossCallback, "__init__", recording_init)
+    default = _tiny_run(tiny_model_and_data, tmp_path / "default")
+    wide = _tiny_run(tiny_model_and_data, tmp_path / "wide", "--density-eps", "0.01")
+    assert built == [1e-7, 0.01]
+    assert (default["density_eps"], wide["density_eps"]) == (1e-7, 0.01)
+
+
+@pytest.mark.parametrize("value", ["0", "1", "30"])
+def test_a_threshold_density_outside_0_1_is_refused(value, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--threshold-density", value])
+    assert "strictly between 0 and 1" in capsys.readouterr().err
+
+
+def test_threshold_in_training_needs_a_density(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--output-dir", str(tmp_path), "--threshold-in-training"])
+    assert "--threshold-in-training needs --threshold-density" in str(exit_info.value.code)
+
+
+@pytest.mark.parametrize("in_training", [False, True])
+def test_threshold_density_zeroes_to_the_target_and_saves_tau(
+    tiny_model_and_data, tmp_path, in_training
+):
+    extra = ["--threshold-in-training"] if in_training else []
+    result = _tiny_run(
+        tiny_model_and_data, tmp_path / "run", "--density-weight", "0",
+        "--threshold-density", "0.25", *extra,
+    )  # fmt: skip
+    saved = json.loads((tmp_path / "run" / "deft" / "thresholds.json").read_text("utf-8"))
+    assert saved["taus"] == result["threshold"]["taus"]
+    assert saved["in_training"] is in_training
+    assert sorted(saved["taus"]) == [
+        f"bert.encoder.layer.{i}.intermediate.intermediate_act_fn" for i in range(2)
+    ]
+    assert all(tau > 0 for tau in saved["taus"].values())
+    # calibrated on training sentences, measured on the test split: near, not at, the target
+    assert result["density_mean_percent"] == pytest.approx(25, abs=8)
+    if not in_training:
+        assert "test_accuracy_without_threshold" in result
+
+
+def test_a_resumed_run_keeps_the_tau_it_trained_with(tiny_model_and_data, tmp_path):
+    folder = tmp_path / "run" / "deft"
+    folder.mkdir(parents=True)
+    names = [f"bert.encoder.layer.{i}.intermediate.intermediate_act_fn" for i in range(2)]
+    taus = dict.fromkeys(names, 0.123)
+    (folder / "thresholds.json").write_text(json.dumps({"taus": taus}), encoding="utf-8")
+    result = _tiny_run(
+        tiny_model_and_data, tmp_path / "run", "--threshold-density", "0.25",
+        "--threshold-in-training", "--resume",
+    )  # fmt: skip
+    assert result["threshold"]["taus"] == taus
+
+
 def test_lora_mlp_inputs_is_refused_for_other_methods(capsys, tmp_path):
     argv = ["train", "--output-dir", str(tmp_path), "--method", "prompt", "--lora-mlp-inputs"]
     with pytest.raises(SystemExit) as exit_info:

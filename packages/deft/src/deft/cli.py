@@ -5,6 +5,7 @@
     deft train --method prompt --num-virtual-tokens 20 --density-weight 2
     deft train --pad-to-max-length --max-length 128 --count-padding   # the reference's loss
     deft train --density-delay 0.5 --density-ramp 0.5  # λ = 0 for half the run, then ramped in
+    deft train --density-weight 0 --threshold-density 0.3  # plain LoRA, then |a| <= τ zeroed
     deft train --model bert-base-uncased --dataset hf:glue --dataset-subset sst2 \
                --text-column sentence                                          # when online
 
@@ -13,6 +14,12 @@ per-layer density, and writes everything to <output-dir>/result.json: the accura
 report of the trained model on the test split (reference / masked / thresholded, per layer, in
 percent of non-zero MLP activations, with its dtype), and with ``--compare-baseline`` the plain
 PEFT run's accuracy and density and the reduction, relative and in percentage points.
+
+``--threshold-density D`` zeroes every MLP activation with |a| <= τ, τ per layer calibrated on 512
+training sentences so that a fraction D stays non-zero (after training, or from the first step
+with ``--threshold-in-training``); the reported accuracy and density are those of the model with
+its zeros, and τ is written to thresholds.json beside result.json, for ``deft.apply_threshold``
+and ``deft.sparse.sparsify``.
 
 Default learning rates (``--learning-rate`` overrides): the spec's 3e-4 is for GLUE-scale runs
 (10 epochs of tens of thousands of examples); the embedded task is one short epoch, where each
@@ -24,11 +31,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 CLI_METHODS = ("lora", "adapter", "prompt", "prefix", "ia3")
+THRESHOLDS_FILE = "thresholds.json"
+CALIBRATION_SENTENCES = 512  # training sentences τ is calibrated on
 DEFAULT_LEARNING_RATES = {
     "lora": 2e-3,
     "adapter": 2e-3,
@@ -78,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
         "--density-weight (default 0)",
     )
     train.add_argument(
+        "--density-eps",
+        type=_positive,
+        default=None,
+        help="ε of s(a) = a²/(a²+ε) in the density loss (default 1e-7, the paper's): s(a) is "
+        "close to 1 wherever |a| >> sqrt(ε), so a larger ε lets the loss reach larger activations",
+    )
+    train.add_argument(
         "--count-padding",
         action="store_true",
         help="average the density loss over pad positions too, as the reference code does "
@@ -88,6 +105,20 @@ def _parser() -> argparse.ArgumentParser:
         "--compare-baseline",
         action="store_true",
         help="also train the same method with λ = 0 and report the density reduction",
+    )
+    train.add_argument(
+        "--threshold-density",
+        type=_open_fraction,
+        default=None,
+        help="zero every MLP activation |a| <= τ, τ per layer calibrated on training sentences so "
+        "that this fraction (0-1) stays non-zero; accuracy and density are measured with the "
+        "zeros, and τ is saved to thresholds.json (for deft.apply_threshold / deft.sparse)",
+    )
+    train.add_argument(
+        "--threshold-in-training",
+        action="store_true",
+        help="with --threshold-density: calibrate τ on the starting model and keep the zeros in "
+        "every training step (default: calibrate and apply after training)",
     )
     train.add_argument("--lora-rank", type=int, default=8, help="LoRA r (alpha = 2r)")
     train.add_argument(
@@ -117,6 +148,20 @@ def _non_negative(text: str) -> float:
     value = float(text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be a non-negative number, got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _open_fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction strictly between 0 and 1, got {text}")
     return value
 
 
@@ -158,11 +203,14 @@ def _jsonable_config(config: Any) -> dict[str, Any]:
     )
 
 
-def _density_batches(task: Any, samples: int | None, batch_size: int = 64):
-    data = task.test
+def _density_batches(task: Any, samples: int | None):
+    return _batches(task.test, task.collate, samples)
+
+
+def _batches(data: Any, collate: Any, samples: int | None = None, batch_size: int = 64):
     count = len(data) if samples is None else min(samples, len(data))
     for start in range(0, count, batch_size):
-        yield task.collate([data[i] for i in range(start, min(start + batch_size, count))])
+        yield collate([data[i] for i in range(start, min(start + batch_size, count))])
 
 
 def _run(task: Any, args: argparse.Namespace, weight: Any, output_dir: Path, name: str):
@@ -170,6 +218,7 @@ def _run(task: Any, args: argparse.Namespace, weight: Any, output_dir: Path, nam
     density report."""
     from deft.adapters import PfeifferAdapterConfig
     from deft.callbacks import DensityLossCallback
+    from deft.loss import DEFAULT_EPS
     from deft.methods import apply_method, method_config
     from deft.metrics import measure_density
     from deft.monitor import DensityMonitor
@@ -188,29 +237,83 @@ def _run(task: Any, args: argparse.Namespace, weight: Any, output_dir: Path, nam
     )
     schedule = as_schedule(weight)
     monitor = DensityMonitor(model)
+    eps = DEFAULT_EPS if args.density_eps is None else args.density_eps
     callbacks = (
-        [DensityLossCallback(monitor, weight=schedule, count_padding=args.count_padding)]
+        [DensityLossCallback(monitor, weight=schedule, count_padding=args.count_padding, eps=eps)]
         if schedule.weight
         else []
     )
+    threshold = None
+    if args.threshold_density is not None and args.threshold_in_training:
+        threshold = _threshold(model, task, args, output_dir)  # before the first step
     result = fine_tune(
         model, task, output_dir, name=name, learning_rate=_learning_rate(args), epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, callbacks=callbacks,
         method_config=config if isinstance(config, PfeifferAdapterConfig) else None,
         progress_bar=not args.no_progress, save_every=args.save_every, resume=args.resume,
     )  # fmt: skip
+    if args.threshold_density is not None and threshold is None:
+        threshold = _threshold(model, task, args, output_dir)
+        result["test_accuracy_without_threshold"] = result["test_accuracy"]
+        result["test_accuracy"] = _test_accuracy(model, task)
     report = measure_density(model, _density_batches(task, args.density_samples), monitor=monitor)
     monitor.remove()
+    if threshold is not None:
+        threshold.remove()
+        result["threshold"] = {
+            "target_density": args.threshold_density,
+            "in_training": args.threshold_in_training,
+            "taus": threshold.thresholds,
+            "file": str(output_dir / THRESHOLDS_FILE),
+        }
     result.update(
         method=args.method,
         method_config=_jsonable_config(config),
         density_weight=float(schedule.weight),
         density_schedule={"delay": schedule.delay, "ramp": schedule.ramp},
+        density_eps=eps,
         density_loss_counts_padding=args.count_padding,
         padded_to_max_length=args.pad_to_max_length,
         learning_rate=_learning_rate(args),
     )
     return result, report
+
+
+def _threshold(model: Any, task: Any, args: argparse.Namespace, output_dir: Path):
+    """Calibrate τ on training sentences (or, resuming, read the τ saved before), save, install."""
+    from deft.thresholding import apply_threshold, calibrate_threshold
+    from peft_core import atomic_write_text
+    from peft_core.recipes import random_subset
+
+    path = output_dir / THRESHOLDS_FILE
+    if args.resume and path.is_file():  # the run being resumed trained with these
+        taus = json.loads(path.read_text(encoding="utf-8"))["taus"]
+    else:
+        calibration = random_subset(task.train, CALIBRATION_SENTENCES, args.seed + 1)
+        taus = calibrate_threshold(
+            model, _batches(calibration, task.collate), args.threshold_density
+        )
+        saved = {"target_density": args.threshold_density, "taus": taus}
+        saved["in_training"] = args.threshold_in_training
+        output_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(saved, indent=2) + "\n")
+    return apply_threshold(model, taus)
+
+
+def _test_accuracy(model: Any, task: Any) -> float:
+    """Accuracy of ``model`` (as it is now, hooks included) on the task's test split."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct = 0
+    with torch.no_grad():
+        for batch in _batches(task.test, task.collate):
+            batch = {key: value.to(device) for key, value in batch.items()}
+            correct += int((model(**batch).logits.argmax(-1) == batch["labels"]).sum())
+    model.train(was_training)
+    return correct / len(task.test)
 
 
 def _learning_rate(args: argparse.Namespace) -> float:
@@ -223,6 +326,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     schedule = _density_schedule(args)  # before loading anything: a bad one fails at once
     if args.lora_mlp_inputs and args.method != "lora":
         raise SystemExit(f"deft train: --lora-mlp-inputs needs --method lora, got {args.method}")
+    if args.threshold_in_training and args.threshold_density is None:
+        raise SystemExit("deft train: --threshold-in-training needs --threshold-density")
     task = task_from_arguments(args)
     label = DISPLAY_NAMES[args.method]
     baseline = baseline_report = None
