@@ -260,12 +260,7 @@ def _run(task: Any, args: argparse.Namespace, weight: Any, output_dir: Path, nam
     monitor.remove()
     if threshold is not None:
         threshold.remove()
-        result["threshold"] = {
-            "target_density": args.threshold_density,
-            "in_training": args.threshold_in_training,
-            "taus": threshold.thresholds,
-            "file": str(output_dir / THRESHOLDS_FILE),
-        }
+        result["threshold"] = _threshold_summary(threshold.thresholds, args, output_dir)
     result.update(
         method=args.method,
         method_config=_jsonable_config(config),
@@ -293,11 +288,20 @@ def _threshold(model: Any, task: Any, args: argparse.Namespace, output_dir: Path
         taus = calibrate_threshold(
             model, _batches(calibration, task.collate), args.threshold_density
         )
-        saved = {"target_density": args.threshold_density, "taus": taus}
-        saved["in_training"] = args.threshold_in_training
+        saved = _threshold_summary(taus, args, output_dir)
+        del saved["file"]
         output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(saved, indent=2) + "\n")
     return apply_threshold(model, taus)
+
+
+def _threshold_summary(taus: dict, args: argparse.Namespace, output_dir: Path) -> dict[str, Any]:
+    return {
+        "target_density": args.threshold_density,
+        "in_training": args.threshold_in_training,
+        "taus": taus,
+        "file": str(output_dir / THRESHOLDS_FILE),
+    }
 
 
 def _test_accuracy(model: Any, task: Any) -> float:
