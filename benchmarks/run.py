@@ -27,6 +27,7 @@ SUITES = {
     "deft-reference-setup": "benchmarks.deft.bench_reference_setup",
     "deft-weight-schedule": "benchmarks.deft.bench_weight_schedule",
     "deft-lora-targets": "benchmarks.deft.bench_lora_targets",
+    "deft-threshold-in-training": "benchmarks.deft.bench_threshold_in_training",
 }
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,18 +101,32 @@ def _train(
     batch_size: int = BATCH_SIZE,
     count_padding: bool = False,
     method_options: dict[str, Any] | None = None,
+    eps: float | None = None,
+    before_training: Callable[[torch.nn.Module], Any] | None = None,
 ):
-    """Train one model; return it with the recipe's result and the loss curve."""
+    """Train one model; return it with the recipe's result and the loss curve.
+
+    ``eps``: ε of the density loss (default the paper's). ``before_training(model)`` runs on the
+    adapted model before the first step, after the seeded initialisation (e.g. to calibrate and
+    install a threshold that stays in place while the model trains).
+    """
     from deft import DensityLossCallback, DensityMonitor
+    from deft.loss import DEFAULT_EPS
     from peft_core.recipes import fine_tune
 
     model, config = _adapted(task, method, seed, method_options)
+    if before_training is not None:
+        before_training(model)
     curve = LossCurve()
     callbacks: list[Any] = []
     monitor = None
     if weight:  # λ or a deft.DensityWeightSchedule
         monitor = DensityMonitor(model)
-        callbacks.append(DensityLossCallback(monitor, weight=weight, count_padding=count_padding))
+        callbacks.append(
+            DensityLossCallback(
+                monitor, weight=weight, count_padding=count_padding, eps=eps or DEFAULT_EPS
+            )
+        )
     callbacks.append(curve)  # last: it sees what the density callback adds to each log
     name = f"{method} {'DEFT' if weight else 'PEFT'} seed {seed}"
     with tempfile.TemporaryDirectory() as output_dir:

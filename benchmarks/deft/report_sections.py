@@ -434,6 +434,46 @@ def lora_targets_section(record: dict[str, Any]) -> list[str]:
     return lines
 
 
+def threshold_in_training_section(record: dict[str, Any]) -> list[str]:
+    """Plain LoRA vs LoRA trained with the threshold (± the density loss), over seeds."""
+    config = record["run_info"]["config"]
+    summaries = record["eval_info"]["summary"]
+    lines = [
+        f"LoRA r=8 on Q/V, learning rate {config['learning_rate']:g}, {config['epochs']:g} epochs "
+        f"over the same {config['max_train']:,} sentences, training seeds "
+        f"{', '.join(record['eval_info']['seeds'])}; the training threshold keeps "
+        f"{100 * config['training_density']:g} % of the starting model's activations, the loss "
+        f"uses ε = {config['eps']:g}. Each thresholded row against the plain model of the same "
+        "seed, thresholded after training to the row's test density (mean ± std over seeds; "
+        "densities in % non-zero GELU outputs on the test split, fp32):",
+        "",
+        "| setting | seeds | test accuracy | masked density | relative reduction | Δ vs plain "
+        "(points) | threshold baseline accuracy | row − baseline (points) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for setting, entry in summaries.items():
+        compared = "threshold_baseline_accuracy" in entry
+        cells = [
+            setting, str(entry["seeds"]), _pm(entry["test_accuracy"], 100),
+            _pm(entry["masked_density_percent"]),
+            _pm(entry["masked_reduction_relative_percent"], digits=1) + " %" if compared else "",
+            _pm(entry["accuracy_change_points"]) if compared else "",
+            _pm(entry["threshold_baseline_accuracy"], 100) if compared else "",
+            _pm(entry["minus_threshold_baseline_points"]) if compared else "",
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Per seed (test accuracy % at masked density %; baseline accuracy):", ""]
+    for seed, rows in record["eval_info"]["seeds"].items():
+        parts = []
+        for setting, row in rows.items():
+            text = f"{setting}: {100 * row['test_accuracy']:.2f} at {row['report']['mean']['masked']:.2f}"
+            if "threshold_baseline" in row:
+                text += f" (baseline {100 * row['threshold_baseline']['test_accuracy']:.2f})"
+            parts.append(text)
+        lines.append(f"- seed {seed}: " + "; ".join(parts))
+    return lines
+
+
 RENDERERS = {
     "deft density-weight schedule": weight_schedule_section,
     "deft minilm": minilm_section,
@@ -441,4 +481,5 @@ RENDERERS = {
     "deft density-weight sweep": weight_sweep_section,
     "deft reference setup": reference_setup_section,
     "deft lora targets": lora_targets_section,
+    "deft threshold in training": threshold_in_training_section,
 }
