@@ -216,6 +216,7 @@ def _batches(data: Any, collate: Any, samples: int | None = None, batch_size: in
 def _run(task: Any, args: argparse.Namespace, weight: Any, output_dir: Path, name: str):
     """Train one model with density weight ``weight`` (λ or a schedule); return its result and
     density report."""
+    from deft._threshold_after_training import ThresholdAfterTraining
     from deft.adapters import PfeifferAdapterConfig
     from deft.callbacks import DensityLossCallback
     from deft.loss import DEFAULT_EPS
@@ -243,19 +244,24 @@ def _run(task: Any, args: argparse.Namespace, weight: Any, output_dir: Path, nam
         if schedule.weight
         else []
     )
-    threshold = None
+    threshold = after_training = None
     if args.threshold_density is not None and args.threshold_in_training:
         threshold = _threshold(model, task, args, output_dir)  # before the first step
+    elif args.threshold_density is not None:
+        # installed when training ends, so that fine_tune's test evaluation sees the zeros
+        after_training = ThresholdAfterTraining(
+            lambda: _threshold(model, task, args, output_dir), task.test
+        )
+        callbacks.append(after_training)
     result = fine_tune(
         model, task, output_dir, name=name, learning_rate=_learning_rate(args), epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, callbacks=callbacks,
         method_config=config if isinstance(config, PfeifferAdapterConfig) else None,
         progress_bar=not args.no_progress, save_every=args.save_every, resume=args.resume,
     )  # fmt: skip
-    if args.threshold_density is not None and threshold is None:
-        threshold = _threshold(model, task, args, output_dir)
-        result["test_accuracy_without_threshold"] = result["test_accuracy"]
-        result["test_accuracy"] = _test_accuracy(model, task)
+    if after_training is not None:
+        threshold = after_training.handle
+        result["test_accuracy_without_threshold"] = after_training.metrics_without["eval_accuracy"]
     report = measure_density(model, _density_batches(task, args.density_samples), monitor=monitor)
     monitor.remove()
     if threshold is not None:
@@ -302,22 +308,6 @@ def _threshold_summary(taus: dict, args: argparse.Namespace, output_dir: Path) -
         "taus": taus,
         "file": str(output_dir / THRESHOLDS_FILE),
     }
-
-
-def _test_accuracy(model: Any, task: Any) -> float:
-    """Accuracy of ``model`` (as it is now, hooks included) on the task's test split."""
-    import torch
-
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    correct = 0
-    with torch.no_grad():
-        for batch in _batches(task.test, task.collate):
-            batch = {key: value.to(device) for key, value in batch.items()}
-            correct += int((model(**batch).logits.argmax(-1) == batch["labels"]).sum())
-    model.train(was_training)
-    return correct / len(task.test)
 
 
 def _learning_rate(args: argparse.Namespace) -> float:
