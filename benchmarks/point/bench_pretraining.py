@@ -114,13 +114,15 @@ def trivial_baselines(model, clouds: torch.Tensor, batch_size: int = 32) -> dict
 def write_random_init(config, recipe, path: Path) -> None:
     """The pre-training's initial weights (seeded as :func:`pretrain` seeds them), as a file."""
     from point_peft.models import PointMAEPretrainer
-    from point_peft.pretraining_recipe import RECIPE_VERSION
+    from point_peft.pretraining_recipe import RECIPE_VERSION, write_checkpoint
 
     torch.manual_seed(recipe.seed)
-    official = PointMAEPretrainer(config).to_official_checkpoint()
-    official["point_peft"] = {"recipe_version": RECIPE_VERSION, "model_config": config.to_dict(),
-                              "recipe": None, "global_step": 0}  # fmt: skip
-    torch.save(official, path)
+    run_config = {
+        "recipe_version": RECIPE_VERSION,
+        "model_config": config.to_dict(),
+        "recipe": None,
+    }
+    write_checkpoint(PointMAEPretrainer(config), path, run_config, global_step=0)
 
 
 def linear_probes(checkpoints: dict[str, Path], probe: dict[str, Any], cache_dir: Path):

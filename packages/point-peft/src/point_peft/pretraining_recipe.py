@@ -187,6 +187,16 @@ def evaluation_clouds(recipe: PretrainingRecipe, *, progress: bool = False) -> t
     return held_out.points
 
 
+def write_checkpoint(
+    model: PointMAEPretrainer, path: str | Path, run_config: dict[str, Any], global_step: int
+) -> None:
+    """``model`` in the official Point-MAE layout, with what produced it under ``point_peft``
+    (``run_config``: recipe version, model config, recipe), written atomically."""
+    official = model.to_official_checkpoint()
+    official["point_peft"] = {**run_config, "global_step": global_step}
+    atomic_write(Path(path), lambda temporary: torch.save(official, temporary))
+
+
 def pretrain(
     config: PointTransformerConfig,
     recipe: PretrainingRecipe,
@@ -266,10 +276,8 @@ def pretrain(
     final_eval = None if held_out is None else reconstruction_loss(trained, held_out)
 
     checkpoint = output_dir / CHECKPOINT_NAME
-    official = trained.to_official_checkpoint()
-    official["point_peft"] = {**run_config, "global_step": summary["global_step"]}
     if trainer.is_main_process:
-        atomic_write(checkpoint, lambda temporary: torch.save(official, temporary))
+        write_checkpoint(trained, checkpoint, run_config, summary["global_step"])
     curve = loss_curve(trainer.log_path)
     result = {
         "checkpoint": str(checkpoint),
