@@ -81,10 +81,12 @@ def _adapted(
 
     Peft saves its own config, so only the adapter returns one.
     """
-    from deft.methods import apply_method, method_config
+    from deft.methods import apply_method, method_config, qlora_quantization_config
     from peft_core.recipes import load_classifier
 
-    base = load_classifier(task, seed)  # seeds torch: the method's initialisation follows from it
+    quantization = qlora_quantization_config() if method == "qlora" else None
+    # seeds torch: the method's initialisation follows from it
+    base = load_classifier(task, seed, quantization_config=quantization)
     options = options or {}
     config = method_config(method, base, **options) if method == "adapter" else None
     return apply_method(base, method, **options), config
@@ -321,7 +323,8 @@ def _step_time(task: Any, method: str, learning_rate: float, seed: int, timing: 
     """Training-step time with and without the density term, interleaved on the same batches."""
     size, count, rounds = timing
     model, _ = _adapted(task, method, seed)
-    model.to("cuda" if torch.cuda.is_available() else "cpu")  # where fine_tune trains
+    if method != "qlora":  # a quantised model is loaded where it trains, and cannot move
+        model.to("cuda" if torch.cuda.is_available() else "cpu")  # where fine_tune trains
     train = batches(task.train, task.collate, size, size * count)
     return step_time_overhead(model, train, learning_rate, rounds=rounds, weight=DENSITY_WEIGHT)
 

@@ -474,7 +474,48 @@ def threshold_in_training_section(record: dict[str, Any]) -> list[str]:
     return lines
 
 
+def qlora_section(record: dict[str, Any]) -> list[str]:
+    """The deft-minilm table for QLoRA, then QLoRA beside deft-minilm's fp32 LoRA, seed by seed."""
+    from benchmarks.deft.bench_minilm import _record_name
+    from benchmarks.records import read_records
+
+    config = record["run_info"]["config"]
+    lines = [
+        f"all-MiniLM-L6-v2 in 4-bit NF4 (double quantisation, {config['quantization']['compute_dtype']} "
+        f"compute, head in fp32) on {config['device']}, LoRA r=8 on Q/V, the deft-minilm recipe.",
+        "",
+        *minilm_section(record),
+    ]  # fmt: skip
+    lora = next(
+        (
+            r["eval_info"]["methods"].get("LoRA")
+            for r in read_records()
+            if r["name"] == _record_name(False)
+        ),
+        None,
+    )
+    if lora is None or config["quick"]:
+        return lines
+    fp32 = {run["seed"]: run for run in lora["runs"]}
+    lines += [
+        "",
+        "Against fp32 LoRA (deft-minilm, same seed, data and recipe), test accuracy %:",
+        "",
+    ]
+    for run in record["eval_info"]["methods"]["QLoRA"]["runs"]:
+        other = fp32.get(run["seed"])
+        if other is not None:
+            lines.append(
+                f"- seed {run['seed']}: PEFT {100 * run['peft']['test_accuracy']:.2f} (fp32 LoRA "
+                f"{100 * other['peft']['test_accuracy']:.2f}), DEFT "
+                f"{100 * run['deft']['test_accuracy']:.2f} (fp32 LoRA + DEFT "
+                f"{100 * other['deft']['test_accuracy']:.2f})"
+            )
+    return lines
+
+
 RENDERERS = {
+    "deft qlora": qlora_section,
     "deft density-weight schedule": weight_schedule_section,
     "deft minilm": minilm_section,
     "deft smollm2": smollm2_section,

@@ -26,7 +26,17 @@ WORDS = ["good", "great", "fine", "bad", "awful", "dull", "film", "movie", "a", 
 @pytest.fixture(scope="module")
 def tiny_model_and_data(tmp_path_factory):
     """A 2-layer ReLU BERT with a word-level tokenizer, and 80 labelled sentences as CSV."""
-    folder = tmp_path_factory.mktemp("tiny")
+    return _write_tiny_model_and_data(tmp_path_factory.mktemp("tiny"), hidden_size=32)
+
+
+@pytest.fixture(scope="module")
+def tiny_4bit_model_and_data(tmp_path_factory):
+    """The same, 64 wide: bitsandbytes' CPU inference kernel needs rows of at least one 64-value
+    quantisation block (at 32 it fails reshaping the block scales)."""
+    return _write_tiny_model_and_data(tmp_path_factory.mktemp("tiny-4bit"), hidden_size=64)
+
+
+def _write_tiny_model_and_data(folder, hidden_size):
     vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3}
     vocab.update({word: index + 4 for index, word in enumerate(WORDS)})
     word_level = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
@@ -39,7 +49,8 @@ def tiny_model_and_data(tmp_path_factory):
     ).save_pretrained(folder / "model")
     torch.manual_seed(0)
     config = transformers.BertConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        hidden_size=hidden_size, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
         vocab_size=len(vocab), hidden_act="relu", max_position_embeddings=128,
     )  # fmt: skip
     transformers.BertForSequenceClassification(config).save_pretrained(folder / "model")
@@ -180,7 +191,7 @@ def test_lora_mlp_inputs_is_refused_for_other_methods(capsys, tmp_path):
     argv = ["train", "--output-dir", str(tmp_path), "--method", "prompt", "--lora-mlp-inputs"]
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
-    assert "--lora-mlp-inputs needs --method lora, got prompt" in str(exit_info.value.code)
+    assert "--lora-mlp-inputs needs --method lora or qlora, got prompt" in str(exit_info.value.code)
 
 
 def test_lora_mlp_inputs_adapts_the_mlp_input_projections(tiny_model_and_data, tmp_path):
@@ -278,3 +289,15 @@ def test_deft_train_on_real_minilm_lowers_density_against_the_baseline(tmp_path)
     reduction = result["density"]["reduction_vs_baseline"]
     assert reduction["masked"]["percentage_points"] > 1.0
     assert reduction["thresholded@0.001"]["percentage_points"] > 5.0
+
+
+def test_qlora_trains_a_4bit_model_with_its_head_in_full_precision(
+    tiny_4bit_model_and_data, tmp_path
+):
+    from deft.methods import qlora_unavailable_reason
+
+    if (reason := qlora_unavailable_reason()) is not None:
+        pytest.skip(reason)
+    result = _tiny_run(tiny_4bit_model_and_data, tmp_path, "--method", "qlora")
+    assert result["method"] == "qlora"
+    assert result["test_accuracy"] > 0.5

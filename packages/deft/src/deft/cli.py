@@ -3,6 +3,7 @@
     deft train                                     # real MiniLM + Rotten-Tomatoes polarity, LoRA + DEFT
     deft train --method adapter --compare-baseline # also the same run with λ = 0, side by side
     deft train --method prompt --num-virtual-tokens 20 --density-weight 2
+    deft train --method qlora                      # MiniLM in 4-bit NF4 (bitsandbytes; CPU or CUDA)
     deft train --pad-to-max-length --max-length 128 --count-padding   # the reference's loss
     deft train --density-delay 0.5 --density-ramp 0.5  # λ = 0 for half the run, then ramped in
     deft train --density-weight 0 --threshold-density 0.3  # plain LoRA, then |a| <= τ zeroed
@@ -36,11 +37,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-CLI_METHODS = ("lora", "adapter", "prompt", "prefix", "ia3")
+CLI_METHODS = ("lora", "qlora", "adapter", "prompt", "prefix", "ia3")
+LORA_METHODS = ("lora", "qlora")
 THRESHOLDS_FILE = "thresholds.json"
 CALIBRATION_SENTENCES = 512  # training sentences τ is calibrated on
 DEFAULT_LEARNING_RATES = {
     "lora": 2e-3,
+    "qlora": 2e-3,
     "adapter": 2e-3,
     "ia3": 1e-2,
     "prefix": 1e-2,
@@ -48,6 +51,7 @@ DEFAULT_LEARNING_RATES = {
 }
 DISPLAY_NAMES = {
     "lora": "LoRA",
+    "qlora": "QLoRA",
     "adapter": "Adapter",
     "prompt": "Prompt",
     "prefix": "Prefix",
@@ -184,7 +188,7 @@ def _density_schedule(args: argparse.Namespace):
 
 
 def _method_options(args: argparse.Namespace) -> dict[str, Any]:
-    if args.method == "lora":
+    if args.method in LORA_METHODS:
         options = {"r": args.lora_rank, "lora_alpha": 2 * args.lora_rank}
         if args.lora_mlp_inputs:
             options.update(mlp_inputs=True, bias="lora_only")
@@ -220,13 +224,14 @@ def _run(task: Any, args: argparse.Namespace, weight: Any, output_dir: Path, nam
     from deft.adapters import PfeifferAdapterConfig
     from deft.callbacks import DensityLossCallback
     from deft.loss import DEFAULT_EPS
-    from deft.methods import apply_method, method_config
+    from deft.methods import apply_method, method_config, qlora_quantization_config
     from deft.metrics import measure_density
     from deft.monitor import DensityMonitor
     from deft.schedule import as_schedule
     from peft_core.recipes import fine_tune, load_classifier
 
-    base = load_classifier(task, args.seed)
+    quantization = qlora_quantization_config() if args.method == "qlora" else None
+    base = load_classifier(task, args.seed, quantization_config=quantization)
     options = _method_options(args)
     model = apply_method(base, args.method, **options)
     # the config in use: peft completes its own (targets, heads to save) when wrapping
@@ -318,8 +323,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     from peft_core.recipes import task_from_arguments
 
     schedule = _density_schedule(args)  # before loading anything: a bad one fails at once
-    if args.lora_mlp_inputs and args.method != "lora":
-        raise SystemExit(f"deft train: --lora-mlp-inputs needs --method lora, got {args.method}")
+    if args.lora_mlp_inputs and args.method not in LORA_METHODS:
+        raise SystemExit(
+            f"deft train: --lora-mlp-inputs needs --method lora or qlora, got {args.method}"
+        )
+    if args.method == "qlora":
+        from deft.methods import qlora_unavailable_reason
+
+        if (reason := qlora_unavailable_reason()) is not None:
+            raise SystemExit(f"deft train: --method qlora: {reason}")
     if args.threshold_in_training and args.threshold_density is None:
         raise SystemExit("deft train: --threshold-in-training needs --threshold-density")
     task = task_from_arguments(args)

@@ -4,7 +4,8 @@
     lora      Hugging Face peft LoRA on the Q and V        r=8, lora_alpha=16, lora_dropout=0.1
               projections
     qlora     the same LoRA on a model loaded in 4-bit     + prepare_model_for_kbit_training
-              (bitsandbytes NF4, CUDA only)
+              (bitsandbytes NF4; CUDA, or CPU with
+              bitsandbytes >= 0.46, transformers >= 4.55)
     prefix    peft prefix tuning (keys/values only)        num_virtual_tokens=60
     prompt    peft prompt tuning (virtual input tokens)    num_virtual_tokens=60
     ia3       peft IA3                                     peft's per-architecture targets
@@ -51,6 +52,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import itertools
+from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
@@ -222,20 +225,57 @@ def apply_method(
         # No gradient checkpointing by default: peft enables the re-entrant kind, which runs the
         # forward without autograd, so the density loss would train nothing.
         model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        _keep_training_layout_on_cpu(model)
     return peft.get_peft_model(model, config)
+
+
+def _keep_training_layout_on_cpu(model: nn.Module) -> None:
+    """Stop bitsandbytes repacking 4-bit weights for its CPU inference kernel.
+
+    On a CPU with AVX512-BF16, bitsandbytes (0.50) repacks a ``Linear4bit``'s weight on its first
+    forward without autograd (an evaluation) and never unpacks it for training, so the next
+    training step runs the inference kernel and fails on the layer's bias. Training evaluates
+    between epochs, so the repacking is switched off: evaluation then dequantises as training does.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 def _check_4bit(model: nn.Module) -> None:
     if not getattr(model, "is_loaded_in_4bit", False):
         raise ValueError(
             f"qlora needs a model loaded in 4-bit; {type(model).__name__} is not. Load it with "
-            "from_pretrained(path, quantization_config=deft.methods.qlora_quantization_config()) "
-            "on a CUDA device (bitsandbytes), or use method='lora'"
+            "from_pretrained(path, quantization_config=deft.methods.qlora_quantization_config(), "
+            "device_map=...) (bitsandbytes), or use method='lora'"
         )
 
 
-def qlora_quantization_config(compute_dtype: Any = None) -> Any:
-    """QLoRA's 4-bit NF4 quantisation with double quantisation, computing in bf16 by default."""
+# Task heads stay in full precision: they train (peft's modules_to_save), and a 4-bit weight
+# cannot require a gradient. transformers only spares the module of the model's last parameter,
+# and names it wrongly when that parameter is a bias (BERT's "classifier.bias"), so a sequence
+# classifier would otherwise lose its head to 4 bits and fail in get_peft_model. A name matches
+# a module path from its start or as its last component(s).
+HEAD_MODULES: tuple[str, ...] = (
+    "classifier",  # BERT, RoBERTa, DistilBERT, ViT, DeBERTa
+    "pre_classifier",  # DistilBERT
+    "classification_head",  # BART, T5
+    "score",  # Llama-family, OPT, GPT-2 sequence classifiers
+    "qa_outputs",  # extractive question answering
+    "lm_head",  # causal and seq2seq LMs (what transformers spares by default)
+)
+# The lowest versions with which QLoRA was seen to run on a CPU (bitsandbytes' CPU backend;
+# transformers 4.51 still refuses a CPU without Intel's extension).
+CPU_QLORA_VERSIONS = {"bitsandbytes": (0, 46), "transformers": (4, 55)}
+
+
+def qlora_quantization_config(
+    compute_dtype: Any = None, skip_modules: Sequence[str] = HEAD_MODULES
+) -> Any:
+    """QLoRA's 4-bit NF4 quantisation with double quantisation, computing in bf16 by default.
+
+    ``skip_modules`` stay unquantised (default :data:`HEAD_MODULES`, the task heads).
+    """
     import torch
     from transformers import BitsAndBytesConfig
 
@@ -244,14 +284,52 @@ def qlora_quantization_config(compute_dtype: Any = None) -> Any:
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=compute_dtype or torch.bfloat16,
+        llm_int8_skip_modules=list(skip_modules),
     )
 
 
+def qlora_unavailable_reason() -> str | None:
+    """Why QLoRA cannot run here (missing bitsandbytes, no CUDA and too old for the CPU), or None."""
+    import importlib.metadata
+
+    import torch
+
+    try:
+        installed = {name: importlib.metadata.version(name) for name in CPU_QLORA_VERSIONS}
+    except importlib.metadata.PackageNotFoundError as missing:
+        return f"QLoRA needs {missing.name}: pip install 'deft-peft[qlora]'"
+    if torch.cuda.is_available():
+        return None
+    too_old = [
+        f"{name} {installed[name]} (needs >= {'.'.join(map(str, floor))})"
+        for name, floor in CPU_QLORA_VERSIONS.items()
+        if _release(installed[name]) < floor
+    ]
+    if too_old:
+        return "QLoRA without CUDA needs bitsandbytes' CPU backend; too old: " + ", ".join(too_old)
+    return None
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """The leading release numbers of a version string: "4.55.0.dev0" -> (4, 55, 0)."""
+    numbers = []
+    for part in version.split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        if not digits:
+            break
+        numbers.append(int(digits))
+        if digits != part:
+            break
+    return tuple(numbers)
+
+
 __all__ = [
+    "HEAD_MODULES",
     "METHODS",
     "METHOD_DEFAULTS",
     "apply_method",
     "infer_task_type",
     "method_config",
     "qlora_quantization_config",
+    "qlora_unavailable_reason",
 ]

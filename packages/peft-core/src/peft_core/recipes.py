@@ -109,15 +109,24 @@ def random_subset(
     return torch.utils.data.Subset(dataset, sorted(order[:size].tolist()))
 
 
-def load_classifier(task: TextTask, seed: int = 0) -> nn.Module:
-    """A sequence classifier on the task's model, its head freshly initialised from ``seed``."""
+def load_classifier(task: TextTask, seed: int = 0, *, quantization_config: Any = None) -> nn.Module:
+    """A sequence classifier on the task's model, its head freshly initialised from ``seed``.
+
+    ``quantization_config`` (e.g. a ``transformers.BitsAndBytesConfig``) loads the weights
+    quantised, placed whole on the first CUDA device or, without one, on the CPU: quantised
+    weights cannot be moved after loading.
+    """
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging
 
     logging.set_verbosity_error()  # "classifier newly initialised" is expected here
     torch.manual_seed(seed)
+    placement: dict[str, Any] = {}
+    if quantization_config is not None:
+        device = torch.cuda.current_device() if torch.cuda.is_available() else "cpu"
+        placement = {"quantization_config": quantization_config, "device_map": {"": device}}
     return AutoModelForSequenceClassification.from_pretrained(
-        task.model_path, num_labels=task.num_labels
+        task.model_path, num_labels=task.num_labels, **placement
     )
 
 

@@ -1,0 +1,161 @@
+"""DEFT on QLoRA: real MiniLM loaded in 4-bit NF4, plain QLoRA vs QLoRA + the density loss.
+
+The `deft-minilm` recipe with the base weights quantised: all-MiniLM-L6-v2 loaded through
+bitsandbytes in 4-bit NF4 with double quantisation, computing in bf16
+(:func:`deft.methods.qlora_quantization_config`; the classifier head stays fp32 and trains), LoRA
+r=8 on Q/V on top (``apply_method(model, "qlora")``), lr 2e-3, :data:`~bench_minilm.EPOCHS`
+epochs of the same 2,000 sentences, seeds 0–2. Per seed, side by side: QLoRA (λ = 0), QLoRA +
+DEFT (λ = 1, the paper's), the matched-density threshold baseline on the plain QLoRA model, and
+the step-time overhead of the loss (seed 0). It runs where bitsandbytes does: on a CUDA device,
+or on the CPU with bitsandbytes ≥ 0.46 and transformers ≥ 4.55 (the CPU dequantises the weights
+in every forward). The report sets it beside the fp32 LoRA rows of `deft-minilm` (same seeds,
+data and recipe).
+
+`python -m benchmarks.run deft-qlora` (about 40 min on 2 quiet CPU cores; `--quick` for a smoke
+run). The record is rewritten after every seed, and a rerun resumes after the last one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.deft.bench_minilm import (
+    BATCH_SIZE,
+    CALIBRATION_EXAMPLES,
+    DENSITY_WEIGHT,
+    EPOCHS,
+    EVAL_BATCH_SIZE,
+    MAX_TRAIN,
+    METHODS,
+    QUICK_EVAL,
+    SEEDS,
+    THRESHOLDS,
+    TIMING_BATCHES,
+    TIMING_ROUNDS,
+    _quick_task,
+    _step_time,
+    aggregate,
+    run_seed,
+)
+from benchmarks.deft.measurements import batches
+from benchmarks.records import make_record, read_matching_record, record_path, write_record
+
+RECORD_NAME = "deft qlora minilm"
+ROW = (
+    "QLoRA"  # the record keeps deft-minilm's layout, {method name: row}, so one renderer reads both
+)
+LEARNING_RATE = METHODS["LoRA"][1]  # the LoRA row's: QLoRA trains the same adapters
+
+
+def _device() -> str:
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
+def _config(quick: bool) -> dict[str, Any]:
+    from deft.methods import HEAD_MODULES
+
+    return {
+        "method": "qlora",
+        "quantization": {
+            "quant_type": "nf4",
+            "double_quant": True,
+            "compute_dtype": "bfloat16",
+            "unquantised_modules": list(HEAD_MODULES),
+        },
+        "learning_rate": LEARNING_RATE,
+        "epochs": 0.5 if quick else EPOCHS,
+        "batch_size": BATCH_SIZE,
+        "max_train": 64 if quick else MAX_TRAIN,
+        "warmup_ratio": 0.06,
+        "density_weight": DENSITY_WEIGHT,
+        "thresholds": list(THRESHOLDS),
+        "calibration_examples": 32 if quick else CALIBRATION_EXAMPLES,
+        "step_time": {
+            "batch_size": 8 if quick else BATCH_SIZE,
+            "batches": 1 if quick else TIMING_BATCHES,
+            "rounds": 1 if quick else TIMING_ROUNDS,
+            "seed": SEEDS[0],
+        },
+        "device": _device(),
+        "quick": quick,
+    }
+
+
+def _record(row: dict[str, Any], config: dict[str, Any], name: str) -> dict[str, Any]:
+    import bitsandbytes
+
+    return make_record(
+        name,
+        method="DEFT (density loss, λ=1) on QLoRA (LoRA r=8 on Q/V over 4-bit NF4 base weights) "
+        "vs plain QLoRA (λ=0) and vs post-hoc thresholding at matched density",
+        model=f"all-MiniLM-L6-v2 (real weights) in 4-bit NF4 (bitsandbytes "
+        f"{bitsandbytes.__version__}), bf16 compute, fp32 classifier head",
+        data=f"Rotten-Tomatoes polarity: {config['max_train']} random training sentences per "
+        "seed, "
+        + (f"{QUICK_EVAL}-sentence validation/test subsets" if config["quick"] else "full splits")
+        + ", max length 64",
+        config=config,
+        seed=None,
+        train_info={"step_time": row.get("step_time"), "train_seconds": row.get("train_seconds")},
+        eval_info={
+            "methods": {ROW: row},
+            "completed": [f"{ROW} seed {run['seed']}" for run in row["runs"]],
+            "metric": "test accuracy of the final weights; density in % of non-zero MLP "
+            "activations (GELU output) on the test split, measured in fp32",
+        },
+    )
+
+
+def main(quick: bool = False) -> list[Path]:
+    from deft.methods import qlora_unavailable_reason
+    from peft_core.recipes import load_text_task, random_subset
+
+    if (reason := qlora_unavailable_reason()) is not None:
+        raise SystemExit(f"deft-qlora: {reason}")
+    config = _config(quick)
+    name = RECORD_NAME + (" quick" if quick else "")
+    seeds = SEEDS[:1] if quick else SEEDS
+    earlier = read_matching_record(name, config)
+    recorded = {} if earlier is None else earlier["eval_info"]["methods"][ROW]
+    done = {run["seed"]: run for run in recorded.get("runs", [])}
+    row: dict[str, Any] = {"method": "qlora", "learning_rate": LEARNING_RATE, "runs": []}
+    if "step_time" in recorded:
+        row["step_time"] = recorded["step_time"]
+    for seed in seeds:
+        if seed in done:  # recorded by an interrupted earlier invocation
+            row["runs"].append(done[seed])
+            row.update(aggregate(row["runs"]))
+            row["trainable_params"] = done[seed]["peft"]["trainable_params"]
+            continue
+        task = load_text_task(max_train=config["max_train"], seed=seed, verbose=False)
+        if quick:
+            task = _quick_task(task, QUICK_EVAL, seed)
+        calibration_set = random_subset(task.train, config["calibration_examples"], seed + 1)
+        calibration = batches(calibration_set, task.collate, EVAL_BATCH_SIZE)
+        run = run_seed(task, "qlora", LEARNING_RATE, seed, config["epochs"], calibration)
+        row["runs"].append(run)
+        row.update(aggregate(row["runs"]))
+        row["trainable_params"] = run["peft"]["trainable_params"]
+        if "step_time" not in row:
+            timing = config["step_time"]
+            row["step_time"] = _step_time(
+                task, "qlora", LEARNING_RATE, seed,
+                (timing["batch_size"], timing["batches"], timing["rounds"]),
+            )  # fmt: skip
+        _print(run, row)
+        write_record(_record(row, config, name))
+    return [record_path(name)]
+
+
+def _print(run: dict[str, Any], row: dict[str, Any]) -> None:
+    means = {label: run[label]["report"]["mean"]["masked"] for label in ("peft", "deft")}
+    print(
+        f"   QLoRA seed {run['seed']}: accuracy PEFT {run['peft']['test_accuracy']:.4f}, DEFT "
+        f"{run['deft']['test_accuracy']:.4f}, threshold baseline "
+        f"{run['threshold']['test_accuracy']:.4f}; masked density PEFT {means['peft']:.2f}%, "
+        f"DEFT {means['deft']:.2f}%; loss overhead {row['step_time']['overhead_percent']:.1f}%",
+        flush=True,
+    )
