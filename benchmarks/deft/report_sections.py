@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.records import slug
+from benchmarks.records import slug, summary
 
 PLOTS = Path(__file__).resolve().parent.parent / "plots"
 
@@ -434,6 +434,26 @@ def lora_targets_section(record: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _paired_against_baseline(seeds: dict[str, dict[str, dict]]) -> list[str]:
+    """Per setting: on how many seeds it beat its own baseline, and the mean gap ± its s.e."""
+    gaps: dict[str, list[float]] = {}
+    for rows in seeds.values():
+        for setting, row in rows.items():
+            if "threshold_baseline" in row:
+                baseline = row["threshold_baseline"]["test_accuracy"]
+                gaps.setdefault(setting, []).append(100 * (row["test_accuracy"] - baseline))
+    lines = []
+    for setting, values in gaps.items():
+        mean = sum(values) / len(values)
+        spread = summary(values)["std"] / len(values) ** 0.5
+        ahead = sum(value > 0 for value in values)
+        lines.append(
+            f"- {setting}: ahead of its baseline on {ahead} of {len(values)} seeds; row − baseline "
+            f"{mean:+.2f} ± {spread:.2f} points (mean ± standard error over seeds)"
+        )
+    return lines
+
+
 def threshold_in_training_section(record: dict[str, Any]) -> list[str]:
     """Plain LoRA vs LoRA trained with the threshold (± the density loss), over seeds."""
     config = record["run_info"]["config"]
@@ -462,6 +482,7 @@ def threshold_in_training_section(record: dict[str, Any]) -> list[str]:
             _pm(entry["minus_threshold_baseline_points"]) if compared else "",
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", *_paired_against_baseline(record["eval_info"]["seeds"])]
     lines += ["", "Per seed (test accuracy % at masked density %; baseline accuracy):", ""]
     for seed, rows in record["eval_info"]["seeds"].items():
         parts = []

@@ -301,3 +301,22 @@ def test_qlora_trains_a_4bit_model_with_its_head_in_full_precision(
     result = _tiny_run(tiny_4bit_model_and_data, tmp_path, "--method", "qlora")
     assert result["method"] == "qlora"
     assert result["test_accuracy"] > 0.5
+
+
+@pytest.mark.slow
+def test_deft_train_qlora_on_real_minilm_learns_the_task(tmp_path):
+    # measured (2,000 examples, one epoch, lr 2e-3, CPU): 69.4% test accuracy, where fp32 LoRA
+    # reaches 77.4% (test above); the benchmark suite deft-qlora has the full comparison
+    from deft.methods import qlora_unavailable_reason
+
+    if (reason := qlora_unavailable_reason()) is not None:
+        pytest.skip(reason)
+    output = tmp_path / "run"
+    argv = [
+        "train", "--method", "qlora", "--density-weight", "0", "--max-train", "2000",
+        "--density-samples", "256", "--output-dir", str(output), "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads((output / "result.json").read_text(encoding="utf-8"))
+    assert result["method"] == "qlora"
+    assert result["test_accuracy"] > 0.62

@@ -227,10 +227,13 @@ def test_qlora_trains_a_4bit_model_before_and_after_an_evaluation(tmp_path, mlp_
     assert "classifier" in HEAD_MODULES
     assert type(base.classifier) is torch.nn.Linear  # the head stays full precision, it trains
     assert type(base.bert.encoder.layer[0].intermediate.dense).__name__ == "Linear4bit"
+    batch = {key: value.to(base.device) for key, value in _batch().items()}
+    base.eval()
+    with torch.no_grad():  # evaluated before the method is applied (bitsandbytes repacks on a CPU)
+        base(**batch)
     model = apply_method(base, "qlora", mlp_inputs=mlp_inputs)
     monitor = deft.DensityMonitor(model)
     assert monitor.layer_names == LAYER_NAMES
-    batch = {key: value.to(base.device) for key, value in _batch().items()}
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
 
     def train_step() -> list[torch.Tensor]:

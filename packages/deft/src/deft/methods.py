@@ -230,16 +230,26 @@ def apply_method(
 
 
 def _keep_training_layout_on_cpu(model: nn.Module) -> None:
-    """Stop bitsandbytes repacking 4-bit weights for its CPU inference kernel.
+    """Stop bitsandbytes repacking 4-bit weights for its CPU inference kernel, and undo it.
 
     On a CPU with AVX512-BF16, bitsandbytes (0.50) repacks a ``Linear4bit``'s weight on its first
     forward without autograd (an evaluation) and never unpacks it for training, so the next
     training step runs the inference kernel and fails on the layer's bias. Training evaluates
     between epochs, so the repacking is switched off: evaluation then dequantises as training does.
+    A weight already repacked (the model was evaluated before this) is unpacked the way
+    bitsandbytes itself does before saving a state dict.
     """
     for module in model.modules():
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
+        if not hasattr(module, "support_avx512bf16_for_cpu"):
+            continue
+        module.support_avx512bf16_for_cpu = False
+        weight = module.weight
+        if getattr(weight.quant_state, "packing_format_for_cpu", False):
+            from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+
+            weight.data, weight.quant_state = _convert_weight_packed_for_cpu_inverse(
+                weight.data, weight.quant_state
+            )
 
 
 def _check_4bit(model: nn.Module) -> None:
