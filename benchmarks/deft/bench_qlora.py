@@ -23,23 +23,19 @@ from typing import Any
 import torch
 
 from benchmarks.deft.bench_minilm import (
-    BATCH_SIZE,
-    CALIBRATION_EXAMPLES,
-    DENSITY_WEIGHT,
     EPOCHS,
     EVAL_BATCH_SIZE,
     MAX_TRAIN,
     METHODS,
     QUICK_EVAL,
     SEEDS,
-    THRESHOLDS,
-    TIMING_BATCHES,
-    TIMING_ROUNDS,
     _quick_task,
     _step_time,
     aggregate,
     run_seed,
 )
+from benchmarks.deft.bench_minilm import _config as minilm_config
+from benchmarks.deft.bench_minilm import _print as print_run
 from benchmarks.deft.measurements import batches
 from benchmarks.records import make_record, read_matching_record, record_path, write_record
 
@@ -55,9 +51,14 @@ def _device() -> str:
 
 
 def _config(quick: bool) -> dict[str, Any]:
+    """deft-minilm's configuration for its LoRA row, with the quantisation and the device."""
     from deft.methods import HEAD_MODULES
 
+    seeds = SEEDS[:1] if quick else SEEDS
+    config = minilm_config(seeds, 64 if quick else MAX_TRAIN, 0.5 if quick else EPOCHS, quick)
+    del config["learning_rates"]
     return {
+        **config,
         "method": "qlora",
         "quantization": {
             "quant_type": "nf4",
@@ -66,19 +67,7 @@ def _config(quick: bool) -> dict[str, Any]:
             "unquantised_modules": list(HEAD_MODULES),
         },
         "learning_rate": LEARNING_RATE,
-        "epochs": 0.5 if quick else EPOCHS,
-        "batch_size": BATCH_SIZE,
         "max_train": 64 if quick else MAX_TRAIN,
-        "warmup_ratio": 0.06,
-        "density_weight": DENSITY_WEIGHT,
-        "thresholds": list(THRESHOLDS),
-        "calibration_examples": 32 if quick else CALIBRATION_EXAMPLES,
-        "step_time": {
-            "batch_size": 8 if quick else BATCH_SIZE,
-            "batches": 1 if quick else TIMING_BATCHES,
-            "rounds": 1 if quick else TIMING_ROUNDS,
-            "seed": SEEDS[0],
-        },
         "device": _device(),
         "quick": quick,
     }
@@ -117,7 +106,7 @@ def main(quick: bool = False) -> list[Path]:
         raise SystemExit(f"deft-qlora: {reason}")
     config = _config(quick)
     name = RECORD_NAME + (" quick" if quick else "")
-    seeds = SEEDS[:1] if quick else SEEDS
+    seeds = config["seeds"]
     earlier = read_matching_record(name, config)
     recorded = {} if earlier is None else earlier["eval_info"]["methods"][ROW]
     done = {run["seed"]: run for run in recorded.get("runs", [])}
@@ -145,17 +134,6 @@ def main(quick: bool = False) -> list[Path]:
                 task, "qlora", LEARNING_RATE, seed,
                 (timing["batch_size"], timing["batches"], timing["rounds"]),
             )  # fmt: skip
-        _print(run, row)
+        print_run(ROW, run, row)
         write_record(_record(row, config, name))
     return [record_path(name)]
-
-
-def _print(run: dict[str, Any], row: dict[str, Any]) -> None:
-    means = {label: run[label]["report"]["mean"]["masked"] for label in ("peft", "deft")}
-    print(
-        f"   QLoRA seed {run['seed']}: accuracy PEFT {run['peft']['test_accuracy']:.4f}, DEFT "
-        f"{run['deft']['test_accuracy']:.4f}, threshold baseline "
-        f"{run['threshold']['test_accuracy']:.4f}; masked density PEFT {means['peft']:.2f}%, "
-        f"DEFT {means['deft']:.2f}%; loss overhead {row['step_time']['overhead_percent']:.1f}%",
-        flush=True,
-    )
