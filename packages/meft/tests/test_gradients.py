@@ -130,3 +130,31 @@ def test_gradient_accumulation_adds_up():
         (vanilla_model(**half).loss / 2).backward()
     vanilla = {n: p.grad.clone() for n, p in vanilla_model.named_parameters() if p.requires_grad}
     assert _worst_relative_difference(vanilla, accumulated) < 1e-5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("family", ["bert", "llama"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_on_cuda_dropout_is_replayed_from_the_cuda_rng(family, variant):
+    # The CPU tests above cover the CPU generator; on CUDA the dropout masks come from the CUDA
+    # generator, whose state MEFT must save per sub-function and restore for the recompute.
+    build, make_batch, _ = FAMILIES[family]
+    base = build(dropout=0.1).cuda()
+    batch = {key: value.cuda() for key, value in make_batch().items()}
+
+    def step(config):
+        torch.manual_seed(11)
+        model = get_meft_model(copy.deepcopy(base), config).train()
+        torch.manual_seed(3)  # seeds the CUDA generator too
+        model(**batch).loss.backward()
+        grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        return grads, torch.cuda.get_rng_state()
+
+    streams = stream_dtype(family, variant)
+    reversible, cuda_rng_reversible = step(MeftConfig(variant=variant, stream_dtype=streams))
+    vanilla, cuda_rng_vanilla = step(
+        MeftConfig(variant=variant, stream_dtype=streams, num_reversible_layers=0)
+    )
+    assert _worst_relative_difference(vanilla, reversible) < TOLERANCE[variant]
+    assert torch.equal(cuda_rng_reversible, cuda_rng_vanilla)
