@@ -258,3 +258,31 @@ def test_qlora_trains_a_4bit_model_before_and_after_an_evaluation(tmp_path, mlp_
     # bitsandbytes' CPU inference repacking would break this step (see methods.py)
     second = train_step()
     assert all(g is not None and torch.isfinite(g).all() and g.abs().sum() > 0 for g in second)
+
+
+@pytest.mark.skipif(_qlora_skip_reason() is not None, reason=str(_qlora_skip_reason()))
+def test_qlora_on_a_gated_llama_monitors_the_gate_through_4bit_projections(tmp_path):
+    from deft.methods import qlora_quantization_config
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
+    )  # fmt: skip
+    transformers.LlamaForCausalLM(config).save_pretrained(tmp_path / "llama")
+    device = torch.cuda.current_device() if torch.cuda.is_available() else "cpu"
+    base = transformers.LlamaForCausalLM.from_pretrained(
+        tmp_path / "llama", quantization_config=qlora_quantization_config(), device_map={"": device}
+    )
+    assert type(base.lm_head) is torch.nn.Linear
+    assert type(base.model.layers[0].mlp.gate_proj).__name__ == "Linear4bit"
+    model = apply_method(base, "qlora")
+    monitor = deft.DensityMonitor(model)
+    assert monitor.layer_names == [f"model.layers.{i}.mlp.act_fn" for i in range(2)]
+    tokens = torch.randint(0, 128, (2, 10), device=base.device)
+    mask = torch.ones_like(tokens)
+    model.train()
+    (model(input_ids=tokens, labels=tokens).loss + monitor.loss(mask)).backward()
+    lora_grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n and p.requires_grad]
+    assert len(lora_grads) == 4
+    assert all(g is not None and torch.isfinite(g).all() and g.abs().sum() > 0 for g in lora_grads)
