@@ -286,3 +286,32 @@ def test_qlora_on_a_gated_llama_monitors_the_gate_through_4bit_projections(tmp_p
     lora_grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n and p.requires_grad]
     assert len(lora_grads) == 4
     assert all(g is not None and torch.isfinite(g).all() and g.abs().sum() > 0 for g in lora_grads)
+
+
+def test_qlora_unavailable_reason_names_what_is_missing_or_too_old(monkeypatch):
+    import importlib.metadata
+
+    from deft import methods
+
+    versions = {"bitsandbytes": "0.45.5", "transformers": "4.55.0.dev0"}
+
+    def version(name):
+        if name not in versions:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return versions[name]
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert methods.qlora_unavailable_reason() == (
+        "QLoRA without CUDA needs bitsandbytes' CPU backend; too old: bitsandbytes 0.45.5 "
+        "(needs >= 0.46)"
+    )
+    versions["bitsandbytes"] = "0.46.1"
+    assert methods.qlora_unavailable_reason() is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    versions["transformers"] = "4.48.1"  # old enough for CUDA
+    assert methods.qlora_unavailable_reason() is None
+    del versions["bitsandbytes"]
+    assert methods.qlora_unavailable_reason() == (
+        "QLoRA needs bitsandbytes: pip install 'deft-peft[qlora]'"
+    )
