@@ -211,18 +211,25 @@ def _qlora_skip_reason() -> str | None:
     return qlora_unavailable_reason()
 
 
+def _load_4bit(model_class, path):
+    """``path`` loaded as QLoRA loads it, on the first CUDA device or else the CPU."""
+    from deft.methods import qlora_quantization_config
+
+    device = torch.cuda.current_device() if torch.cuda.is_available() else "cpu"
+    return model_class.from_pretrained(
+        path, quantization_config=qlora_quantization_config(), device_map={"": device}
+    )
+
+
 @pytest.mark.skipif(_qlora_skip_reason() is not None, reason=str(_qlora_skip_reason()))
 @pytest.mark.parametrize("mlp_inputs", [False, True], ids=["q-v", "q-v-and-mlp-inputs"])
 def test_qlora_trains_a_4bit_model_before_and_after_an_evaluation(tmp_path, mlp_inputs):
     """On CUDA, or on the CPU through bitsandbytes' CPU backend. Runs ``_bert()`` at 64 wide:
     bitsandbytes quantises in blocks of 64 values along a row."""
-    from deft.methods import HEAD_MODULES, qlora_quantization_config
+    from deft.methods import HEAD_MODULES
 
     _bert(hidden_size=64, intermediate_size=128).save_pretrained(tmp_path / "tiny")
-    device = torch.cuda.current_device() if torch.cuda.is_available() else "cpu"
-    base = transformers.BertForSequenceClassification.from_pretrained(
-        tmp_path / "tiny", quantization_config=qlora_quantization_config(), device_map={"": device}
-    )
+    base = _load_4bit(transformers.BertForSequenceClassification, tmp_path / "tiny")
     assert base.is_loaded_in_4bit
     assert "classifier" in HEAD_MODULES
     assert type(base.classifier) is torch.nn.Linear  # the head stays full precision, it trains
@@ -262,7 +269,6 @@ def test_qlora_trains_a_4bit_model_before_and_after_an_evaluation(tmp_path, mlp_
 
 @pytest.mark.skipif(_qlora_skip_reason() is not None, reason=str(_qlora_skip_reason()))
 def test_qlora_on_a_gated_llama_monitors_the_gate_through_4bit_projections(tmp_path):
-    from deft.methods import qlora_quantization_config
 
     torch.manual_seed(0)
     config = transformers.LlamaConfig(
@@ -270,10 +276,7 @@ def test_qlora_on_a_gated_llama_monitors_the_gate_through_4bit_projections(tmp_p
         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
     )  # fmt: skip
     transformers.LlamaForCausalLM(config).save_pretrained(tmp_path / "llama")
-    device = torch.cuda.current_device() if torch.cuda.is_available() else "cpu"
-    base = transformers.LlamaForCausalLM.from_pretrained(
-        tmp_path / "llama", quantization_config=qlora_quantization_config(), device_map={"": device}
-    )
+    base = _load_4bit(transformers.LlamaForCausalLM, tmp_path / "llama")
     assert type(base.lm_head) is torch.nn.Linear
     assert type(base.model.layers[0].mlp.gate_proj).__name__ == "Linear4bit"
     model = apply_method(base, "qlora")
