@@ -28,6 +28,7 @@ SUITES = {
     "deft-weight-schedule": "benchmarks.deft.bench_weight_schedule",
     "deft-lora-targets": "benchmarks.deft.bench_lora_targets",
     "deft-threshold-in-training": "benchmarks.deft.bench_threshold_in_training",
+    "deft-threshold-in-training-low": "benchmarks.deft.bench_threshold_in_training_low",
     "deft-qlora": "benchmarks.deft.bench_qlora",
 }
 

@@ -19,7 +19,10 @@ reaches 30 % density for nothing. This suite puts the two together (LoRA r=8 on 
 Every row with a threshold is compared with the plain model thresholded after training to the
 row's own test density (τ calibrated on training sentences): the matched-density baseline.
 
-The record is rewritten after every row and a rerun resumes after the last finished one.
+`deft-threshold-in-training-low` repeats the suite at 10 % density
+(:mod:`benchmarks.deft.bench_threshold_in_training_low`), where thresholding after training
+starts to cost accuracy. The record is rewritten after every row and a rerun resumes after the
+last finished one.
 `python -m benchmarks.run deft-threshold-in-training` (about 5 min per row on a quiet 2-core CPU).
 """
 
@@ -44,34 +47,42 @@ TRAINING_DENSITY = 0.3  # the fraction of activations the training threshold kee
 EPS = 0.02  # ≈ τ² for the τ ≈ 0.15–0.16 that keeps 30 % of MiniLM's GELU outputs
 PLAIN = "plain LoRA"
 WITH_THRESHOLD = "trained with the threshold"
-WITH_LOSS = (
-    "trained with the threshold + density loss (λ = 5, ε = 0.02, after 1 epoch, ramped over 1)"
-)
-# setting -> (threshold in training, λ, delay, ramp)
-SETTINGS: dict[str, tuple[bool, float, float, float]] = {
-    PLAIN: (False, 0.0, 0.0, 0.0),
-    WITH_THRESHOLD: (True, 0.0, 0.0, 0.0),
-    WITH_LOSS: (True, 5.0, 0.25, 0.25),
-}
 RECORD_NAME = "deft threshold in training minilm"
 
 
-def train_row(setup: Setup, setting: str, seed: int) -> tuple[Any, dict]:
+def with_loss(eps: float) -> str:
+    """The label of the row trained with the threshold and the density loss."""
+    return f"trained with the threshold + density loss (λ = 5, ε = {eps:g}, after 1 epoch, ramped over 1)"
+
+
+def settings(eps: float) -> dict[str, tuple[bool, float, float, float]]:
+    """setting -> (threshold in training, λ, delay, ramp)."""
+    return {
+        PLAIN: (False, 0.0, 0.0, 0.0),
+        WITH_THRESHOLD: (True, 0.0, 0.0, 0.0),
+        with_loss(eps): (True, 5.0, 0.25, 0.25),
+    }
+
+
+def train_row(
+    setup: Setup, setting: str, seed: int, training_density: float = TRAINING_DENSITY,
+    eps: float = EPS,
+) -> tuple[Any, dict]:  # fmt: skip
     """Train ``setting`` with ``seed``; the model (its threshold left installed) and its row."""
     from deft import DensityWeightSchedule, apply_threshold, calibrate_threshold, measure_density
 
-    in_training, weight, delay, ramp = SETTINGS[setting]
+    in_training, weight, delay, ramp = settings(eps)[setting]
     schedule = DensityWeightSchedule(weight, delay=delay, ramp=ramp) if weight else 0.0
     installed: dict[str, Any] = {}
 
     def install_threshold(model: Any) -> None:
         # calibrated on the starting model: LoRA's B = 0, so this is the base model's τ
-        taus = calibrate_threshold(model, setup.calibration, TRAINING_DENSITY)
+        taus = calibrate_threshold(model, setup.calibration, training_density)
         installed["handle"] = apply_threshold(model, taus)
 
     method, learning_rate = METHODS["LoRA"]
     model, result = _train(
-        setup.task, method, learning_rate, seed, schedule, setup.epochs, eps=EPS,
+        setup.task, method, learning_rate, seed, schedule, setup.epochs, eps=eps,
         before_training=install_threshold if in_training else None,
     )  # fmt: skip
     report = measure_density(model, setup.test_batches, thresholds=THRESHOLDS)
@@ -94,10 +105,10 @@ def train_row(setup: Setup, setting: str, seed: int) -> tuple[Any, dict]:
     return model, row
 
 
-def _summaries(seeds: dict[str, dict[str, dict]]) -> dict[str, dict]:
+def _summaries(seeds: dict[str, dict[str, dict]], eps: float) -> dict[str, dict]:
     """Per setting, mean ± std over the seeds that finished it."""
     out: dict[str, dict] = {}
-    for setting in SETTINGS:
+    for setting in settings(eps):
         rows = [by_setting[setting] for by_setting in seeds.values() if setting in by_setting]
         if not rows:
             continue
@@ -144,7 +155,7 @@ def _record(seeds: dict[str, dict[str, dict]], config: dict[str, Any], name: str
         },
         eval_info={
             "seeds": seeds,
-            "summary": _summaries(seeds),
+            "summary": _summaries(seeds, config["eps"]),
             "metric": "test accuracy of the final weights (with the training threshold in place "
             "where there is one); density in % of non-zero GELU outputs on the test split, fp32",
         },
@@ -158,14 +169,20 @@ def _finished(row: dict | None) -> bool:
 
 
 def main(quick: bool = False) -> list[Path]:
+    return run(quick, TRAINING_DENSITY, EPS, RECORD_NAME)
+
+
+def run(quick: bool, training_density: float, eps: float, record_name: str) -> list[Path]:
+    """Train every setting for every seed with this training density and ε; write the record."""
     setup = Setup.load(quick, EPOCHS)
-    name = RECORD_NAME + (" quick" if quick else "")
+    name = record_name + (" quick" if quick else "")
     seeds_to_run = SEEDS[:1] if quick else SEEDS
+    rows_of = settings(eps)
     config = setup.config(
         seeds=list(seeds_to_run),
-        training_density=TRAINING_DENSITY,
-        eps=EPS,
-        settings={setting: list(values) for setting, values in SETTINGS.items()},
+        training_density=training_density,
+        eps=eps,
+        settings={setting: list(values) for setting, values in rows_of.items()},
     )
     config.pop("seed")
     earlier = read_matching_record(name, config, ignoring=("seeds",))
@@ -173,7 +190,7 @@ def main(quick: bool = False) -> list[Path]:
     for seed in seeds_to_run:
         by_setting = seeds.setdefault(str(seed), {})
         plain_model = None
-        for setting in SETTINGS:
+        for setting in rows_of:
             if _finished(by_setting.get(setting)):
                 continue  # finished by an interrupted earlier invocation
             if plain_model is None:
@@ -183,7 +200,7 @@ def main(quick: bool = False) -> list[Path]:
                 write_record(_record(seeds, config, name))
             if setting == PLAIN:
                 continue
-            _, row = train_row(setup, setting, seed)
+            _, row = train_row(setup, setting, seed, training_density, eps)
             row["threshold_baseline"] = threshold_baseline(
                 plain_model, row, setup.calibration, setup.test_batches
             )
