@@ -269,7 +269,6 @@ def test_qlora_trains_a_4bit_model_before_and_after_an_evaluation(tmp_path, mlp_
 
 @pytest.mark.skipif(_qlora_skip_reason() is not None, reason=str(_qlora_skip_reason()))
 def test_qlora_on_a_gated_llama_monitors_the_gate_through_4bit_projections(tmp_path):
-
     torch.manual_seed(0)
     config = transformers.LlamaConfig(
         vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
