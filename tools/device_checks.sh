@@ -1,18 +1,35 @@
 #!/usr/bin/env bash
-# The checks that need a CUDA GPU, as one command for a machine that has one and no network:
+# The checks that need a CUDA GPU, for a machine that has one and no network. Three stages; each
+# fits one command on a machine lent for at most 10 minutes a command:
 #
-#   1. every test marked `gpu` (CUDA paths of every package) and the QLoRA tests;
-#   2. the MEFT memory-and-speed table on CUDA (torch.cuda peak memory; BERT-base shape, batch 8,
-#      128 and 512 tokens) with its depth sweep.
+#   bash tools/device_checks.sh tests   # every test marked `gpu` (CUDA paths of every package)
+#                                       # and the QLoRA tests
+#   bash tools/device_checks.sh table   # MEFT's memory-and-speed table on CUDA (torch.cuda peak
+#                                       # memory; BERT-base shape, batch 8, 128 then 512 tokens)
+#   bash tools/device_checks.sh sweep   # its activation-memory depth sweep (6/12/24 layers)
+#   bash tools/device_checks.sh         # all three, in that order
 #
 # The packages are used from the source tree (PYTHONPATH), so nothing is built or fetched there.
-# bitsandbytes is not in such images: download its wheel here first (see the `device` notes), into
-# an ignored .whl/ folder carried with the tree; without it the QLoRA tests skip and say so.
-# Logs and the JSON records land in $OUT (default /tmp/device-checks).
+# bitsandbytes is not in such images: `bash tools/fetch_device_wheels.sh` downloads its wheel here
+# into the git-ignored .whl/ folder, which is then carried with the tree; without it the QLoRA
+# tests skip and say so.
 #
-#   bash tools/device_checks.sh            # about 10 minutes on one H100, most of it the table
-#   bash tools/device_checks.sh tests      # step 1 only
+# Logs and the JSON records land in $OUT (default /tmp/device-checks). Each record is copied there
+# as soon as it is written, so a stage stopped by a time limit still returns what it finished.
+# Most of the time is start-up: the table runs each of its 22 rows in a fresh process, the sweep
+# 15 more, and importing torch and transformers' BERT takes 11-15 s on 2 CPU cores (less on a
+# GPU machine's 16). On a 2-core CPU the tests stage took 46 s; on one H100 plan `tests` and
+# `table` in one command, `sweep` in a second.
 set -uo pipefail
+
+stage="${1:-all}"
+case "$stage" in
+    all | tests | table | sweep) ;;
+    *)
+        echo "usage: bash tools/device_checks.sh [tests|table|sweep]   (default: all three)" >&2
+        exit 2
+        ;;
+esac
 
 out="${OUT:-/tmp/device-checks}"
 mkdir -p "$out"
@@ -29,13 +46,29 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.i
 torch.cuda.get_device_name() if torch.cuda.is_available() else '')" | tee "$out/device.txt"
 
 status=0
-python3 -m pytest -q -p no:cacheprovider -rs packages/peft-core/tests packages/meft/tests \
-    packages/deft/tests \
-    packages/point-peft/tests -m "gpu" 2>&1 | tee "$out/gpu-tests.log" || status=1
-python3 -m pytest -q -p no:cacheprovider -rs packages/deft/tests -k "qlora" -m "not slow" 2>&1 \
-    | tee "$out/qlora-tests.log" || status=1
-if [ "${1:-all}" != "tests" ]; then
-    python3 -m benchmarks.run meft 2>&1 | tee "$out/meft-table.log" || status=1
-    cp benchmarks/results/meft-*-cuda.json "$out"/
+
+# Runs the memory-and-speed benchmark with the given arguments, then copies its CUDA records.
+meft_bench() {
+    local log="$1"
+    shift
+    SECONDS=0
+    python3 -m benchmarks.meft.bench_memory_speed "$@" 2>&1 | tee "$out/$log" || status=1
+    echo "($SECONDS s)" | tee -a "$out/$log"
+    cp benchmarks/results/meft-*-cuda.json "$out"/ 2>/dev/null || true
+}
+
+if [ "$stage" = all ] || [ "$stage" = tests ]; then
+    python3 -m pytest -q -p no:cacheprovider -rs packages/peft-core/tests packages/meft/tests \
+        packages/deft/tests packages/point-peft/tests -m "gpu" 2>&1 \
+        | tee "$out/gpu-tests.log" || status=1
+    python3 -m pytest -q -p no:cacheprovider -rs packages/deft/tests -k "qlora" -m "not slow" 2>&1 \
+        | tee "$out/qlora-tests.log" || status=1
+fi
+if [ "$stage" = all ] || [ "$stage" = table ]; then
+    meft_bench meft-table-128.log --lengths 128 --no-depth-sweep
+    meft_bench meft-table-512.log --lengths 512 --no-depth-sweep
+fi
+if [ "$stage" = all ] || [ "$stage" = sweep ]; then
+    meft_bench meft-depth-sweep.log --lengths 128 --depth-sweep-only
 fi
 exit $status

@@ -6,8 +6,8 @@ bottleneck adapters with vanilla backprop, MEFT1/2/3 with vanilla backprop of th
 backprop (num_reversible_layers = layers - 1). Per row: activation memory (bytes autograd saves,
 exact), peak memory (GPU: torch.cuda peak; CPU: the process's RSS high-water mark above its RSS
 after building the model, each row in a fresh process), step time (forward + backward + AdamW,
-median of repeats after warm-up) and forward time without autograd. Ratios are to full
-fine-tuning in the same run.
+median of 5 steps after 1 warm-up on a CPU, of 20 after 3 on a GPU) and forward time without
+autograd. Ratios are to full fine-tuning in the same run.
 
 The estimate for reversible rows: counting operations, a reversible step is a vanilla step plus
 one more forward (the graph-free forward; the backward then recomputes each layer with autograd
@@ -136,13 +136,16 @@ def measure_row(
     if device == "cuda":
         result["cuda_peak_bytes"] = cuda_peak_memory(step)
     if time_it:
-        result["step_time_s"] = time_step(step, warmup=1, repeats=repeats).to_dict()
+        # A GPU step takes milliseconds and its first ones pay for kernel selection and the caching
+        # allocator: more warm-up and repeats cost nothing there.
+        warmup, repeats = (3, max(repeats, 20)) if device == "cuda" else (1, repeats)
+        result["step_time_s"] = time_step(step, warmup=warmup, repeats=repeats).to_dict()
 
         def forward() -> None:
             with torch.no_grad():
                 model(**inputs)
 
-        result["forward_time_s"] = time_step(forward, warmup=1, repeats=repeats).to_dict()
+        result["forward_time_s"] = time_step(forward, warmup=warmup, repeats=repeats).to_dict()
     return result
 
 
@@ -212,7 +215,10 @@ def depth_sweep(depths: list[int], batch: int, length: int) -> dict[str, dict[in
 
 
 def main(
-    quick: bool = False, lengths: list[int] | None = None, depth_sweep_too: bool = True
+    quick: bool = False,
+    lengths: list[int] | None = None,
+    depth_sweep_too: bool = True,
+    tables: bool = True,
 ) -> list[Path]:
     repeats = 2 if quick else 5
     batch = 2 if quick else 8
@@ -225,7 +231,7 @@ def main(
         else ["full fine-tuning", "MEFT1 vanilla backprop", "MEFT1", "MEFT1 top layer vanilla"]
     )
     paths = []
-    for length in lengths:
+    for length in lengths if tables else []:
         load_before = os.getloadavg()[0]
         measured = table(layers, batch, length, repeats, rows)
         record = make_record(
@@ -263,13 +269,22 @@ def main(
 
 
 if __name__ == "__main__":
-    # One table at a time on a slow machine: python -m benchmarks.meft.bench_memory_speed --lengths 512
+    # One table at a time on a slow machine (or within a device machine's limit per command):
+    # python -m benchmarks.meft.bench_memory_speed --lengths 512 --no-depth-sweep
     import argparse
 
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--lengths", type=int, nargs="+", default=None)
-    parser.add_argument("--no-depth-sweep", action="store_true")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--no-depth-sweep", action="store_true", help="the tables only")
+    what.add_argument(
+        "--depth-sweep-only", action="store_true", help="the sweep only (at the first length)"
+    )
     args = parser.parse_args()
-    for path in main(args.quick, args.lengths, not args.no_depth_sweep):
+    for path in main(
+        args.quick, args.lengths, not args.no_depth_sweep, tables=not args.depth_sweep_only
+    ):
         print(f"   wrote {path}")
