@@ -134,6 +134,7 @@ def measure_row(
     # the first step allocates optimizer state and the backward peak
     result["peak_bytes_above_model"] = peak_rss_above_current(step)
     if device == "cuda":
+        # the second step: above the model, its optimizer state and the inputs
         result["cuda_peak_bytes"] = cuda_peak_memory(step)
     if time_it:
         # A GPU step takes milliseconds and its first ones pay for kernel selection and the caching
@@ -170,6 +171,8 @@ def table(
             if values["peak_bytes_above_model"] and full["peak_bytes_above_model"]
             else None
         )
+        if "cuda_peak_bytes" in values:
+            values["cuda_peak_ratio_to_full"] = values["cuda_peak_bytes"] / full["cuda_peak_bytes"]
         values["time_ratio_to_full"] = (
             values["step_time_s"]["median_s"] / full["step_time_s"]["median_s"]
         )

@@ -25,12 +25,20 @@ def _in_table_order(rows: dict[str, Any]) -> dict[str, Any]:
     return dict(sorted(rows.items(), key=lambda item: rank.get(item[0], len(rank))))
 
 
+def _cuda_peak_cells(row: dict[str, Any]) -> str:
+    return f" {row['cuda_peak_bytes'] / MIB:.0f} | {row['cuda_peak_ratio_to_full']:.2f} |"
+
+
 def memory_speed_section(record: dict[str, Any]) -> list[str]:
     rows = _in_table_order(record["train_info"]["rows"])
+    on_cuda = all("cuda_peak_bytes" in row for row in rows.values())
     lines = [
-        "| setting | trainable | activation MiB | × full | peak MiB above model | × full "
-        "| step s (median) | × full | × vanilla same arch. | estimate × vanilla |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| setting | trainable | activation MiB | × full | peak MiB above model | × full |"
+        + (" CUDA peak MiB | × full |" if on_cuda else "")
+        + " step s (median) | × full | × vanilla same arch. | estimate × vanilla |",
+        "|---|---:|---:|---:|---:|---:|"
+        + ("---:|---:|" if on_cuda else "")
+        + "---:|---:|---:|---:|",
     ]
     for name, row in rows.items():
         vanilla = row.get("time_ratio_to_vanilla_same_architecture")
@@ -38,11 +46,20 @@ def memory_speed_section(record: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {name} | {row['trainable_params']:,} | {row['activation_bytes'] / MIB:.1f} "
             f"| {row['activation_ratio_to_full']:.3f} | {row['peak_bytes_above_model'] / MIB:.0f} "
-            f"| {row['peak_ratio_to_full']:.2f} | {row['step_time_s']['median_s']:.3f} "
+            f"| {row['peak_ratio_to_full']:.2f} |"
+            + (_cuda_peak_cells(row) if on_cuda else "")
+            + f" {row['step_time_s']['median_s']:.3f} "
             f"| {row['time_ratio_to_full']:.2f} | {f'{vanilla:.2f}' if vanilla else ''} "
             f"| {f'{floor:.2f}' if floor else ''} |"
         )
     lines.append("")
+    if on_cuda:
+        lines.append(
+            "Peak MiB above model: the host process's RSS high-water mark. CUDA peak: "
+            "`torch.cuda.max_memory_allocated` during a training step, above the model, its "
+            "optimizer state and the inputs."
+        )
+        lines.append("")
     if any("floor_ratio_to_vanilla" in row for row in rows.values()):
         lines.append(
             "Estimate: counting operations, a reversible step is a vanilla step plus one "
