@@ -11,15 +11,15 @@
 #
 # The packages are used from the source tree (PYTHONPATH), so nothing is built or fetched there.
 # Such an image lacks bitsandbytes and holds a transformers older than meft's floor (5.24):
-# `bash tools/fetch_device_wheels.sh` downloads, here, the wheels CI's versions come from into the
+# `bash tools/fetch_device_wheels.sh` downloads here the wheels of CI's versions into the
 # git-ignored .whl/ folder, which is then carried with the tree and installed ahead of the image's.
 #
 # Logs and the JSON records land in $OUT (default /tmp/device-checks). Each record is copied there
 # as soon as it is written, so a stage stopped by a time limit still returns what it finished.
 # Most of the time is start-up: the table runs each of its 22 rows in a fresh process, the sweep
 # 15 more, and importing torch and transformers' BERT takes 11-15 s on 2 CPU cores (less on a
-# GPU machine's 16). On a 2-core CPU the tests stage took 46 s; on one H100 plan `tests` and
-# `table` in one command, `sweep` in a second.
+# GPU machine's 16). On a 2-core CPU the tests stage took 54 s, the wheels' install included; on
+# one H100 plan `tests` and `table` in one command, `sweep` in a second.
 set -uo pipefail
 
 stage="${1:-all}"
@@ -44,6 +44,9 @@ export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), \
 torch.cuda.get_device_name() if torch.cuda.is_available() else '')" | tee "$out/device.txt"
+python3 -c "from importlib import metadata as m; print(*(f'{n} {m.version(n)}' for n in \
+('transformers', 'peft', 'accelerate', 'bitsandbytes') if list(m.distributions(name=n))))" \
+    | tee -a "$out/device.txt"
 
 status=0
 
@@ -58,7 +61,7 @@ meft_bench() {
 }
 
 if [ "$stage" = all ] || [ "$stage" = tests ]; then
-    # one log for both: a device machine returns at most 8 files, and `all` makes exactly 8
+    # One log for both runs: a device machine returns at most 8 files, and `all` makes exactly 8.
     # A test module that cannot be imported there (a package the image lacks) must not stop the
     # others: it is reported as an error and the rest run.
     pytest=(python3 -m pytest -q -p no:cacheprovider -rs --continue-on-collection-errors)
