@@ -30,6 +30,7 @@ _TRACKED = (
     "accelerate",
     "peft",
     "timm",
+    "bitsandbytes",
 )
 
 

@@ -42,11 +42,10 @@ sources="packages/peft-core/src:packages/meft/src:packages/deft/src:packages/poi
 export PYTHONPATH=".:${sources}${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 
-python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), \
-torch.cuda.get_device_name() if torch.cuda.is_available() else '')" | tee "$out/device.txt"
-python3 -c "from importlib import metadata as m; print(*(f'{n} {m.version(n)}' for n in \
-('transformers', 'peft', 'accelerate', 'bitsandbytes') if list(m.distributions(name=n))))" \
-    | tee -a "$out/device.txt"
+# what the benchmark records say of where they ran: the device and the libraries in use
+python3 -c "import json; from benchmarks.records import device_description, library_versions; \
+print(json.dumps({'device': device_description(), 'versions': library_versions()}, indent=1))" \
+    | tee "$out/device.txt"
 
 status=0
 
