@@ -48,11 +48,18 @@ EPS = 0.02  # ≈ τ² for the τ ≈ 0.15–0.16 that keeps 30 % of MiniLM's GE
 PLAIN = "plain LoRA"
 WITH_THRESHOLD = "trained with the threshold"
 RECORD_NAME = "deft threshold in training minilm"
+# the density-loss row's schedule: λ, and the delay and ramp as fractions of training
+LOSS_WEIGHT, LOSS_DELAY, LOSS_RAMP = 5.0, 0.25, 0.25
 
 
 def with_loss(eps: float) -> str:
-    """The label of the row trained with the threshold and the density loss."""
-    return f"trained with the threshold + density loss (λ = 5, ε = {eps:g}, after 1 epoch, ramped over 1)"
+    """The label of the row trained with the threshold and the density loss (built from its
+    schedule, so the label cannot drift from what ran)."""
+    delay, ramp = LOSS_DELAY * EPOCHS, LOSS_RAMP * EPOCHS
+    schedule = f"after {delay:g} epoch{'s' * (delay != 1)}, ramped over {ramp:g}"
+    return (
+        f"trained with the threshold + density loss (λ = {LOSS_WEIGHT:g}, ε = {eps:g}, {schedule})"
+    )
 
 
 def settings(eps: float) -> dict[str, tuple[bool, float, float, float]]:
@@ -60,7 +67,7 @@ def settings(eps: float) -> dict[str, tuple[bool, float, float, float]]:
     return {
         PLAIN: (False, 0.0, 0.0, 0.0),
         WITH_THRESHOLD: (True, 0.0, 0.0, 0.0),
-        with_loss(eps): (True, 5.0, 0.25, 0.25),
+        with_loss(eps): (True, LOSS_WEIGHT, LOSS_DELAY, LOSS_RAMP),
     }
 
 
