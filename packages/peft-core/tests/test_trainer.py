@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from peft_core import Trainer, TrainerCallback, TrainingArguments, freeze
 from peft_core.testing import TinyClassifier, TokenParityDataset, collate_token_batches
+from peft_core.trainer.checkpointing import checkpoint_directories
 from peft_core.trainer.evaluation import accuracy, default_metrics, macro_f1
 from peft_core.trainer.optim import build_optimizer, lr_multiplier, no_decay_parameter_names
 
@@ -173,11 +175,42 @@ def test_metrics_by_hand():
 @pytest.mark.parametrize(
     ("field", "value"),
     [("learning_rate", 0.0), ("per_device_batch_size", 0), ("lr_schedule", "step"), ("mixed_precision", "fp8"),
-     ("warmup_ratio", 1.0), ("eval_strategy", "sometimes"), ("max_grad_norm", -1.0), ("num_epochs", float("inf"))],
+     ("warmup_ratio", 1.0), ("eval_strategy", "sometimes"), ("max_grad_norm", -1.0), ("num_epochs", float("inf")),
+     ("learning_rate", "1e-3"), ("num_workers", "2"), ("num_epochs", True), ("warmup_steps", True),
+     ("adam_betas", (0.9,)), ("adam_betas", (1.5, 0.9)), ("adam_epsilon", -1.0), ("seed", -1),
+     ("resume", "no"), ("overwrite_output_dir", 1)],
 )  # fmt: skip
 def test_bad_arguments_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         TrainingArguments("out", **{field: value})
+
+
+def test_numpy_scalars_are_accepted_as_numbers():
+    args = TrainingArguments(
+        "out", learning_rate=np.float32(1e-3), adam_betas=np.array([0.9, 0.99])
+    )
+    assert args.adam_betas == (0.9, 0.99)
+
+
+def test_a_fresh_run_refuses_or_overwrites_an_earlier_runs_checkpoints(tmp_path):
+    # Left in place, the earlier run's higher-step checkpoints would outrank this run's: pruning
+    # would delete the new ones as they appear and a later resume would continue the old run.
+    _train(_model(), _args(tmp_path, save_every=4, max_steps=12))
+    assert _checkpoint_steps(tmp_path) == [8, 12]
+    fresh = dict(save_every=4, max_steps=8, learning_rate=1e-2, resume=False)
+    with pytest.raises(FileExistsError, match="overwrite_output_dir"):
+        _train(_model(), _args(tmp_path, **fresh))
+    assert _checkpoint_steps(tmp_path) == [8, 12]  # nothing lost by the refusal
+
+    _, result = _train(_model(), _args(tmp_path, **fresh, overwrite_output_dir=True))
+    assert result["global_step"] == 8
+    assert _checkpoint_steps(tmp_path) == [4, 8]
+    _, resumed = _train(_model(), _args(tmp_path, **{**fresh, "resume": True}))
+    assert resumed["resumed_from_step"] == 8
+
+
+def _checkpoint_steps(output_dir) -> list[int]:
+    return [int(path.name.split("-")[1]) for path in checkpoint_directories(output_dir)]
 
 
 def test_nothing_trainable_is_a_clear_error(tmp_path):

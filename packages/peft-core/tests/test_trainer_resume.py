@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL resumes from its last checkpoint and ends bit-identical."""
+"""A run killed with SIGKILL resumes from its last checkpoint and ends bit-identical, also with
+data workers and augmentation that draws from the global RNGs."""
 
 from __future__ import annotations
 
@@ -63,3 +64,28 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
 def _train_records(output_dir: Path) -> list[dict]:
     lines = (output_dir / "log.jsonl").read_text().splitlines()
     return [record for record in map(json.loads, lines) if record["type"] == "train"]
+
+
+def test_augmented_data_with_workers_resumes_exactly_and_matches_no_workers(tmp_path):
+    # Augmentation draws from Python's, numpy's and torch's global RNGs inside __getitem__. The
+    # resumed run restarts its two workers mid-epoch; it must still end where a run without
+    # workers ends, because each example's draws depend only on (seed, epoch, index).
+    common = ["--dropout", "0.2", "--accumulation", "2", "--save-every", "4", "--epochs", "3"]
+    common += ["--augment"]
+    reference = _train(tmp_path / "reference", *common)
+    assert reference.returncode == 0, reference.stderr
+
+    workers = [*common, "--num-workers", "2"]
+    killed = _train(tmp_path / "interrupted", *workers, "--kill-at-step", "6")
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr[-2000:])
+    resumed = _train(tmp_path / "interrupted", *workers)
+    assert resumed.returncode == 0, resumed.stderr
+
+    expected, actual = (
+        _final_weights(tmp_path / "reference"),
+        _final_weights(tmp_path / "interrupted"),
+    )
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), f"{name} differs"
+    reference_losses = [r["loss"] for r in _train_records(tmp_path / "reference")]
+    assert [r["loss"] for r in _train_records(tmp_path / "interrupted")] == reference_losses

@@ -145,11 +145,13 @@ def fine_tune(
     progress_bar: bool = True,
     save_every: int | None = None,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train ``model`` on ``task`` and evaluate the final weights on its test split.
 
     The best validation accuracy is reported too (its weights are saved in ``output_dir/best``);
     with ``save_every`` set, ``resume=True`` continues a killed run from its newest checkpoint.
+    A fresh run refuses a folder holding an earlier run's checkpoints unless ``overwrite``.
     """
     trainable, total = count_parameters(model)
     model.train()
@@ -157,7 +159,7 @@ def fine_tune(
     args = TrainingArguments(
         str(output_dir), num_epochs=epochs, per_device_batch_size=batch_size, learning_rate=learning_rate,
         warmup_ratio=0.06, weight_decay=0.01, eval_strategy="epoch", metric_for_best="eval_accuracy", seed=seed,
-        resume=resume, progress_bar=progress_bar, save_every=save_every,
+        resume=resume, overwrite_output_dir=overwrite, progress_bar=progress_bar, save_every=save_every,
     )  # fmt: skip
     print(f"[{name}] {format_trainable_parameters(model)}", flush=True)
     started = time.perf_counter()
@@ -212,6 +214,11 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", type=Path, default=Path("runs/train"))
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete an earlier run's checkpoints in --output-dir instead of refusing to start",
+    )
 
 
 def task_from_arguments(args: argparse.Namespace) -> TextTask:

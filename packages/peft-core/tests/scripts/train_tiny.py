@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 
+import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from peft_core import Trainer, TrainerCallback, TrainingArguments, freeze
 from peft_core.testing import TinyClassifier, TokenParityDataset, collate_token_batches
@@ -26,6 +29,26 @@ class KillAtStep(TrainerCallback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class AugmentedTokens(Dataset):
+    """TokenParityDataset with augmentation drawn from Python's, numpy's and torch's global RNGs,
+    as ordinary augmentation code draws: what exact resume with data workers must reproduce."""
+
+    def __init__(self, size: int) -> None:
+        self.examples = TokenParityDataset(size, seed=3)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict:
+        example = dict(self.examples[index])
+        tokens = list(example["input_ids"])
+        position = int(torch.randint(len(tokens), (1,)))
+        tokens[position] = int(np.random.randint(1, 32))  # noqa: NPY002
+        if random.random() < 0.5:
+            tokens = tokens[:-1]
+        return {**example, "input_ids": tokens}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--output-dir", required=True)
@@ -37,6 +60,8 @@ def main() -> None:
     parser.add_argument("--kill-at-step", type=int, default=None)
     parser.add_argument("--dataset-size", type=int, default=48)
     parser.add_argument("--result-json", default=None)
+    parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--augment", action="store_true")
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -55,12 +80,15 @@ def main() -> None:
         progress_bar=False,
         cpu=True,
         seed=7,
+        num_workers=args.num_workers,
     )
     callbacks = [KillAtStep(args.kill_at_step)] if args.kill_at_step else []
     trainer = Trainer(
         model,
         training,
-        TokenParityDataset(args.dataset_size, seed=3),
+        AugmentedTokens(args.dataset_size)
+        if args.augment
+        else TokenParityDataset(args.dataset_size, seed=3),
         collate_fn=collate_token_batches,
         callbacks=callbacks,
     )

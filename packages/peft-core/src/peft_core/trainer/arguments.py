@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 
 SCHEDULES = ("linear", "cosine", "constant")
 PRECISIONS = ("no", "fp16", "bf16")
@@ -12,6 +13,11 @@ EVAL_STRATEGIES = ("no", "steps", "epoch")
 
 def _fail(name: str, expected: str, value: object) -> None:
     raise ValueError(f"TrainingArguments.{name} must be {expected}, got {value!r}")
+
+
+def _is_number(value: object) -> bool:
+    """A finite int or float; not a bool, not a string such as "1e-3"."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclasses.dataclass
@@ -49,6 +55,9 @@ class TrainingArguments:
     greater_is_better: bool | None = None  # None: False for metrics containing "loss", else True
     early_stopping_patience: int | None = None  # evaluations without improvement before stopping
     resume: bool = True  # continue from the newest checkpoint in output_dir when there is one
+    # a run that starts afresh in a folder holding an earlier run's checkpoints deletes them
+    # (and its final and best weights); without this it refuses to start
+    overwrite_output_dir: bool = False
     progress_bar: bool = True
     cpu: bool = False  # force CPU even when a GPU is present
     ddp_find_unused_parameters: bool = False
@@ -77,25 +86,46 @@ class TrainingArguments:
             ):
                 _fail(name, "None or a positive integer", value)
         if self.warmup_steps is not None and (
-            not isinstance(self.warmup_steps, int) or self.warmup_steps < 0
+            not isinstance(self.warmup_steps, int)
+            or isinstance(self.warmup_steps, bool)
+            or self.warmup_steps < 0
         ):
             _fail("warmup_steps", "None or a non-negative integer", self.warmup_steps)
-        if not (
-            isinstance(self.num_epochs, int | float)
-            and self.num_epochs > 0
-            and math.isfinite(self.num_epochs)
-        ):
+        if not (_is_number(self.num_epochs) and self.num_epochs > 0):
             _fail("num_epochs", "a positive finite number", self.num_epochs)
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+        if not (_is_number(self.learning_rate) and self.learning_rate > 0):
             _fail("learning_rate", "a positive finite number", self.learning_rate)
-        if not self.weight_decay >= 0:
-            _fail("weight_decay", "non-negative", self.weight_decay)
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            _fail("warmup_ratio", "in [0, 1)", self.warmup_ratio)
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            _fail("max_grad_norm", "None or positive", self.max_grad_norm)
-        if self.num_workers < 0:
-            _fail("num_workers", "non-negative", self.num_workers)
+        if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
+            _fail("weight_decay", "a non-negative finite number", self.weight_decay)
+        if not (_is_number(self.warmup_ratio) and 0.0 <= self.warmup_ratio < 1.0):
+            _fail("warmup_ratio", "a number in [0, 1)", self.warmup_ratio)
+        if self.max_grad_norm is not None and not (
+            _is_number(self.max_grad_norm) and self.max_grad_norm > 0
+        ):
+            _fail("max_grad_norm", "None or a positive finite number", self.max_grad_norm)
+        if not (_is_number(self.adam_epsilon) and self.adam_epsilon > 0):
+            _fail("adam_epsilon", "a positive finite number", self.adam_epsilon)
+        betas = self.adam_betas
+        if isinstance(betas, str) or not hasattr(betas, "__iter__"):
+            _fail("adam_betas", "two numbers in [0, 1), e.g. (0.9, 0.999)", betas)
+        if len(tuple(betas)) != 2 or not all(
+            _is_number(beta) and 0.0 <= beta < 1.0 for beta in betas
+        ):
+            _fail("adam_betas", "two numbers in [0, 1), e.g. (0.9, 0.999)", betas)
+        for name in ("num_workers", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                _fail(name, "a non-negative integer", value)
+        for name in (
+            "shuffle",
+            "drop_last",
+            "resume",
+            "overwrite_output_dir",
+            "progress_bar",
+            "cpu",
+        ):
+            if not isinstance(getattr(self, name), bool):
+                _fail(name, "True or False", getattr(self, name))
         for name, allowed in (
             ("lr_schedule", SCHEDULES),
             ("mixed_precision", PRECISIONS),
@@ -105,7 +135,7 @@ class TrainingArguments:
                 _fail(name, f"one of {allowed}", getattr(self, name))
         if self.eval_strategy == "steps" and self.eval_every is None:
             _fail("eval_every", "set when eval_strategy='steps'", self.eval_every)
-        self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]
+        self.adam_betas = tuple(float(beta) for beta in betas)  # type: ignore[assignment]
 
     @property
     def maximize_metric(self) -> bool:

@@ -97,6 +97,12 @@ def prune_checkpoints(output_dir: str | Path, keep: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def delete_run_outputs(output_dir: str | Path) -> None:
+    """Remove what a training run leaves in ``output_dir``: checkpoints, final and best weights."""
+    for folder in (CHECKPOINT_DIR, "final", "best"):
+        shutil.rmtree(Path(output_dir) / folder, ignore_errors=True)
+
+
 def load_torch(path: Path) -> Any:
     return torch.load(path, map_location="cpu", weights_only=True)
 

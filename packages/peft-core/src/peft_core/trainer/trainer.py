@@ -21,6 +21,7 @@ from peft_core.trainer import checkpointing as ckpt
 from peft_core.trainer.arguments import TrainingArguments
 from peft_core.trainer.callbacks import TrainerCallback, collect_extra_losses
 from peft_core.trainer.evaluation import default_metrics, output_field
+from peft_core.trainer.example_seeding import ExampleSeededDataset
 from peft_core.trainer.optim import build_optimizer, build_scheduler
 from peft_core.trainer.sampling import EpochBatchSampler
 
@@ -156,6 +157,7 @@ class Trainer:
 
         resumed_from = self._resume() if self.args.resume else None
         if resumed_from is None:
+            self._clear_earlier_run()
             set_seed(self.args.seed)
             self._truncate_log(after_step=0)
         progress = self._progress_bar()
@@ -208,7 +210,7 @@ class Trainer:
         """Yield the micro-batches of each optimizer step left in the current epoch."""
         sampler = self._epoch_sampler(self.state.epoch, start_batch=self.state.batches_into_epoch)
         loader = DataLoader(
-            self.train_dataset,
+            ExampleSeededDataset(self.train_dataset, seed=self.args.seed, epoch=self.state.epoch),
             batch_sampler=sampler,
             collate_fn=self.collate_fn,
             num_workers=self.args.num_workers,
@@ -429,6 +431,26 @@ class Trainer:
             ckpt.prune_checkpoints(self.output_dir, self.args.save_total_limit)
         self.accelerator.wait_for_everyone()
         return path
+
+    def _clear_earlier_run(self) -> None:
+        """Before a fresh start (``resume=False``, or nothing to resume): refuse, or with
+        ``overwrite_output_dir`` delete, an earlier run's checkpoints. Left in place they would outrank this run's own: pruning keeps the highest
+        steps, so this run's checkpoints would be deleted as they appear, and a later resume
+        would continue the earlier run."""
+        earlier = ckpt.checkpoint_directories(self.output_dir)
+        if not earlier:
+            return
+        if not self.args.overwrite_output_dir:
+            raise FileExistsError(
+                f"{self.output_dir} holds checkpoints of an earlier run (newest: "
+                f"{earlier[-1].name}) and this run starts afresh (resume=False): pass resume=True "
+                "to continue that run, overwrite_output_dir=True to delete it, or use another "
+                "output_dir"
+            )
+        self.accelerator.wait_for_everyone()  # every process has seen the checkpoints above
+        if self.is_main_process:
+            ckpt.delete_run_outputs(self.output_dir)
+        self.accelerator.wait_for_everyone()
 
     def _resume(self) -> int | None:
         found = ckpt.checkpoint_directories(self.output_dir)
