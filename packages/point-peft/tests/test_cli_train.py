@@ -292,6 +292,14 @@ def test_bad_input_is_a_clear_usage_error(arguments, message, capsys):
     assert message in error, error
 
 
+def test_fewer_points_than_the_backbones_patches_is_a_usage_error(backbone, tmp_path, capsys):
+    # TINY has 16 patches of 8 points: 12 points per cloud cannot give 16 distinct centres.
+    assert train(backbone, tmp_path / "run", "--num-points", "12") == 2
+    error = capsys.readouterr().err
+    assert error.startswith("point-peft train: error:"), error
+    assert "num_points=12 is too few for the backbone's 16 patches of 8 points" in error, error
+
+
 def test_an_unknown_method_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--method", "lora"])

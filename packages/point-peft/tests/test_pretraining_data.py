@@ -17,6 +17,7 @@ from point_peft.data import (
     scanobjectnn_file,
     write_modelnet_preprocessed,
 )
+from point_peft.finetuning_data import load_task
 from point_peft.pretraining_data import (
     PointClouds,
     PretrainingSource,
@@ -180,6 +181,27 @@ def test_scanobjectnn_folder_reads_the_chosen_variant_normalised(tmp_path):
     )
     assert list(clouds.sources.values()) == [5, 2]
     assert_in_unit_sphere(clouds.points)
+
+
+def test_scanobjectnn_task_keeps_the_files_coordinates(tmp_path):
+    # Fine-tuning follows the official protocol: the files are normalised by their authors and
+    # read as they are (pre-training, above, re-normalises every source of its mixture).
+    h5py = pytest.importorskip("h5py")
+    root = tmp_path / "h5_files"
+    rng = np.random.default_rng(0)
+    stored = {}
+    for split in ("train", "test"):
+        path = scanobjectnn_file(root, "PB_T50_RS", split)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stored[split] = rng.normal(size=(3, 64, 3)).astype("f4") * 4
+        with h5py.File(path, "w") as handle:
+            handle.create_dataset("data", data=stored[split])
+            handle.create_dataset("label", data=np.arange(3, dtype=np.int64))
+    task = load_task(f"scanobjectnn={root}", num_points=64, progress=False)
+    for split, clouds in (("train", task.train), ("test", task.test)):
+        radii = clouds.points.norm(dim=-1).sort(dim=-1).values
+        expected = torch.from_numpy(stored[split]).norm(dim=-1).sort(dim=-1).values
+        torch.testing.assert_close(radii, expected)
 
 
 def test_collate_keeps_xyz_only_and_point_clouds_check_their_inputs():

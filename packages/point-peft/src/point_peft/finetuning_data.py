@@ -163,8 +163,9 @@ def load_task(
             in the benchmarks, so that seeds vary the training only.
     """
     source = parse_dataset(dataset)
+    # ScanObjectNN as its files hold it: the official fine-tuning protocol does not re-normalise
     options = dict(num_points=num_points, cache_dir=cache_dir, download=download, seed=seed,
-                   progress=progress)  # fmt: skip
+                   progress=progress, normalize_scans=False)  # fmt: skip
     splits = {}
     for split, per_class in (("train", samples_per_class), ("test", test_samples_per_class)):
         data = load_source(source, split=split, procedural_samples_per_class=per_class, **options)

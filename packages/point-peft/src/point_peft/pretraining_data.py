@@ -181,8 +181,14 @@ def load_source(
     download: bool = False,
     seed: int = 0,
     progress: bool = True,
+    normalize_scans: bool = True,
 ) -> Dataset:
     """The dataset behind one source, its clouds normalised into the unit sphere.
+
+    ``normalize_scans=False`` keeps ScanObjectNN's clouds as the files hold them (already
+    normalised per object by the dataset's authors; the scaled and rotated variants reach a little
+    past the unit sphere). Pre-training mixes sources and re-normalises them all; fine-tuning keeps
+    the files' own coordinates, as the Point-MAE and Point-PEFT protocol does.
 
     ``split`` selects the procedural, KiCad, ModelNet or ScanObjectNN split (``"test"`` for a
     held-out evaluation set; CGAL has no split). ``download`` lets ``cgal`` and ``kicad`` fetch
@@ -215,7 +221,7 @@ def load_source(
         return ModelNet40(root, split, num_points, variant=kind, seed=seed)
     variant = kind.partition("-")[2] or "PB_T50_RS"
     return ScanObjectNN(
-        root, split, variant=variant, num_points=num_points, normalize=True, seed=seed
+        root, split, variant=variant, num_points=num_points, normalize=normalize_scans, seed=seed
     )
 
 
