@@ -43,7 +43,8 @@ def preserved_global_rngs() -> Iterator[None]:
 def seed_global_rngs(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 - the legacy global RNG is what augmentation code draws from
-    torch.manual_seed(seed)
+    # the CPU generator only: torch.manual_seed would also reseed CUDA, which is not restored
+    torch.default_generator.manual_seed(seed)
 
 
 class ExampleSeededDataset(Dataset):
