@@ -35,3 +35,48 @@ def test_meft_train_writes_a_result(tmp_path):
     assert 0.0 <= result["test_accuracy"] <= 1.0
     assert result["activation_ratio_to_full_fine_tuning"] < 0.5
     assert (output / "final" / "adapter_model.safetensors").is_file()
+
+
+def _refuse_to_measure(*args, **kwargs):
+    raise AssertionError("the configuration should have been refused before any measurement")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [(["--adapter-dim", "0"], "MeftConfig.adapter_dim must be a positive integer"),
+     (["--num-reversible-layers", "99"], "num_reversible_layers=99 exceeds the 2 layers")],
+)  # fmt: skip
+def test_bad_values_are_usage_errors_reported_before_any_work(
+    options, message, monkeypatch, capsys, tmp_path
+):
+    from tiny_models import tiny_bert
+
+    import meft.cli
+    import peft_core.recipes
+
+    monkeypatch.setattr(peft_core.recipes, "task_from_arguments", lambda args: object())
+    monkeypatch.setattr(peft_core.recipes, "load_classifier", lambda task, seed: tiny_bert())
+    monkeypatch.setattr(meft.cli, "_full_fine_tuning_activation_bytes", _refuse_to_measure)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--output-dir", str(tmp_path), *options])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "meft train: error:" in err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_an_earlier_runs_checkpoints_are_refused_before_any_work(monkeypatch, capsys, tmp_path):
+    import peft_core.recipes
+
+    (tmp_path / "checkpoints" / "step-00000100").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "step-00000100" / "trainer_state.json").write_text("{}")
+    monkeypatch.setattr(peft_core.recipes, "task_from_arguments", _refuse_to_measure)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--output-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "meft train: error:" in err
+    assert "holds checkpoints of an earlier run (newest: step-00000100)" in err
+    assert "--resume" in err
+    assert "--overwrite" in err

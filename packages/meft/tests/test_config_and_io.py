@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import io
 import math
 import subprocess
 import sys
@@ -120,3 +122,122 @@ def test_save_and_load_in_a_fresh_process_gives_identical_logits(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert torch.equal(torch.load(tmp_path / "loaded.pt"), expected)
+
+
+def _trained_copy_pair():
+    torch.manual_seed(0)
+    original = get_meft_model(tiny_bert(), MeftConfig(variant="meft1")).train()
+    return original, copy.deepcopy(original)
+
+
+def _gradients(model, batch):
+    model.zero_grad()
+    model(**batch).loss.backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_deepcopy_gives_an_independent_working_copy():
+    # What torch.optim.swa_utils.AveragedModel and EMA teachers do: the copy must compute with its
+    # own layers and adapters, not the original's.
+    batch = text_batch()
+    original, duplicate = _trained_copy_pair()
+    reference = _gradients(original, batch)
+    copied = _gradients(duplicate, batch)
+    assert reference.keys() == copied.keys()
+    assert any(".meft_adapters." in n for n in copied)
+    for name, grad in reference.items():
+        torch.testing.assert_close(copied[name], grad, rtol=0, atol=0, msg=name)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    original.eval(), duplicate.eval()
+    with torch.no_grad():
+        before_original = original(**inputs).logits.clone()
+        before_copy = duplicate(**inputs).logits.clone()
+        for name, parameter in duplicate.named_parameters():
+            if ".meft_adapters." in name:
+                parameter.add_(0.5)
+        assert not torch.allclose(duplicate(**inputs).logits, before_copy)
+        assert torch.equal(original(**inputs).logits, before_original)
+
+
+def test_deepcopy_after_a_training_step_and_averaged_model():
+    from torch.optim.swa_utils import AveragedModel
+
+    original, _ = _trained_copy_pair()
+    _gradients(original, text_batch())  # the stacks now remember their last run
+    averaged = AveragedModel(original)
+    averaged.update_parameters(original)
+    inputs = {k: v for k, v in text_batch().items() if k != "labels"}
+    original.eval(), averaged.eval()
+    with torch.no_grad():
+        expected = original(**inputs).logits
+        torch.testing.assert_close(averaged(**inputs).logits, expected)
+        for name, parameter in original.named_parameters():
+            if ".meft_adapters." in name:
+                parameter.add_(0.5)
+        torch.testing.assert_close(averaged(**inputs).logits, expected)
+
+
+def test_a_pickled_model_loads_and_computes_the_same():
+    original, _ = _trained_copy_pair()
+    buffer = io.BytesIO()
+    torch.save(original, buffer)
+    buffer.seek(0)
+    restored = torch.load(buffer, weights_only=False)
+    inputs = {k: v for k, v in text_batch().items() if k != "labels"}
+    original.eval(), restored.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(restored(**inputs).logits, original(**inputs).logits)
+        restored.bert.encoder.layer[1].meft_adapters.stream.up.weight.add_(1.0)
+        assert not torch.allclose(restored(**inputs).logits, original(**inputs).logits)
+    restored.train()
+    restored(**text_batch()).loss.backward()
+    assert restored.bert.encoder.layer[0].meft_adapters.stream.up.weight.grad is not None
+
+
+def test_a_single_trainable_string_is_one_pattern():
+    config = MeftConfig(trainable="classifier.*")
+    assert config.trainable == ("classifier.*",)
+    model = get_meft_model(tiny_bert(), config)
+    assert model.classifier.weight.requires_grad
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("adapter_dropout", "0.1"), ("reconstruction_tolerance", "1e-3"), ("x1_factor", True),
+     ("check_reconstruction", "yes"), ("adapter_dim", 8.0), ("num_reversible_layers", 2.0),
+     ("stream_dtype", torch.float64), ("variant", None), ("trainable", ["classifier.*", 3]),
+     ("trainable", 5), ("adapter_activation", 3), ("adapter_dropout", True),
+     ("reconstruction_tolerance", math.nan)],
+)  # fmt: skip
+def test_bad_types_are_config_errors_naming_the_field(field, value):
+    with pytest.raises(ConfigError, match=f"MeftConfig.{field} must be"):
+        MeftConfig(**{field: value})
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [(MeftConfig(num_reversible_layers=5), "exceeds the 2 layers"),
+     (MeftConfig(trainable=("nonexistent.*",)), "nonexistent"),
+     (MeftConfig(adapter_activation="bogus"), "bogus")],
+)  # fmt: skip
+def test_a_refused_conversion_leaves_the_model_unchanged(config, message):
+    model = tiny_bert().eval()
+    inputs = {k: v for k, v in text_batch().items() if k != "labels"}
+    with torch.no_grad():
+        before = model(**inputs).logits
+    with pytest.raises(ValueError, match=message):
+        get_meft_model(model, config)
+    assert not any(".meft_adapters." in n for n, _ in model.named_parameters())
+    assert all(p.requires_grad for p in model.parameters())
+    assert not hasattr(model, "meft_config")
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, before)
+    get_meft_model(model, MeftConfig())  # and it can still be converted
+
+
+def test_unload_removes_the_config_and_leaves_the_base_frozen():
+    model = unload(get_meft_model(tiny_bert(), MeftConfig()))
+    assert not hasattr(model, "meft_config")
+    assert model.meft_stacks == []
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"classifier.weight", "classifier.bias"}  # as documented

@@ -13,6 +13,7 @@ from tiny_models import (
     text_batch,
     timm_vit,
     tiny_bart,
+    tiny_bert,
     tiny_llama,
     tiny_opt,
     tiny_vit,
@@ -20,6 +21,7 @@ from tiny_models import (
 
 from meft import MeftConfig, get_meft_model, reconstruction_errors
 from meft.architectures import find_architecture
+from meft.coupling import couple
 
 # The task head that trains with the adapters; causal LM heads (tied to the embeddings) stay frozen.
 HEADS = {
@@ -34,6 +36,7 @@ HEADS = {
     "qwen2": None,
     "bart-cls": "classification_head",
     "bart": None,
+    "bart-causal-lm": None,
 }
 
 
@@ -268,3 +271,144 @@ def test_a_plain_timm_vit_trains_one_step():
 def test_a_hugging_face_vit_trains_one_step():
     model = get_meft_model(tiny_vit(dropout=0.1), MeftConfig(variant="meft3"))
     _train_one_step(model, image_batch(), lambda model, batch: model(**batch).loss)
+
+
+def _prefix_cache(model, prefix):
+    with torch.no_grad():
+        return model(input_ids=prefix, use_cache=True).cache
+
+
+@pytest.mark.parametrize("layers", [None, 1])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_a_filled_cache_with_gradients_enabled_is_refused(mode, layers):
+    # The reversible backward recomputes the layers without the cache: refuse rather than drop it
+    # (wrong outputs in training) or crash in backward (eval mode with gradients).
+    model = get_meft_model(tiny_llama(), MeftConfig(num_reversible_layers=layers)).eval()
+    input_ids = text_batch()["input_ids"]
+    cache = _prefix_cache(model, input_ids[:, :4])
+    getattr(model, mode)()
+    with pytest.raises(
+        ValueError, match=r"cannot replay a cache.*no_grad.*num_reversible_layers=0"
+    ):
+        model(input_ids=input_ids[:, 4:], cache=cache)
+    with torch.no_grad():  # generation-style use stays fine
+        model(input_ids=input_ids[:, 4:], cache=cache)
+
+
+def test_training_on_a_cache_with_vanilla_backprop_matches_the_full_sequence():
+    model = get_meft_model(tiny_llama(), MeftConfig(num_reversible_layers=0)).eval()
+    input_ids = text_batch()["input_ids"]
+    with torch.no_grad():
+        full = model(input_ids=input_ids).logits[:, 4:]
+    cache = _prefix_cache(model, input_ids[:, :4])
+    model.train()
+    logits = model(input_ids=input_ids[:, 4:], cache=cache).logits
+    torch.testing.assert_close(logits, full, rtol=1e-5, atol=1e-5)
+    logits.sum().backward()
+    assert model.model.layers[0].meft_adapters.stream.up.weight.grad is not None
+
+
+def test_use_cache_in_training_warns_once_and_writes_nothing():
+    model = get_meft_model(tiny_llama(), MeftConfig()).train()
+    batch = text_batch(labels="tokens", pad=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        output = model(**batch, use_cache=True)
+        model(**batch, use_cache=True)
+    assert sum("caching is incompatible" in str(w.message) for w in caught) == 1
+    assert output.cache is None or output.cache.get_seq_length() == 0
+
+
+def test_bert_with_cross_attention_is_refused():
+    from transformers import BertConfig, BertLMHeadModel
+
+    config = BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        vocab_size=100, is_decoder=True, add_cross_attention=True,
+    )  # fmt: skip
+    model = BertLMHeadModel(config)
+    with pytest.raises(ValueError, match=r"cross-attention .*crossattention"):
+        get_meft_model(model, MeftConfig())
+    assert not hasattr(model, "meft_stacks")
+
+
+def test_bart_causal_lm_is_the_decoder_stack_alone():
+    model = get_meft_model(tiny_bart(task="causal-lm"), MeftConfig())
+    assert find_architecture(model).name == "bart-decoder"
+    assert [stack.name for stack in model.meft_stacks] == ["model.decoder.layers"]
+    assert find_architecture(tiny_bart(task="lm")).name == "bart"
+
+
+def _coupled_reference(model, embeddings, context):
+    """Each layer's output (the mean of its streams), coupled by hand, one layer at a time."""
+    (stack,) = model.meft_stacks
+    x1 = x2 = embeddings
+    outputs = []
+    with torch.no_grad():
+        for layer in stack.coupled:
+            x1, x2 = couple(layer, x1, x2, context, embeddings.dtype)
+            outputs.append((x1 + x2) / 2)
+    return outputs
+
+
+@pytest.mark.parametrize("layers", [None, 1, 0])
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_hidden_states_are_each_layers_output(mode, layers):
+    model = get_meft_model(tiny_bert(num_layers=3), MeftConfig(num_reversible_layers=layers))
+    getattr(model, mode)()
+    input_ids = text_batch()["input_ids"]  # no padding: the layers see no mask
+    output = model(input_ids=input_ids, output_hidden_states=True)
+    hidden = output.hidden_states
+    expected = _coupled_reference(model, hidden[0], {"attention_mask": None})
+    assert len(hidden) == 4
+    for index, reference in enumerate(expected, start=1):
+        torch.testing.assert_close(hidden[index], reference, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(hidden[1], hidden[2])
+    if mode == "train" and layers is None:
+        # Reversible layers run without autograd: their outputs carry no graph (documented), so a
+        # loss on them fails loudly; the last one is the stack's output, with its graph.
+        assert not hidden[1].requires_grad
+        with pytest.raises(RuntimeError, match="does not require grad"):
+            hidden[1].sum().backward()
+        output.logits.sum().backward()
+    assert model.meft_stacks[0]._layer_outputs is None  # nothing kept past the host's loop
+
+
+def test_a_forward_hook_on_a_layer_sees_that_layers_output():
+    model = get_meft_model(tiny_bert(num_layers=3), MeftConfig()).eval()
+    seen = {}
+    layers = model.bert.encoder.layer
+    layers[0].register_forward_pre_hook(lambda module, args: seen.setdefault("x", args[0]))
+    layers[1].register_forward_hook(lambda module, args, output: seen.setdefault(1, output))
+    with torch.no_grad():
+        model(input_ids=text_batch()["input_ids"])
+    expected = _coupled_reference(model, seen["x"], {"attention_mask": None})
+    torch.testing.assert_close(seen[1], expected[1], rtol=1e-5, atol=1e-5)
+
+
+def test_timm_forward_intermediates_are_each_blocks_output():
+    model = get_meft_model(timm_vit(num_layers=3), MeftConfig()).eval()
+    pixels = image_batch()["pixel_values"]
+    seen = {}
+    model.blocks[0].register_forward_pre_hook(lambda module, args: seen.setdefault("x", args[0]))
+    with torch.no_grad():
+        intermediates = model.forward_intermediates(pixels, intermediates_only=True)
+        expected = _coupled_reference(model, seen["x"], {})
+        first = model.forward_intermediates(
+            pixels, indices=[0], stop_early=True, intermediates_only=True
+        )
+        features = model.forward_features(pixels)
+    assert len(intermediates) == 3
+    for index, reference in enumerate(expected):
+        # timm returns them as feature maps (B, C, H, W) without the class token
+        torch.testing.assert_close(
+            intermediates[index], _as_feature_map(model, reference), rtol=1e-5, atol=1e-5
+        )
+    torch.testing.assert_close(first[0], intermediates[0])
+    torch.testing.assert_close(model.norm(expected[-1]), features, rtol=1e-5, atol=1e-5)
+
+
+def _as_feature_map(model, tokens):
+    patches = tokens[:, model.num_prefix_tokens :]
+    side = int(patches.shape[1] ** 0.5)
+    return patches.reshape(tokens.shape[0], side, side, -1).permute(0, 3, 1, 2)

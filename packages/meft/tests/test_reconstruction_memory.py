@@ -102,6 +102,28 @@ def test_the_debug_mode_is_off_by_default():
     assert reconstruction_errors(model) == {"bert.encoder.layer": None}
 
 
+def test_the_last_backwards_errors_are_kept_until_the_next_backward():
+    model = get_meft_model(tiny_bert(), MeftConfig(check_reconstruction=True)).train()
+    batch = text_batch()
+    model(**batch).loss.backward()
+    (errors,) = reconstruction_errors(model).values()
+    assert errors is not None
+    assert len(errors) == 2
+    with torch.no_grad():  # e.g. an evaluation step
+        model.eval()(**batch)
+    model.train()(**batch)  # a forward whose backward has not run yet
+    assert reconstruction_errors(model) == {"bert.encoder.layer": errors}
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.add_(torch.randn_like(parameter))
+    model(**batch).loss.backward()
+    (replaced,) = reconstruction_errors(model).values()
+    assert len(replaced) == 2
+    assert replaced != errors
+
+
 def _activation_bytes(num_layers: int, num_reversible: int | None, dropout: float = 0.0) -> int:
     model = get_meft_model(
         tiny_bert(num_layers=num_layers, dropout=dropout),

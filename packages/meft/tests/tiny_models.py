@@ -113,7 +113,12 @@ def tiny_llama(
 
 
 def tiny_bart(num_layers: int = 2, dropout: float = 0.0, task: str = "cls"):
-    from transformers import BartConfig, BartForConditionalGeneration, BartForSequenceClassification
+    from transformers import (
+        BartConfig,
+        BartForCausalLM,
+        BartForConditionalGeneration,
+        BartForSequenceClassification,
+    )
 
     config = BartConfig(
         d_model=32, encoder_layers=num_layers, decoder_layers=num_layers,
@@ -123,7 +128,11 @@ def tiny_bart(num_layers: int = 2, dropout: float = 0.0, task: str = "cls"):
         pad_token_id=PAD, bos_token_id=0, eos_token_id=EOS, decoder_start_token_id=EOS,
         num_labels=2, **_TEXT,
     )  # fmt: skip
-    model_class = {"cls": BartForSequenceClassification, "lm": BartForConditionalGeneration}[task]
+    model_class = {
+        "cls": BartForSequenceClassification,
+        "lm": BartForConditionalGeneration,
+        "causal-lm": BartForCausalLM,  # the decoder alone
+    }[task]
     return _seeded(model_class, config)
 
 
@@ -198,5 +207,8 @@ FAMILIES = {
     "bart-cls": Family(_with(tiny_bart, task="cls"), _with(text_batch, pad=True, eos=True)),
     "bart": Family(
         _with(tiny_bart, task="lm"), _with(text_batch, labels="tokens", pad=True, eos=True)
+    ),
+    "bart-causal-lm": Family(
+        _with(tiny_bart, task="causal-lm"), _with(text_batch, labels="tokens", pad=True)
     ),
 }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from peft_core.recipes import random_subset
+import argparse
+
+from peft_core.recipes import earlier_run_refusal, random_subset
 
 
 def test_random_subset_is_balanced_on_a_sorted_corpus_and_seeded():
@@ -18,3 +20,23 @@ def test_random_subset_is_balanced_on_a_sorted_corpus_and_seeded():
 def test_asking_for_more_than_there_is_returns_everything():
     data = list(range(10))
     assert random_subset(data, 50, seed=0) is data
+
+
+def test_an_earlier_runs_checkpoints_are_refused_unless_resumed_or_overwritten(tmp_path):
+    def args(**flags):
+        return argparse.Namespace(output_dir=tmp_path, resume=False, overwrite=False, **flags)
+
+    assert earlier_run_refusal(args()) is None  # an empty folder
+    (tmp_path / "b" / "checkpoints" / "step-00000007").mkdir(parents=True)
+    (tmp_path / "b" / "checkpoints" / "step-00000007" / "trainer_state.json").write_text("{}")
+    assert earlier_run_refusal(args()) is None  # not the folder asked about
+    refusal = earlier_run_refusal(args(), tmp_path / "a", tmp_path / "b")
+    assert refusal is not None
+    assert "(newest: step-00000007)" in refusal
+    assert "--resume" in refusal
+    assert "--overwrite" in refusal
+    for flag in ("resume", "overwrite"):
+        flagged = argparse.Namespace(
+            output_dir=tmp_path, **{"resume": False, "overwrite": False, flag: True}
+        )
+        assert earlier_run_refusal(flagged, tmp_path / "b") is None

@@ -15,10 +15,12 @@ import argparse
 import json
 import sys
 import warnings
+from collections.abc import Callable
+from typing import NoReturn
 
 from meft.config import VARIANTS, MeftConfig
 from meft.model import get_meft_model
-from peft_core import atomic_write_text
+from peft_core import ConfigError, atomic_write_text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--save-every", type=int, default=100, help="checkpoint interval in steps (for --resume)"
     )
+    train.set_defaults(error=train.error)  # "meft train: error: ..." for values MEFT refuses
     return parser
 
 
@@ -49,24 +52,39 @@ def _full_fine_tuning_activation_bytes(task, seed: int) -> int:
     return peft_core.measure_activation_memory(lambda: full(**task.probe_batch).loss, full)
 
 
-def train(args: argparse.Namespace) -> dict:
-    from peft_core.recipes import fine_tune, load_classifier, task_from_arguments
-
-    task = task_from_arguments(args)
-    full_activation = _full_fine_tuning_activation_bytes(task, args.seed)
-    config = MeftConfig(
+def _config(args: argparse.Namespace) -> MeftConfig:
+    return MeftConfig(
         variant=args.variant, adapter_dim=args.adapter_dim, stream_dtype=args.stream_dtype,
         num_reversible_layers=args.num_reversible_layers,
     )  # fmt: skip
+
+
+def train(
+    args: argparse.Namespace,
+    config: MeftConfig | None = None,
+    fail: Callable[[str], NoReturn] | None = None,
+) -> dict:
+    """Convert, measure full fine-tuning's activation memory, train. ``fail`` reports a model the
+    configuration does not fit (before the measurement), e.g. ``parser.error``."""
+    from peft_core.recipes import fine_tune, load_classifier, task_from_arguments
+
+    config = config or _config(args)
+    task = task_from_arguments(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = get_meft_model(load_classifier(task, args.seed), config)
+        try:
+            model = get_meft_model(load_classifier(task, args.seed), config)
+        except ValueError as error:  # e.g. more reversible layers than the model has
+            if fail is None:
+                raise
+            fail(str(error))
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
+    full_activation = _full_fine_tuning_activation_bytes(task, args.seed)
     result = fine_tune(
         model, task, args.output_dir, name=args.variant.upper(), learning_rate=args.learning_rate or 5e-3,
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, method_config=config,
-        save_every=args.save_every, resume=args.resume,
+        save_every=args.save_every, resume=args.resume, overwrite=args.overwrite,
     )  # fmt: skip
     result["config"] = config.to_dict()
     result["full_fine_tuning_activation_mib"] = full_activation / 2**20
@@ -77,8 +95,17 @@ def train(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    result = train(args)
+    from peft_core.recipes import earlier_run_refusal
+
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if (refusal := earlier_run_refusal(args)) is not None:
+        args.error(refusal)
+    try:  # bad values are reported at once, as argparse reports its own, not after the run
+        config = _config(args)
+    except ConfigError as error:
+        args.error(str(error))
+    result = train(args, config, fail=args.error)
     # Atomic: an interrupted write never leaves a truncated result.json beside the checkpoint.
     atomic_write_text(args.output_dir / "result.json", json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -36,8 +36,8 @@ class MeftConfig(MethodConfig):
             choice) the bottom layers of a deep MEFT3 stack are reconstructed with large error;
             ``"float64"`` keeps ~9 more digits for twice the (depth-independent) stream memory.
             Measure with ``check_reconstruction``.
-        trainable: extra glob patterns of parameters to train besides the adapters; ``None`` =
-            the model's task head, detected per architecture.
+        trainable: extra glob patterns of parameters to train besides the adapters (one string is
+            one pattern); ``None`` = the model's task head, detected per architecture.
         check_reconstruction: debug mode: keep each layer's true inputs and compare the inputs
             reconstructed in backward with them (relative error per layer, warning past
             ``reconstruction_tolerance``). Costs the memory MEFT saves; never use it for training.
@@ -60,48 +60,40 @@ class MeftConfig(MethodConfig):
     reconstruction_tolerance: float = 1e-3
 
     def validate(self) -> None:
-        if self.variant not in VARIANTS:
-            raise ConfigError(f"MeftConfig.variant must be one of {VARIANTS}, got {self.variant!r}")
-        if (
-            isinstance(self.adapter_dim, bool)
-            or not isinstance(self.adapter_dim, int)
-            or self.adapter_dim < 1
-        ):
-            raise ConfigError(
-                f"MeftConfig.adapter_dim must be a positive integer, got {self.adapter_dim!r}"
-            )
+        if isinstance(self.trainable, str):  # one pattern, not a sequence of one-letter patterns
+            self.trainable = (self.trainable,)
+        _one_of("variant", self.variant, VARIANTS)
+        if not _is_int(self.adapter_dim) or self.adapter_dim < 1:
+            _fail("adapter_dim", "a positive integer", self.adapter_dim)
         for name in ("x1_factor", "x2_factor"):
             value = getattr(self, name)
-            if value is not None and not (
-                isinstance(value, int | float) and math.isfinite(value) and value > 0
-            ):
-                raise ConfigError(
-                    f"MeftConfig.{name} must be a positive finite number (the inverse divides by it), "
-                    f"got {value!r}"
-                )
-        if self.adapter_init not in ADAPTER_INITS:
-            raise ConfigError(
-                f"MeftConfig.adapter_init must be one of {ADAPTER_INITS}, got {self.adapter_init!r}"
-            )
-        if self.adapter_dropout is not None and not 0 <= self.adapter_dropout < 1:
-            raise ConfigError(
-                f"MeftConfig.adapter_dropout must be in [0, 1), got {self.adapter_dropout!r}"
-            )
-        layers = self.num_reversible_layers
-        if layers is not None and (
-            isinstance(layers, bool) or not isinstance(layers, int) or layers < 0
+            if value is not None and not (_is_real(value) and math.isfinite(value) and value > 0):
+                _fail(name, "None or a positive finite number (the inverse divides by it)", value)
+        _one_of("adapter_init", self.adapter_init, ADAPTER_INITS)
+        if self.adapter_activation is not None and not (
+            isinstance(self.adapter_activation, str) and self.adapter_activation
         ):
-            raise ConfigError(
-                f"MeftConfig.num_reversible_layers must be None or >= 0, got {layers!r}"
-            )
-        if self.stream_dtype not in STREAM_DTYPES:
-            raise ConfigError(
-                f"MeftConfig.stream_dtype must be one of {STREAM_DTYPES}, got {self.stream_dtype!r}"
-            )
-        if not self.reconstruction_tolerance > 0:
-            raise ConfigError("MeftConfig.reconstruction_tolerance must be positive")
+            _fail("adapter_activation", "None or an activation name", self.adapter_activation)
+        dropout = self.adapter_dropout
+        if dropout is not None and not (_is_real(dropout) and 0 <= dropout < 1):
+            _fail("adapter_dropout", "None or a number in [0, 1)", dropout)
+        layers = self.num_reversible_layers
+        if layers is not None and not (_is_int(layers) and layers >= 0):
+            _fail("num_reversible_layers", "None or an integer >= 0", layers)
+        _one_of("stream_dtype", self.stream_dtype, STREAM_DTYPES)
         if self.trainable is not None:
-            self.trainable = tuple(self.trainable)
+            try:
+                patterns = tuple(self.trainable)
+            except TypeError:
+                patterns = None
+            if patterns is None or not all(isinstance(p, str) and p for p in patterns):
+                _fail("trainable", "None, a glob pattern or a sequence of them", self.trainable)
+            self.trainable = patterns
+        if not isinstance(self.check_reconstruction, bool):
+            _fail("check_reconstruction", "True or False", self.check_reconstruction)
+        tolerance = self.reconstruction_tolerance
+        if not (_is_real(tolerance) and math.isfinite(tolerance) and tolerance > 0):
+            _fail("reconstruction_tolerance", "a positive finite number", tolerance)
 
     @property
     def factors(self) -> tuple[float, float]:
@@ -111,3 +103,20 @@ class MeftConfig(MethodConfig):
             float(self.x1_factor if self.x1_factor is not None else default_x1),
             float(self.x2_factor if self.x2_factor is not None else default_x2),
         )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _fail(field: str, expected: str, value: object) -> None:
+    raise ConfigError(f"MeftConfig.{field} must be {expected}, got {value!r}")
+
+
+def _one_of(field: str, value: object, allowed: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or value not in allowed:
+        _fail(field, f"one of {allowed}", value)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -57,6 +58,10 @@ class StackRun:
     reconstruction_tolerance: float = 1e-3
     # Context entries (key/value caches) that forward may write and the recompute must not.
     cache_arguments: tuple[str, ...] = ()
+    # Forward appends each layer's output here when asked (the mean of its streams, no graph).
+    layer_outputs: list[torch.Tensor] | None = None
+    # Called with the per-layer errors once a backward has measured them (debug mode).
+    on_reconstructed: Callable[[list[float]], None] | None = None
 
     @property
     def grad_context_positions(self) -> list[int]:
@@ -99,6 +104,8 @@ class ReversibleStackFunction(torch.autograd.Function):
                 states["G"] = states_consumed_since(before, x1.device) if random else None
                 x1, x2 = (y2, y1) if layer.swap else (y1, y2)
                 run.rng_states.append(states)
+                if run.layer_outputs is not None:
+                    run.layer_outputs.append(((x1 + x2) / 2).to(run.dtype))
         # Everything backward needs goes through save_for_backward, so memory meters see it all.
         context_tensors = [v for v in run.context_leaves if isinstance(v, torch.Tensor)]
         rng_tensors = [
@@ -154,6 +161,8 @@ class ReversibleStackFunction(torch.autograd.Function):
             if run.true_inputs is not None:
                 _record_reconstruction(run, index, out1, out2)
 
+        if run.reconstruction_errors is not None and run.on_reconstructed is not None:
+            run.on_reconstructed(list(run.reconstruction_errors))
         all_parameters = [p for layer in run.layers for p in layer.trainable_parameters()]
         returned_parameter_grads = [parameter_grads.get(id(p)) for p in all_parameters]
         returned_context_grads = [context_grads[p] for p in grad_positions]
@@ -225,11 +234,15 @@ def run_stack(
     check_reconstruction: bool = False,
     reconstruction_tolerance: float = 1e-3,
     cache_arguments: tuple[str, ...] = (),
+    layer_outputs: list[torch.Tensor] | None = None,
+    on_reconstructed: Callable[[list[float]], None] | None = None,
 ) -> tuple[torch.Tensor, StackRun | None]:
     """Run the coupled stack on ``hidden``: bottom ``num_reversible`` layers reversibly, the rest
     with vanilla autograd. Both streams start as ``hidden``; the result is their mean.
     ``cache_arguments`` name the context entries holding key/value caches, which the backward
-    recompute runs without."""
+    recompute runs without. ``layer_outputs``, if given, receives every layer's output (the mean
+    of its streams; without a graph for the reversible layers, which run without autograd).
+    ``on_reconstructed`` receives the debug mode's per-layer errors after each backward."""
     dtype = hidden.dtype
     x1 = x2 = hidden.to(stream_dtype)
     run = None
@@ -245,13 +258,18 @@ def run_stack(
             reconstruction_errors=[] if check_reconstruction else None,
             reconstruction_tolerance=reconstruction_tolerance,
             cache_arguments=cache_arguments,
+            layer_outputs=layer_outputs,
+            on_reconstructed=on_reconstructed,
         )  # fmt: skip
         grad_context = [leaves[p] for p in run.grad_context_positions]
         parameters = [p for layer in reversible for p in layer.trainable_parameters()]
         x1, x2 = ReversibleStackFunction.apply(run, x1, x2, *grad_context, *parameters)
+        run.layer_outputs = None  # forward filled the caller's list; backward needs none of it
         rest = layers[num_reversible:]
     else:
         rest = layers
     for layer in rest:
         x1, x2 = couple(layer, x1, x2, context, dtype)
+        if layer_outputs is not None:
+            layer_outputs.append(((x1 + x2) / 2).to(dtype))
     return ((x1 + x2) / 2).to(dtype), run

@@ -221,6 +221,28 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def earlier_run_refusal(args: argparse.Namespace, *folders: Path) -> str | None:
+    """Why ``<method> train`` may not start in ``folders`` (default: ``--output-dir``), or None.
+
+    Checked before any work, so that a folder holding an earlier run's checkpoints, with neither
+    ``--resume`` nor ``--overwrite``, is refused at once rather than by the trainer after the data
+    and model are loaded.
+    """
+    from peft_core.trainer.checkpointing import checkpoint_directories
+
+    if args.resume or args.overwrite:
+        return None
+    for folder in folders or (args.output_dir,):
+        found = checkpoint_directories(folder)
+        if found:
+            return (
+                f"{folder} holds checkpoints of an earlier run (newest: {found[-1].name}): "
+                "continue it with --resume, delete it with --overwrite, or choose another "
+                "--output-dir"
+            )
+    return None
+
+
 def task_from_arguments(args: argparse.Namespace) -> TextTask:
     return load_text_task(
         args.model, args.dataset, max_length=args.max_length, max_train=args.max_train, seed=args.seed,

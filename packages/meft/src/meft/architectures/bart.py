@@ -1,4 +1,5 @@
-"""BART (post-LN encoder-decoder): two stacks, the encoder's then the decoder's.
+"""BART (post-LN encoder-decoder): two stacks, the encoder's then the decoder's; ``BartForCausalLM``
+(the decoder alone, no cross-attention input): one stack, described as ``bart-decoder``.
 
 Encoder layer: ``LN(x + dropout(SelfAttn(x)))`` then ``LN(a + dropout(fc2(dropout'(act(fc1(a))))))``.
 Decoder layer: the same with a cross-attention block, ``LN(h + dropout(CrossAttn(h, encoder)))``,
@@ -43,6 +44,10 @@ def attention_half(layer, x, context, adapters):
     return layer.encoder_attn_layer_norm(hidden + _cross_attend(layer, hidden, context))
 
 
+def _has_encoder(model) -> bool:
+    return any(name == "encoder" or name.endswith(".encoder") for name, _ in model.named_modules())
+
+
 def _self_attend(layer, hidden, context):
     if _is_decoder_layer(layer):
         hidden, _ = layer.self_attn(
@@ -74,20 +79,34 @@ def ffn_half(layer, x, context, adapters):
     return ffn_residual(x, ffn, layer.final_layer_norm, adapters, pre_norm=False)
 
 
+_COMMON = dict(
+    attention=attention_half,
+    ffn=ffn_half,
+    hidden_size=lambda model: model.config.d_model,
+    activation=lambda model: model.config.activation_function,
+    dropout=lambda model: model.config.dropout,
+    check=refuse_layerdrop,
+    cache_arguments=("cache",),
+)
+
 BART = register_architecture(
     Architecture(
         name="bart",
-        matches=model_type_is("bart"),
+        matches=lambda model: model_type_is("bart")(model) and _has_encoder(model),
         stacks=("encoder.layers", "decoder.layers"),
-        attention=attention_half,
-        ffn=ffn_half,
-        hidden_size=lambda model: model.config.d_model,
-        activation=lambda model: model.config.activation_function,
-        dropout=lambda model: model.config.dropout,
         # The generation head is tied to the shared embeddings and stays frozen, as does its
         # final_logits_bias (a buffer).
         head=("classification_head", "qa_outputs"),
-        check=refuse_layerdrop,
-        cache_arguments=("cache",),
+        **_COMMON,
+    )
+)
+
+BART_DECODER = register_architecture(
+    Architecture(
+        name="bart-decoder",
+        matches=lambda model: model_type_is("bart")(model) and not _has_encoder(model),
+        stacks=("decoder.layers",),
+        head=(),  # BartForCausalLM's LM head is tied to the embeddings and stays frozen
+        **_COMMON,
     )
 )

@@ -61,6 +61,9 @@ class Architecture:
     # generation: MEFT passes it only when no backward will follow (see MeftStack), and never to a
     # backward recompute, which would write every key and value a second time.
     cache_arguments: tuple[str, ...] = ()
+    # Model methods that read every layer's output by calling the layers one by one (timm's
+    # forward_intermediates). While one runs, each layer returns its own output, not the stack's.
+    layer_output_methods: tuple[str, ...] = ()
 
 
 _ARCHITECTURES: list[Architecture] = []

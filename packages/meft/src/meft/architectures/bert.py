@@ -1,4 +1,9 @@
-"""BERT and RoBERTa (post-LN encoders): LN(x + Attn(x)) then LN(a + FFN(a))."""
+"""BERT and RoBERTa (post-LN encoders): LN(x + Attn(x)) then LN(a + FFN(a)).
+
+Also used as a causal decoder (``is_decoder=True``: the host passes the causal mask). Layers with
+cross-attention (``add_cross_attention=True``) are refused: the description has no cross-attention
+block, and skipping it would silently ignore the encoder states.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,17 @@ def attention_half(layer, x, context, adapters):
         return output.dropout(output.dense(hidden))
 
     return attention_residual(x, attend, output.LayerNorm, adapters, pre_norm=False)
+
+
+def refuse_cross_attention(model) -> None:
+    for name, module in model.named_modules():
+        if getattr(module, "crossattention", None) is not None:
+            raise ValueError(
+                f"MEFT cannot make {type(model).__name__} reversible with cross-attention "
+                f"({name}.crossattention, config.add_cross_attention=True): MEFT's BERT description "
+                "has no cross-attention block, so the encoder states would be ignored. Use BERT "
+                "without add_cross_attention, or BART (encoder-decoder, supported)."
+            )
 
 
 def ffn_half(layer, x, context, adapters):
@@ -34,5 +50,6 @@ BERT = register_architecture(
         activation=lambda model: model.config.hidden_act,
         dropout=lambda model: model.config.hidden_dropout_prob,
         head=("classifier", "qa_outputs"),
+        check=refuse_cross_attention,
     )
 )

@@ -89,5 +89,6 @@ TIMM_VIT = register_architecture(
         dropout=lambda model: 0.0,
         head=("head",),
         check=check_blocks,
+        layer_output_methods=("forward_intermediates",),
     )
 )
