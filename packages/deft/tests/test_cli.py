@@ -93,6 +93,34 @@ def test_a_negative_density_weight_is_refused(capsys):
     assert "non-negative" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e400"])
+def test_a_non_finite_density_weight_is_refused_up_front(value, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--output-dir", str(tmp_path), f"--density-weight={value}"])
+    assert exit_info.value.code == 2  # argparse, before any model is loaded
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--density-weight: must be a finite non-negative number" in error
+    assert "--density-delay" not in error
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        "--density-samples",
+        "--lora-rank",
+        "--adapter-reduction",
+        "--num-virtual-tokens",
+        "--save-every",
+    ],
+)
+@pytest.mark.parametrize("value", ["0", "-3", "2.5"])
+def test_a_count_below_one_is_refused_up_front(option, value, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--output-dir", str(tmp_path), f"{option}={value}"])
+    assert exit_info.value.code == 2  # argparse, before any training
+    assert f"{option}: must be a positive integer" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -320,3 +348,16 @@ def test_deft_train_qlora_on_real_minilm_learns_the_task(tmp_path):
     result = json.loads((output / "result.json").read_text(encoding="utf-8"))
     assert result["method"] == "qlora"
     assert result["test_accuracy"] > 0.62
+
+
+@pytest.mark.parametrize("folder", ["deft", "baseline"])
+def test_an_earlier_runs_checkpoints_are_refused_before_any_work(folder, tmp_path, capsys):
+    checkpoint = tmp_path / folder / "checkpoints" / "step-00000100"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text("{}")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--compare-baseline", "--output-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "deft train: error:" in err
+    assert "holds checkpoints of an earlier run (newest: step-00000100)" in err

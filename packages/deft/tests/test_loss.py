@@ -56,7 +56,21 @@ def test_virtual_prompt_tokens_before_the_mask_count_as_real():
     # 2 virtual tokens prepended (prompt tuning): the mask covers only the last 2 positions.
     a = torch.tensor([[[1.0], [3.0], [0.0], [2.0]]])  # s = [.5, .9, 0, .8]
     mask = torch.tensor([[0, 1]])  # real: virtual .5, virtual .9, (pad 0 dropped), .8
-    torch.testing.assert_close(density_loss(a, mask, eps=1.0), torch.tensor((0.5 + 0.9 + 0.8) / 3))
+    torch.testing.assert_close(
+        density_loss(a, mask, eps=1.0, virtual_tokens=2), torch.tensor((0.5 + 0.9 + 0.8) / 3)
+    )
+    # a mask that already covers the virtual tokens is taken as it is
+    full = torch.tensor([[1, 1, 0, 1]])
+    torch.testing.assert_close(
+        density_loss(a, full, eps=1.0, virtual_tokens=2), torch.tensor((0.5 + 0.9 + 0.8) / 3)
+    )
+
+
+@pytest.mark.parametrize(("mask_tokens", "virtual_tokens"), [(2, 0), (2, 1), (3, 2), (5, 0)])
+def test_a_mask_of_another_length_is_an_error_not_padded(mask_tokens, virtual_tokens):
+    a = torch.ones(1, 4, 3)
+    with pytest.raises(ValueError, match=f"covers {mask_tokens} tokens but activations"):
+        density_loss(a, torch.ones(1, mask_tokens), virtual_tokens=virtual_tokens)
 
 
 def test_a_sample_without_real_tokens_contributes_zero():

@@ -137,6 +137,141 @@ def test_encoder_decoder_loss_is_one_term_per_stack_with_the_decoder_mask_from_l
     assert set(monitor.loss_terms(MASK)) == {"encoder", "decoder"}
 
 
+def _density_by_hand(activations, mask=None):
+    """The density loss written out: s(a) = a²/(a²+ε), mean over features, over real tokens,
+    over samples, over layers (float64)."""
+    per_layer = []
+    for activation in activations:
+        a = activation.detach().double()
+        per_token = (a**2 / (a**2 + 1e-7)).mean(dim=-1)  # [B, T]
+        real = torch.ones_like(per_token) if mask is None else mask.double()
+        per_layer.append(((per_token * real).sum(-1) / real.sum(-1)).mean())
+    return torch.stack(per_layer).mean()
+
+
+def _nonzero_percent_by_hand(activation, mask=None):
+    flags = (activation.detach() != 0).double().mean(dim=-1)  # [B, T]
+    real = torch.ones_like(flags) if mask is None else mask.double()
+    return 100 * float(((flags * real).sum(-1) / real.sum(-1)).mean())
+
+
+def test_decoder_only_targets_of_an_encoder_decoder_model_take_the_decoder_mask():
+    model = _t5().eval()  # no dropout: measure_density's forward computes the same tensors
+    monitor = DensityMonitor(model, targets=["decoder.block.*.layer.2.DenseReluDense.act"])
+    assert set(monitor.groups) == {"decoder"}
+    assert monitor.is_encoder_decoder
+    labels = torch.tensor([[3, 4, 5, 6], [7, 8, -100, -100]])
+    decoder_mask = labels != -100
+    for tokens in (3, 8):  # encoder inputs shorter and longer than the decoder's
+        encoder_mask = torch.ones(2, tokens, dtype=torch.long)
+        encoder_mask[0, -1] = 0
+        batch = {"input_ids": IDS[:, :1].repeat(1, tokens), "attention_mask": encoder_mask}
+        batch["labels"] = labels
+        model(**batch)
+        activations = list(monitor.activations.values())
+        assert [tuple(a.shape[:2]) for a in activations] == [(2, 4)] * 2
+        assert torch.equal(monitor.masks_from_batch(batch)["decoder"], decoder_mask)
+        assert monitor.masks(encoder_mask) == {"decoder": None}  # never the encoder's mask
+        expected = _density_by_hand(activations, decoder_mask)
+        torch.testing.assert_close(monitor.loss_for_batch(batch).double(), expected)
+        torch.testing.assert_close(
+            monitor.loss(encoder_mask, decoder_attention_mask=decoder_mask).double(), expected
+        )
+        report = deft.measure_density(model, [batch], monitor=monitor)
+        by_hand = [_nonzero_percent_by_hand(a, decoder_mask) for a in activations]
+        assert report.masked == pytest.approx(by_hand, rel=1e-9)
+
+
+def test_a_decoder_only_model_with_a_decoder_stack_reads_the_attention_mask():
+    torch.manual_seed(0)
+    config = transformers.OPTConfig(
+        hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=2, vocab_size=100,
+        word_embed_proj_dim=32, max_position_embeddings=64,
+    )  # fmt: skip
+    model = transformers.OPTForCausalLM(config)
+    monitor = DensityMonitor(model)
+    assert set(monitor.groups) == {"decoder"}
+    assert not monitor.is_encoder_decoder
+    batch = {"input_ids": IDS, "attention_mask": MASK, "labels": IDS}
+    model(**batch)
+    assert torch.equal(monitor.masks_from_batch(batch)["decoder"], MASK)
+
+
+def _clip():
+    torch.manual_seed(0)
+    text = transformers.CLIPTextConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        vocab_size=100, max_position_embeddings=32, hidden_act="relu",
+    )  # fmt: skip
+    vision = transformers.CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        image_size=32, patch_size=8, hidden_act="relu",
+    )  # fmt: skip
+    config = transformers.CLIPConfig(
+        text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=16
+    )
+    return transformers.CLIPModel(config).eval().requires_grad_(False)
+
+
+def test_a_vision_tower_takes_no_mask_even_when_the_text_is_longer_than_the_patches():
+    model = _clip()
+    monitor = DensityMonitor(model)
+    assert monitor.groups == {
+        "encoder": ["text_model.encoder.layers.0.mlp.activation_fn"],
+        "vision": ["vision_model.encoder.layers.0.mlp.activation_fn"],
+    }
+    text_mask = torch.ones(2, 20, dtype=torch.long)
+    text_mask[1, 6:] = 0
+    batch = {
+        "input_ids": torch.randint(1, 100, (2, 20)),
+        "attention_mask": text_mask,
+        "pixel_values": torch.randn(2, 3, 32, 32),
+    }
+    with torch.no_grad():
+        model(**batch)
+    text = monitor.activations["text_model.encoder.layers.0.mlp.activation_fn"]
+    vision = monitor.activations["vision_model.encoder.layers.0.mlp.activation_fn"]
+    assert text.shape[:2] == (2, 20)
+    assert vision.shape[:2] == (2, 17)  # 16 patches + the class token: fewer than the text
+    assert monitor.masks_from_batch(batch) == {"encoder": text_mask, "vision": None}
+    terms = monitor.loss_terms(text_mask)
+    torch.testing.assert_close(terms["encoder"].double(), _density_by_hand([text], text_mask))
+    torch.testing.assert_close(terms["vision"].double(), _density_by_hand([vision]))
+    torch.testing.assert_close(
+        monitor.loss_for_batch(batch).double(),
+        _density_by_hand([text], text_mask) + _density_by_hand([vision]),
+    )
+    report = deft.measure_density(model, [batch], monitor=monitor)
+    assert sorted(report.groups) == ["encoder", "vision"]
+    masked = dict(zip(report.layers, report.masked, strict=True))
+    assert masked["text_model.encoder.layers.0.mlp.activation_fn"] == pytest.approx(
+        _nonzero_percent_by_hand(text, text_mask), rel=1e-9
+    )
+    assert masked["vision_model.encoder.layers.0.mlp.activation_fn"] == pytest.approx(
+        _nonzero_percent_by_hand(vision), rel=1e-9
+    )
+    taus = deft.calibrate_threshold(model, [batch], target_density=0.5)
+    assert set(taus) == set(monitor.layer_names)
+
+
+def test_a_mask_of_the_wrong_length_is_an_error_unless_virtual_prompt_tokens_explain_it():
+    model = _bert_classifier()
+    monitor = DensityMonitor(model)
+    model(input_ids=IDS, attention_mask=MASK)
+    assert monitor.virtual_tokens == 0
+    with pytest.raises(ValueError, match="covers 3 tokens but activations"):
+        monitor.loss(MASK[:, :3])
+    peft = pytest.importorskip("peft")
+    config = peft.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3)
+    prompted = peft.get_peft_model(_bert_classifier(), config)
+    monitor = DensityMonitor(prompted)
+    prompted(input_ids=IDS, attention_mask=MASK)
+    assert monitor.virtual_tokens == 3
+    monitor.loss(MASK)  # 3 + 5 positions: explained by the 3 virtual tokens
+    with pytest.raises(ValueError, match="3 virtual prompt tokens explain only"):
+        monitor.loss(MASK[:, :4])
+
+
 def test_each_forward_replaces_the_captures_and_checkpoint_recomputation_is_ignored():
     model = TinyClassifier(num_layers=2)
     monitor = DensityMonitor(model)
@@ -159,6 +294,46 @@ def test_each_forward_replaces_the_captures_and_checkpoint_recomputation_is_igno
     (hidden.sum() + monitor.loss()).backward()
     assert monitor.activations == captured  # the recomputed activations were not added
     model.forward = original
+
+
+def test_peft_generate_entering_through_the_wrapped_model_replaces_the_captures():
+    peft = pytest.importorskip("peft")
+    model = peft.get_peft_model(
+        _llama(), peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    )
+    monitor = DensityMonitor(model)
+    ids = IDS % 98 + 2
+    model(input_ids=ids)  # through the wrapper first
+    before = monitor.activations
+    assert before["model.layers.0.mlp.act_fn"].shape == (2, 5, 64)
+    model.eval()
+    with torch.no_grad():  # peft's generate() calls the wrapped model, never the wrapper
+        model.generate(input_ids=ids, max_new_tokens=3, do_sample=False, pad_token_id=0)
+    after = monitor.activations
+    assert list(after) == list(before)
+    # the last forward of generate(): one new token per row, reading the cache
+    assert all(after[name] is not before[name] for name in before)
+    assert after["model.layers.0.mlp.act_fn"].shape == (2, 1, 64)
+
+
+def test_checkpoint_recomputation_is_ignored_when_the_forward_entered_through_the_wrapped_model():
+    model = TinyClassifier(num_layers=2)
+    wrapper = DDPLike(model)
+    monitor = DensityMonitor(wrapper)
+    wrapper(IDS % 32)  # the wrapper's hooks have run: depth-0 captures are recomputation
+
+    def forward(input_ids):
+        hidden = model.embed(input_ids)
+        for block in model.blocks:
+            hidden = checkpoint(block, hidden, use_reentrant=False)
+        return hidden
+
+    model.forward = forward
+    hidden = model(IDS[:1] % 32)  # enters through the wrapped model only
+    captured = dict(monitor.activations)
+    assert captured["blocks.0.act"].shape[0] == 1
+    (hidden.sum() + monitor.loss()).backward()
+    assert monitor.activations == captured
 
 
 def test_without_the_models_own_hooks_a_repeated_layer_starts_the_next_forward():

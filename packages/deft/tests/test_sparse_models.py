@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -310,6 +311,83 @@ def test_density_monitor_still_sees_the_gate_activation_of_a_sparse_model():
     assert sparse.keys() == dense.keys()
     for name in dense:
         assert torch.equal(sparse[name], dense[name])
+
+
+@pytest.mark.parametrize("strategy", ["gather", "rows"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_pfeiffer_adapters_keep_working_in_the_sparse_model(family, strategy):
+    from deft.adapters import (
+        PfeifferAdapterConfig,
+        get_pfeiffer_adapter_model,
+        pfeiffer_adapters,
+    )
+
+    torch.manual_seed(1)
+    model = get_pfeiffer_adapter_model(_build(family), PfeifferAdapterConfig(init="xavier"))
+    inputs = FAMILIES[family].inputs(2)
+    with torch.no_grad():
+        dense = _output(model, inputs)
+        without_adapters = _output(_built(family), inputs)
+        assert (dense - without_adapters).abs().max() > 1e-3  # the adapters matter
+        before = {name: t.clone() for name, t in model.state_dict().items()}
+        sparsify(model, strategy=strategy)
+        assert len(sparse_modules(model)) == FAMILIES[family].layers
+        sparse = _output(model, inputs)
+        state = model.state_dict()
+    assert_close(sparse, dense)  # τ = 0: the dense output, adapters included
+    assert list(state) == list(before)  # the adapter keys stay while sparse
+    assert all(torch.equal(state[name], before[name]) for name in before)
+    assert len(pfeiffer_adapters(model)) == FAMILIES[family].layers
+    densify(model)
+    with torch.no_grad():
+        assert_close(_output(model, inputs), dense)
+
+
+def _add_hook(kind: str):
+    def add(module: nn.Module) -> None:
+        if kind == "hook":
+            module.register_forward_hook(lambda m, args, out: out * 2)
+        elif kind == "pre-hook":
+            module.register_forward_pre_hook(lambda m, args: None)
+        else:
+            module.extra = nn.Linear(2, 2)
+
+    return add
+
+
+@pytest.mark.parametrize(
+    ("family", "path", "kind", "message"),
+    [
+        ("bert", "encoder.layer.0.output.dense", "hook", "forward hooks or pre-hooks"),
+        ("bert", "encoder.layer.1.output.dense", "pre-hook", "forward hooks or pre-hooks"),
+        ("bert", "encoder.layer.0.output.dense", "child", r"child modules \['extra'\]"),
+        ("gpt2 (Conv1D)", "h.0.mlp.c_proj", "hook", "forward hooks or pre-hooks"),
+        ("llama", "layers.0.mlp", "hook", "forward hooks or pre-hooks"),
+        ("llama", "layers.0.mlp.gate_proj", "pre-hook", "forward hooks or pre-hooks"),
+        ("llama", "layers.1.mlp.up_proj", "child", r"child modules \['extra'\]"),
+        ("llama", "layers.0.mlp.down_proj", "hook", "forward hooks or pre-hooks"),
+        ("flan-t5 gated", "encoder.block.0.layer.1.DenseReluDense.dropout", "pre-hook", "hooks"),
+    ],
+)
+def test_hooks_or_unknown_children_on_what_the_sparse_module_skips_are_refused(
+    family, path, kind, message
+):
+    model = _build(family)
+    _add_hook(kind)(model.get_submodule(path))
+    with pytest.raises(ValueError, match=rf"cannot sparsify {re.escape(path)} .*{message}"):
+        sparsify(model)
+    assert not sparse_modules(model)  # an error leaves the model as it was
+
+
+def test_a_product_mode_monitor_on_the_down_projection_is_refused_not_dropped():
+    model = _build("llama")
+    monitor = DensityMonitor(model, gated="product")  # a pre-hook on every down_proj
+    with pytest.raises(ValueError, match=r"layers.0.mlp.down_proj .*pre-hooks"):
+        sparsify(model)
+    monitor.remove()
+    with torch.no_grad():
+        sparsify(model)  # fine once the monitor is removed
+    assert len(sparse_modules(model)) == 2
 
 
 def test_converted_layers_keep_discovery_names_and_per_layer_thresholds():

@@ -47,16 +47,24 @@ def as_batch_tokens_features(
 
 
 def align_mask(
-    mask: torch.Tensor, activation: torch.Tensor, argument: str, activation_argument: str
+    mask: torch.Tensor,
+    activation: torch.Tensor,
+    argument: str,
+    activation_argument: str,
+    virtual_tokens: int = 0,
 ) -> torch.Tensor:
-    """Return ``mask`` as [B, T] matching ``activation`` [B, T', F], left-padded with ones if T' > T.
+    """Return ``mask`` as float [B, T] matching ``activation`` [B, T, F].
 
-    Prompt tuning prepends virtual tokens to the input embeddings, so the activations are longer
-    than the attention mask the batch carries; those leading positions are real tokens (Hugging
-    Face peft prepends ones to the mask it passes on for the same reason) and count as such.
+    The mask must cover the activation's T positions exactly, or all but ``virtual_tokens``
+    leading ones: prompt tuning prepends virtual tokens to the input embeddings, so the
+    activations are longer than the attention mask the batch carries by that many; those
+    leading positions are real tokens (Hugging Face peft prepends ones to the mask it passes on
+    for the same reason) and count as such. Any other length is an error: a mask of another
+    stack (the encoder's mask on decoder tokens, a text mask on image patches) must not be
+    padded into place.
 
     Example:
-        >>> align_mask(torch.tensor([[1, 0]]), torch.zeros(1, 4, 8), "mask", "activation")
+        >>> align_mask(torch.tensor([[1, 0]]), torch.zeros(1, 4, 8), "mask", "activation", 2)
         tensor([[1., 1., 1., 0.]])
     """
     if mask.ndim != 2:
@@ -67,13 +75,19 @@ def align_mask(
             f"{argument} has batch size {mask.shape[0]} but {activation_argument} has {batch} "
             f"(shapes {tuple(mask.shape)} and {tuple(activation.shape)})"
         )
-    if mask.shape[1] > tokens:
+    virtual = tokens - mask.shape[1]
+    if virtual not in (0, virtual_tokens):
+        explained = (
+            f" ({virtual_tokens} virtual prompt tokens explain only a difference of that many)"
+            if virtual_tokens
+            else ""
+        )
         raise ValueError(
-            f"{argument} covers {mask.shape[1]} tokens but {activation_argument} has only {tokens} "
-            f"(shapes {tuple(mask.shape)} and {tuple(activation.shape)})"
+            f"{argument} covers {mask.shape[1]} tokens but {activation_argument} has {tokens} "
+            f"(shapes {tuple(mask.shape)} and {tuple(activation.shape)}){explained}; is it the "
+            "mask of another input (e.g. the encoder's mask for decoder tokens)?"
         )
     mask = mask.to(device=activation.device, dtype=torch.float32)
-    virtual = tokens - mask.shape[1]
     if virtual:
         mask = torch.cat([mask.new_ones(batch, virtual), mask], dim=1)
     return mask

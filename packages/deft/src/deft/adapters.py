@@ -169,11 +169,26 @@ def _output_features(projection: nn.Module, name: str) -> int:
     return features
 
 
-def _apply_adapter(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
-    # A module-level function rather than a closure, so that models with adapters deep-copy and
-    # pickle. The residual path keeps the projection's own output untouched (and its dtype).
+def apply_adapter(module: nn.Module, output: torch.Tensor) -> torch.Tensor:
+    """``output + adapter(output)`` with the Pfeiffer adapter that ``module`` carries.
+
+    What the forward hook does to the projection's output; :mod:`deft.sparse` calls it after
+    computing the projection sparsely. The residual path keeps the projection's own output
+    untouched (and its dtype).
+    """
     adapter = module._modules[ADAPTER_NAME]
     return output + adapter(output.to(adapter.up.weight.dtype)).to(output.dtype)
+
+
+def _apply_adapter(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
+    # A module-level function rather than a closure, so that models with adapters deep-copy and
+    # pickle.
+    return apply_adapter(module, output)
+
+
+def is_adapter_hook(hook: object) -> bool:
+    """Whether ``hook`` is the forward hook that applies a Pfeiffer adapter."""
+    return hook is _apply_adapter
 
 
 def pfeiffer_adapters(model: nn.Module) -> list[tuple[str, BottleneckAdapter]]:
@@ -235,8 +250,10 @@ __all__ = [
     "ADAPTER_NAME",
     "FFN_OUTPUT_PROJECTIONS",
     "PfeifferAdapterConfig",
+    "apply_adapter",
     "ffn_output_projections",
     "get_pfeiffer_adapter_model",
+    "is_adapter_hook",
     "pfeiffer_adapters",
     "remove_pfeiffer_adapters",
 ]

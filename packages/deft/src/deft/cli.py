@@ -70,10 +70,11 @@ def _parser() -> argparse.ArgumentParser:
         "train", help="fine-tune with a PEFT method + the density loss; report accuracy and density"
     )
     add_recipe_arguments(train)
+    train.set_defaults(error=train.error)  # "deft train: error: ..." for checks after parsing
     train.add_argument("--method", choices=CLI_METHODS, default="lora")
     train.add_argument(
         "--density-weight",
-        type=_non_negative,
+        type=_finite_non_negative,
         default=1.0,
         help="λ of L_task + λ·L_density (default 1.0, the paper's); 0 trains plain PEFT",
     )
@@ -124,34 +125,49 @@ def _parser() -> argparse.ArgumentParser:
         help="with --threshold-density: calibrate τ on the starting model and keep the zeros in "
         "every training step (default: calibrate and apply after training)",
     )
-    train.add_argument("--lora-rank", type=int, default=8, help="LoRA r (alpha = 2r)")
+    train.add_argument("--lora-rank", type=_positive_int, default=8, help="LoRA r (alpha = 2r)")
     train.add_argument(
         "--lora-mlp-inputs",
         action="store_true",
         help="LoRA also on every MLP input projection, with its bias trained: the density loss "
         "then acts on the pre-activations directly (default: Q/V only, the paper's)",
     )
-    train.add_argument("--adapter-reduction", type=int, default=16, help="adapter d / bottleneck")
     train.add_argument(
-        "--num-virtual-tokens", type=int, default=60, help="prompt/prefix tuning tokens"
+        "--adapter-reduction", type=_positive_int, default=16, help="adapter d / bottleneck"
+    )
+    train.add_argument(
+        "--num-virtual-tokens", type=_positive_int, default=60, help="prompt/prefix tuning tokens"
     )
     train.add_argument(
         "--density-samples",
-        type=int,
+        type=_positive_int,
         default=None,
         help="test examples the density is measured on (default: the whole test split)",
     )
     train.add_argument(
-        "--save-every", type=int, default=100, help="checkpoint interval in steps (for --resume)"
+        "--save-every",
+        type=_positive_int,
+        default=100,
+        help="checkpoint interval in steps (for --resume)",
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
-def _non_negative(text: str) -> float:
+def _finite_non_negative(text: str) -> float:
     value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative number, got {text}")
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite non-negative number, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (>= 1), got {text}")
     return value
 
 
@@ -263,6 +279,7 @@ def _run(task: Any, args: argparse.Namespace, weight: Any, output_dir: Path, nam
         batch_size=args.batch_size, seed=args.seed, callbacks=callbacks,
         method_config=config if isinstance(config, PfeifferAdapterConfig) else None,
         progress_bar=not args.no_progress, save_every=args.save_every, resume=args.resume,
+        overwrite=args.overwrite,
     )  # fmt: skip
     if after_training is not None:
         threshold = after_training.handle
@@ -379,8 +396,14 @@ def format_table(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     from deft.report import DensityReport
     from peft_core import atomic_write_text
+    from peft_core.recipes import earlier_run_refusal
 
     args = _parser().parse_args(argv)
+    folders = [args.output_dir / "deft"]
+    if args.compare_baseline:
+        folders.insert(0, args.output_dir / "baseline")
+    if (refusal := earlier_run_refusal(args, *folders)) is not None:
+        args.error(refusal)
     result = train(args)
     # Atomic: an interrupted write never leaves a truncated result.json beside the checkpoint.
     atomic_write_text(args.output_dir / "result.json", json.dumps(result, indent=2) + "\n")

@@ -116,7 +116,18 @@ def unwrap(model: nn.Module) -> tuple[nn.Module, str]:
         >>> unwrap(DDPLike(nn.Linear(2, 2)))[1]
         'module.'
     """
+    chain = wrapper_chain(model)
+    return chain[-1][1], chain[-1][0]
+
+
+def wrapper_chain(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name prefix, module) of ``model`` and of every wrapped model inside it, outermost first.
+
+    The last entry is what :func:`unwrap` returns. A wrapper's methods may call any of these
+    directly (peft's ``generate`` calls the wrapped model's, skipping the wrapper's ``__call__``).
+    """
     prefix = ""
+    chain = [(prefix, model)]
     while True:
         children = model._modules
         if set(children) in ({"module"}, {"_orig_mod"}):  # DDP, DataParallel, torch.compile
@@ -126,8 +137,9 @@ def unwrap(model: nn.Module) -> tuple[nn.Module, str]:
         elif _is_peft(model) and "model" in children:  # a peft tuner: LoraModel, IA3Model …
             step = "model"
         else:
-            return model, prefix
+            return chain
         model, prefix = children[step], f"{prefix}{step}."
+        chain.append((prefix, model))
 
 
 def _is_peft(model: nn.Module) -> bool:
@@ -137,11 +149,38 @@ def _is_peft(model: nn.Module) -> bool:
 
 
 def group_of(name: str) -> str:
-    """``"encoder"`` or ``"decoder"`` when the path goes through such a stack, else ``"model"``."""
+    """The stack a module belongs to, from the first path part that names one.
+
+    ``"vision"`` for a vision tower (a part ``vision…`` or ``visual``: CLIP's ``vision_model``,
+    LLaVA's ``vision_tower``, whose patch tokens are all real and take no attention mask),
+    ``"encoder"`` or ``"decoder"`` when the path goes through such a stack, else ``"model"``.
+
+    Example:
+        >>> group_of("vision_model.encoder.layers.0.mlp.activation_fn")
+        'vision'
+        >>> group_of("text_model.encoder.layers.0.mlp.activation_fn")
+        'encoder'
+    """
     for part in name.split("."):
+        if part == "visual" or part.startswith("vision"):
+            return "vision"
         if part in ("encoder", "decoder"):
             return part
     return "model"
+
+
+def is_encoder_decoder(model: nn.Module) -> bool:
+    """Whether ``model`` (wrappers looked through) has an encoder and a decoder stack.
+
+    The Hugging Face config's ``is_encoder_decoder`` decides where there is one; otherwise a module
+    path through an ``encoder`` and one through a ``decoder`` (see :func:`group_of`). OPT's lone
+    ``decoder`` stack is a decoder-only model, and reads the ``attention_mask``.
+    """
+    inner = unwrap(model)[0]
+    flag = getattr(getattr(inner, "config", None), "is_encoder_decoder", None)
+    if isinstance(flag, bool):
+        return flag
+    return {"encoder", "decoder"} <= {group_of(name) for name, _ in inner.named_modules()}
 
 
 def find_targets(

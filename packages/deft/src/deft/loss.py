@@ -108,6 +108,7 @@ def density_loss(
     eps: float = DEFAULT_EPS,
     *,
     reduce: bool = True,
+    virtual_tokens: int = 0,
 ) -> torch.Tensor:
     """The DEFT density loss over one tensor or a sequence of per-layer tensors.
 
@@ -119,10 +120,13 @@ def density_loss(
         attention_mask: [B, T] with 1 for real tokens and 0 for padding. ``None`` averages over
             every position, padding included — the reference implementation's behaviour. Given a
             mask, n_l[b] averages over the real tokens only (a sample without any contributes 0).
-            When an activation has more positions than the mask (prompt tuning prepends virtual
-            tokens to the input), the extra *leading* positions count as real tokens.
+            The mask must cover every position of each activation, or all but the
+            ``virtual_tokens`` leading ones; any other length is an error.
         eps: ε of s(a); 1e-7 as in the paper.
         reduce: ``False`` returns the [L, B] matrix of n_l[b] instead of its mean.
+        virtual_tokens: leading positions the mask may leave out because prompt tuning prepended
+            them to the input (peft's ``num_virtual_tokens``); they count as real tokens.
+            :class:`deft.DensityMonitor` passes its model's.
 
     Returns:
         A scalar (fp32, or fp64 for fp64 inputs), differentiable with respect to the activations.
@@ -147,7 +151,7 @@ def density_loss(
         if attention_mask is None:
             per_layer.append(per_token.mean(dim=-1))
             continue
-        mask = align_mask(attention_mask, activation, "attention_mask", argument)
+        mask = align_mask(attention_mask, activation, "attention_mask", argument, virtual_tokens)
         real_tokens = mask.sum(dim=-1).clamp_min(1.0)
         per_layer.append((per_token * mask).sum(dim=-1) / real_tokens)
     if reduce:

@@ -140,6 +140,7 @@ def _tally_batch(
     masks = monitor.masks_from_batch(batch)
     batch_size = _batch_size(batch)
     group_of = {target.name: target.group for target in monitor.targets}
+    virtual_tokens = monitor.virtual_tokens
     for name, activation in activations.items():
         group = group_of[name.split("#")[0]]
         mask = masks.get(group)
@@ -147,7 +148,7 @@ def _tally_batch(
             activation, name, mask.shape[0] if mask is not None else batch_size
         )
         if mask is not None:
-            mask = align_mask(mask, activation, f"the {group} mask", name)
+            mask = align_mask(mask, activation, f"the {group} mask", name, virtual_tokens)
         tallies.setdefault(name, _LayerTally(group, thresholds)).add(activation, mask)
         dtypes[str(activation.dtype).removeprefix("torch.")] = None
     return batch_size or 0

@@ -10,7 +10,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from deft.discovery import ActivationTarget, GatedMode, find_targets
+from deft.discovery import (
+    ActivationTarget,
+    GatedMode,
+    find_targets,
+    wrapper_chain,
+)
+from deft.discovery import (
+    is_encoder_decoder as _model_is_encoder_decoder,
+)
 from deft.loss import DEFAULT_EPS, density_loss
 
 # Hugging Face's label value for positions the loss ignores (decoder padding).
@@ -20,7 +28,8 @@ IGNORE_INDEX = -100
 class DensityMonitor:
     """Forward hooks on every MLP activation of ``model`` (see :mod:`deft.discovery`).
 
-    Each forward pass of ``model`` (or of any wrapper that calls it) replaces the captured tensors.
+    Each forward pass of ``model`` (or of any wrapper that calls it, or of the model a wrapper such
+    as peft's wraps: ``peft_model.generate()`` calls only the latter) replaces the captured tensors.
     They are references to the very tensors the activation modules return — the ones autograd keeps
     for the backward pass anyway — never copies; the monitor holds them until the next forward or
     :meth:`clear`. Hooks run while ``model`` runs, so activations recomputed by gradient
@@ -55,14 +64,21 @@ class DensityMonitor:
         self.model = model
         self.gated = gated
         self.targets: list[ActivationTarget] = find_targets(model, targets, gated=gated)
+        self._encoder_decoder = _model_is_encoder_decoder(model)
         self._captured: dict[str, list[torch.Tensor]] = {}
-        self._depth = 0  # how deep inside model.forward we are (it may call itself)
-        self._managed = False  # True once model's own forward hooks have been seen to run
+        self._depth = 0  # how deep inside model.forward (or a wrapped model's) we are
+        self._managed = False  # True once the hooks on model (or a wrapped model) were seen to run
         self._warned = False
-        self._handles: list[Any] = [
-            model.register_forward_pre_hook(self._enter),
-            model.register_forward_hook(self._exit, always_call=True),
-        ]
+        self._handles: list[Any] = []
+        # A forward may enter through the wrapper or through any model it wraps: peft's
+        # generate() calls the wrapped model's generate, which calls that model, never the
+        # wrapper. Each of them marks "inside a forward"; captures outside every one of them are
+        # gradient-checkpointing recomputation during backward.
+        for _, entry in wrapper_chain(model):
+            self._handles += [
+                entry.register_forward_pre_hook(self._enter),
+                entry.register_forward_hook(self._exit, always_call=True),
+            ]
         for target in self.targets:
             if target.capture == "output":
                 hook = partial(self._on_output, target.name)
@@ -94,8 +110,8 @@ class DensityMonitor:
         if self._depth == 0:
             if self._managed:
                 return  # outside model's forward: gradient-checkpoint recomputation in backward
-            # model's own hooks never ran (the caller skipped its __call__, as old peft versions
-            # do): a layer firing a second time is the start of the next forward.
+            # no hook of model or of a model it wraps ever ran (the caller skipped their
+            # __call__): a layer firing a second time is the start of the next forward.
             if name in self._captured:
                 self._captured = {}
         if not isinstance(tensor, torch.Tensor):
@@ -113,7 +129,8 @@ class DensityMonitor:
 
     @property
     def groups(self) -> dict[str, list[str]]:
-        """Layer names per stack: ``"encoder"`` / ``"decoder"``, or ``"model"`` outside both."""
+        """Layer names per stack: ``"encoder"`` / ``"decoder"`` / ``"vision"`` (a vision tower), or
+        ``"model"`` outside them (see :func:`deft.discovery.group_of`)."""
         grouped: dict[str, list[str]] = {}
         for target in self.targets:
             grouped.setdefault(target.group, []).append(target.name)
@@ -121,7 +138,22 @@ class DensityMonitor:
 
     @property
     def is_encoder_decoder(self) -> bool:
-        return {"encoder", "decoder"} <= set(self.groups)
+        """Whether the model has an encoder and a decoder stack (whichever of them is targeted)."""
+        return self._encoder_decoder
+
+    @property
+    def virtual_tokens(self) -> int:
+        """Leading positions the batch's masks do not cover: a peft prompt-learning config's
+        ``num_virtual_tokens`` (prompt tuning prepends them to the input), else 0."""
+        for _, entry in wrapper_chain(self.model):
+            try:
+                config = entry.active_peft_config
+            except (AttributeError, KeyError, ValueError):
+                continue
+            if getattr(config, "is_prompt_learning", False):
+                tokens = getattr(config, "num_virtual_tokens", None)
+                return tokens if isinstance(tokens, int) and tokens > 0 else 0
+        return 0
 
     @property
     def activations(self) -> dict[str, torch.Tensor]:
@@ -154,11 +186,21 @@ class DensityMonitor:
         attention_mask: torch.Tensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor | None]:
-        """The token mask for each group: the decoder's own mask in encoder-decoder models."""
-        if not self.is_encoder_decoder:
-            return {group: attention_mask for group in self.groups}
-        chosen = {"encoder": attention_mask, "decoder": decoder_attention_mask}
-        return {group: chosen.get(group) for group in self.groups}
+        """The token mask for each group, by the stack its layers belong to.
+
+        The decoder stack of an encoder-decoder model gets ``decoder_attention_mask`` (whether or
+        not the encoder is targeted too); a vision tower (group ``"vision"``, e.g. CLIP's) gets
+        none, as every patch token is real; every other group gets ``attention_mask``.
+        """
+        masks: dict[str, torch.Tensor | None] = {}
+        for group in self.groups:
+            if group == "vision":
+                masks[group] = None
+            elif group == "decoder" and self.is_encoder_decoder:
+                masks[group] = decoder_attention_mask
+            else:
+                masks[group] = attention_mask
+        return masks
 
     def masks_from_batch(self, batch: Any) -> dict[str, torch.Tensor | None]:
         """:meth:`masks` read from a Hugging Face-style batch dict.
@@ -220,8 +262,11 @@ class DensityMonitor:
                 "it was built on (or of a wrapper around it) before asking for the loss"
             )
         self._warn_if_nothing_can_learn(by_group)
+        virtual = self.virtual_tokens
         return {
-            group: density_loss(list(tensors.values()), masks.get(group), eps)
+            group: density_loss(
+                list(tensors.values()), masks.get(group), eps, virtual_tokens=virtual
+            )
             for group, tensors in by_group.items()
         }
 

@@ -52,7 +52,7 @@ class DensityReport:
 
     Attributes:
         layers: layer names, in the order the model computes them.
-        groups: the stack of each layer (``"encoder"``, ``"decoder"`` or ``"model"``).
+        groups: the stack of each layer (``"encoder"``, ``"decoder"``, ``"vision"`` or ``"model"``).
         reference: per-layer density counting every position, padding included (reference code).
         masked: per-layer density over real tokens only.
         thresholded: τ → per-layer density over real tokens with |a| ≤ τ counted as zero.

@@ -103,12 +103,14 @@ def threshold_for_density(magnitudes: torch.Tensor, target_density: float) -> fl
     return float(values.kthvalue(values.numel() - keep).values)
 
 
-def _real_values(activation: torch.Tensor, mask: torch.Tensor | None, name: str) -> torch.Tensor:
+def _real_values(
+    activation: torch.Tensor, mask: torch.Tensor | None, name: str, virtual_tokens: int = 0
+) -> torch.Tensor:
     """|a| of the real tokens of a [B, T, F] activation, flattened."""
     magnitudes = activation.detach().abs()
     if mask is None:
         return magnitudes.flatten()
-    mask = align_mask(mask, activation, "the attention mask", name)
+    mask = align_mask(mask, activation, "the attention mask", name, virtual_tokens)
     return magnitudes[mask.bool()].flatten()
 
 
@@ -123,6 +125,7 @@ def _collect(
     """|a| of the real tokens per layer (``only`` one layer), in the order the model computes them."""
     reservoirs: dict[str, _Reservoir] = {}
     group_of = {target.name: target.group for target in monitor.targets}
+    virtual_tokens = monitor.virtual_tokens
     device = next((p.device for p in model.parameters()), None)
     for batch in batches:
         batch = _to_device(batch, device)
@@ -136,7 +139,7 @@ def _collect(
             rows = mask.shape[0] if mask is not None else _batch_size(batch)
             activation = as_batch_tokens_features(activation, name, rows)
             reservoir = reservoirs.setdefault(layer, _Reservoir(capacity, generator))
-            reservoir.add(_real_values(activation, mask, name))
+            reservoir.add(_real_values(activation, mask, name, virtual_tokens))
         monitor.clear()
     return reservoirs
 

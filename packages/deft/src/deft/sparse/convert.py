@@ -19,6 +19,14 @@ Hugging Face peft: a ``PeftModel`` is looked through, and MLPs whose projections
 adapter (a LoRA/IA3 layer, a quantised layer) is refused with a clear error: merge first with
 ``model = model.merge_and_unload()``. We do not merge ourselves: merging rewrites the base weights
 for good, which ``densify`` could not undo.
+
+Pfeiffer adapters (``deft.methods.apply_method(model, "adapter")``, :mod:`deft.adapters`) on the
+down projections are kept: the sparse module holds the same adapter (same ``state_dict`` keys) and
+adds it to its output as the adapter's hook does, so τ = 0 still gives the dense outputs. Anything
+else the sparse module would skip is refused with an error naming the module: forward hooks or
+pre-hooks on a replaced projection, on a gated MLP container or on its children other than the
+activation (a ``DensityMonitor(..., gated="product")`` or ``apply_threshold`` on ``down_proj``,
+for instance), and child modules of a projection.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from deft.adapters import ADAPTER_NAME, is_adapter_hook
 from deft.discovery import find_targets, unwrap
 from deft.sparse.kernels import (
     DEFAULT_DENSE_ABOVE,
@@ -36,6 +45,7 @@ from deft.sparse.kernels import (
     per_layer_thresholds,
 )
 from deft.sparse.modules import SparseGatedMLP, SparseLinear, is_conv1d
+from peft_core.adapters import BottleneckAdapter
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,12 @@ class _Plan:
     container: nn.Module
 
 
+@dataclass(frozen=True)
+class _Replaced:
+    path: str  # in the unwrapped model
+    module: nn.Module
+
+
 def _parent_path(path: str) -> str:
     return path.rsplit(".", 1)[0] if "." in path else ""
 
@@ -135,6 +151,8 @@ def _plan(model: nn.Module) -> list[_Plan]:
         parent = inner.get_submodule(parent_path)
         module = parent._modules.get(attribute)
         _check_projections(target.name, target.family, rule, container, module)
+        replaced = _Replaced(f"{parent_path}.{attribute}" if parent_path else attribute, module)
+        _check_hooks_and_children(target.name, rule, container, container_path, replaced)
         plans.append(_Plan(target.name, parent, attribute, module, rule, container))
     return plans
 
@@ -168,6 +186,67 @@ def _check_projections(
             )
     if rule.gated and rule.up is None and container._modules[rule.gate].out_features % 2:
         raise ValueError(f"{name}: fused {rule.gate} has an odd number of outputs")
+
+
+def _hook_names(hooks: Mapping[int, object]) -> str:
+    functions = (getattr(hook, "func", hook) for hook in hooks.values())  # through partial()
+    return ", ".join(getattr(f, "__qualname__", type(f).__name__) for f in functions)
+
+
+def _check_module(
+    layer: str, path: str, module: nn.Module, *, projection: bool, adapter: bool = False
+) -> None:
+    """Refuse what the sparse module would silently skip on ``module`` (found at ``path``).
+
+    The sparse modules compute projections from their weights (and a gated MLP's other children,
+    dropout for instance, are not called), so forward hooks and pre-hooks on them, and child modules
+    of a projection, would never run. One thing is understood: a Pfeiffer adapter on the down
+    projection (``adapter=True``; :mod:`deft.adapters`: a ``pfeiffer_adapter`` child applied by
+    its forward hook), which the sparse module applies to its output.
+    """
+    hooks = dict(module._forward_hooks)
+    children = dict(module._modules)
+    if adapter and isinstance(children.get(ADAPTER_NAME), BottleneckAdapter):
+        adapter_hooks = [key for key, hook in hooks.items() if is_adapter_hook(hook)]
+        if len(adapter_hooks) != 1:
+            raise ValueError(
+                f"{layer}: cannot sparsify {path}: its Pfeiffer adapter is applied by "
+                f"{len(adapter_hooks)} forward hooks instead of one"
+            )
+        del hooks[adapter_hooks[0]], children[ADAPTER_NAME]
+    if projection and children:
+        raise ValueError(
+            f"{layer}: cannot sparsify {path} ({type(module).__name__}): it has child modules "
+            f"{sorted(children)} that the sparse module would never run, as it reads the "
+            "projection's weights directly; remove them first"
+        )
+    if hooks or module._forward_pre_hooks:
+        found = _hook_names({**module._forward_pre_hooks, **hooks})
+        raise ValueError(
+            f"{layer}: cannot sparsify {path} ({type(module).__name__}): it has forward hooks or "
+            f"pre-hooks ({found}) that the sparse module would never call, as it computes the "
+            "projection from the weights; remove them first (e.g. a DensityMonitor or "
+            "apply_threshold on this module)"
+        )
+
+
+def _check_hooks_and_children(
+    layer: str, rule: SparseRule, container: nn.Module, container_path: str, replaced: _Replaced
+) -> None:
+    if not rule.gated:
+        _check_module(layer, replaced.path, replaced.module, projection=True, adapter=True)
+        return
+    _check_module(layer, container_path, container, projection=False)  # replaced as a whole
+    for child_name, child in container.named_children():
+        if child_name == rule.act:
+            continue  # called as a module: its hooks run
+        _check_module(
+            layer,
+            f"{container_path}.{child_name}",
+            child,
+            projection=child_name in (rule.gate, rule.up, rule.down),
+            adapter=child_name == rule.down,
+        )
 
 
 def sparsify(

@@ -11,7 +11,9 @@ same names, so ``state_dict()`` keys do not change) and remember the replaced mo
 :func:`deft.sparse.densify` puts it back. The down projection's weight is stored transposed once at
 conversion: a ``nn.Linear`` weight [d, F] is re-laid out column-major, so ``weight.t()`` is the
 contiguous [F, d] matrix with one row per neuron that the kernels gather from, and no second copy
-exists. ``densify`` makes it row-major again.
+exists. ``densify`` makes it row-major again. A Pfeiffer adapter on the down projection
+(:mod:`deft.adapters`) is kept as the same child and added to the sparse output, as its forward
+hook does on the dense projection.
 
 They are inference-only: the sparse paths are not differentiable with respect to the weights in
 any useful way and skip dropout, so a forward that needs gradients, or in training mode, raises.
@@ -24,6 +26,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from deft.adapters import ADAPTER_NAME, apply_adapter
 from deft.sparse.kernels import (
     DEFAULT_DENSE_ABOVE,
     Strategy,
@@ -52,6 +55,17 @@ def _transposed_layout(linear: nn.Module) -> torch.Tensor:
 def _restore_layout(linear: nn.Module) -> None:
     if not is_conv1d(linear) and not linear.weight.is_contiguous():
         linear.weight.data = linear.weight.data.contiguous()
+
+
+def _with_adapter(holder: nn.Module, output: torch.Tensor) -> torch.Tensor:
+    """``output`` plus the Pfeiffer adapter (:mod:`deft.adapters`) that ``holder`` carries, if any.
+
+    The dense down projection applies it with a forward hook; the sparse paths compute the
+    projection from its weights, so they apply it here, exactly as the hook does.
+    """
+    if ADAPTER_NAME not in holder._modules:
+        return output
+    return apply_adapter(holder, output)
 
 
 class _InferenceOnly(nn.Module):
@@ -137,6 +151,9 @@ class SparseLinear(_InferenceOnly):
         self.training = linear.training
         self.weight = linear.weight
         self.bias = linear.bias
+        adapter = linear._modules.get(ADAPTER_NAME)
+        if adapter is not None:  # a Pfeiffer adapter: same object, same state_dict keys
+            self.add_module(ADAPTER_NAME, adapter)
         self.in_features, self.out_features = self.weight_t.shape
 
     @property
@@ -146,7 +163,7 @@ class SparseLinear(_InferenceOnly):
 
     def forward(self, activation: torch.Tensor) -> torch.Tensor:
         self._check_inference(activation)
-        return sparse_down_projection(
+        output = sparse_down_projection(
             activation,
             self.weight_t,
             self.bias,
@@ -154,6 +171,7 @@ class SparseLinear(_InferenceOnly):
             strategy=self.strategy,
             dense_above=self.dense_above,
         )
+        return _with_adapter(self, output)
 
     def restore(self) -> nn.Module:
         """The original module, with its weight laid out row-major again."""
@@ -245,7 +263,7 @@ class SparseGatedMLP(_InferenceOnly):
         self._check_inference(x)
         gate_weight, gate_bias, up_weight, up_bias = self._gate_and_up()
         down = self._modules[self.down_name]
-        return sparse_gated_mlp(
+        output = sparse_gated_mlp(
             x,
             gate_weight,
             up_weight,
@@ -258,6 +276,7 @@ class SparseGatedMLP(_InferenceOnly):
             strategy=self.strategy,
             dense_above=self.dense_above,
         )
+        return _with_adapter(down, output)
 
     def restore(self) -> nn.Module:
         """The original MLP, with its down projection's weight laid out row-major again."""
