@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import doctest
-import importlib
-import pkgutil
 
 import pytest
 
-import meft
-
-MODULES = sorted(info.name for info in pkgutil.walk_packages(meft.__path__, prefix="meft."))
+from peft_core.testing.doctests import failed_docstring_examples, package_modules
 
 
-@pytest.mark.parametrize("name", ["meft", *MODULES])
+@pytest.mark.parametrize("name", package_modules("meft"))
 def test_docstring_examples(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
-    module = importlib.import_module(name)
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
-    assert result.failed == 0
+    assert failed_docstring_examples(name) == 0
 
 
 def test_the_examples_are_found():

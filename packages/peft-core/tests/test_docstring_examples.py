@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
-import pkgutil
-
 import pytest
 
-import peft_core
-
-MODULES = sorted(
-    info.name for info in pkgutil.walk_packages(peft_core.__path__, prefix="peft_core.")
-)
+from peft_core.testing.doctests import failed_docstring_examples, package_modules
 
 
-@pytest.mark.parametrize("name", ["peft_core", *MODULES])
+@pytest.mark.parametrize("name", package_modules("peft_core"))
 def test_docstring_examples(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
-    module = importlib.import_module(name)
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
-    assert result.failed == 0
+    assert failed_docstring_examples(name) == 0
