@@ -20,6 +20,11 @@ def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _is_int(value: object, minimum: int) -> bool:
+    """An integer (numpy's too, not a bool) of at least ``minimum``."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
+
+
 @dataclasses.dataclass
 class TrainingArguments:
     """Hyperparameters and bookkeeping of a :class:`~peft_core.Trainer` run.
@@ -63,34 +68,25 @@ class TrainingArguments:
     ddp_find_unused_parameters: bool = False
 
     def __post_init__(self) -> None:
-        positive_ints = (
-            "per_device_batch_size",
-            "gradient_accumulation_steps",
-            "log_every",
-            "save_total_limit",
+        counts = (  # field, smallest value, may be None
+            ("per_device_batch_size", 1, False),
+            ("gradient_accumulation_steps", 1, False),
+            ("log_every", 1, False),
+            ("save_total_limit", 1, False),
+            ("num_workers", 0, False),
+            ("seed", 0, False),
+            ("max_steps", 1, True),
+            ("eval_batch_size", 1, True),
+            ("eval_every", 1, True),
+            ("save_every", 1, True),
+            ("early_stopping_patience", 1, True),
+            ("warmup_steps", 0, True),
         )
-        for name in positive_ints:
+        for name, minimum, optional in counts:
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                _fail(name, "a positive integer", value)
-        for name in (
-            "max_steps",
-            "eval_batch_size",
-            "eval_every",
-            "save_every",
-            "early_stopping_patience",
-        ):
-            value = getattr(self, name)
-            if value is not None and (
-                not isinstance(value, int) or isinstance(value, bool) or value < 1
-            ):
-                _fail(name, "None or a positive integer", value)
-        if self.warmup_steps is not None and (
-            not isinstance(self.warmup_steps, int)
-            or isinstance(self.warmup_steps, bool)
-            or self.warmup_steps < 0
-        ):
-            _fail("warmup_steps", "None or a non-negative integer", self.warmup_steps)
+            if not ((optional and value is None) or _is_int(value, minimum)):
+                kind = "a positive integer" if minimum else "a non-negative integer"
+                _fail(name, f"None or {kind}" if optional else kind, value)
         if not (_is_number(self.num_epochs) and self.num_epochs > 0):
             _fail("num_epochs", "a positive finite number", self.num_epochs)
         if not (_is_number(self.learning_rate) and self.learning_rate > 0):
@@ -112,10 +108,6 @@ class TrainingArguments:
             _is_number(beta) and 0.0 <= beta < 1.0 for beta in betas
         ):
             _fail("adam_betas", "two numbers in [0, 1), e.g. (0.9, 0.999)", betas)
-        for name in ("num_workers", "seed"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                _fail(name, "a non-negative integer", value)
         for name in (
             "shuffle",
             "drop_last",
@@ -123,6 +115,7 @@ class TrainingArguments:
             "overwrite_output_dir",
             "progress_bar",
             "cpu",
+            "ddp_find_unused_parameters",
         ):
             if not isinstance(getattr(self, name), bool):
                 _fail(name, "True or False", getattr(self, name))
