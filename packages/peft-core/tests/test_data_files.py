@@ -196,3 +196,84 @@ def test_hub_arguments_are_refused_for_files(tmp_path: Path) -> None:
     path = _write(tmp_path / "d.csv", "text,label\na,x\n")
     with pytest.raises(ValueError, match=r"\['subset', 'revision'\] only apply to Hub sources"):
         load_text_classification(path, subset="sst2", revision="main")
+
+
+def test_a_csv_row_with_more_fields_than_the_header_is_an_error(tmp_path: Path) -> None:
+    # csv.DictReader keeps the extra field aside: the label became " loved it".
+    path = _write(tmp_path / "d.csv", "text,label\nawful,neg\ngreat movie, loved it,pos\n")
+    with pytest.raises(
+        ValueError, match=r"d\.csv: line 3 has 3 fields but the header names 2.*quoted"
+    ):
+        load_text_classification(path, **ALL)
+    tsv = _write(tmp_path / "d.tsv", "text\tlabel\na\tb\tc\n")
+    with pytest.raises(ValueError, match=r"d\.tsv: line 2 has 3 fields.*a tab must be quoted"):
+        load_text_classification(tsv, **ALL)
+
+
+def test_invalid_json_names_the_file_and_its_line(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "bad.jsonl",
+        '{"text": "a", "label": "x"}\n\n{"text": "b", "label": "y"}\n{"text": "c", label: "x"}\n',
+    )
+    with pytest.raises(ValueError, match=r"bad\.jsonl: line 4, column 15: invalid JSON"):
+        load_text_classification(path, **ALL)
+    array = _write(tmp_path / "bad.json", '[\n {"text": "a", "label": "x"},\n {"text": }\n]')
+    with pytest.raises(ValueError, match=r"bad\.json: line 3, column 11: invalid JSON"):
+        load_text_classification(array, **ALL)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("d.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": "y"}\n'),
+        ("d.json", '[{"text": "a", "label": "x"}, {"text": "b", "label": "y"}]'),
+    ],
+)
+def test_json_with_byte_order_mark(tmp_path: Path, name: str, text: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8-sig"))
+    assert read_file(path).texts == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("header.csv", "text,label\n", r"header\.csv holds no examples: only a header row"),
+        ("empty.jsonl", "\n", r"empty\.jsonl holds no examples"),
+        ("empty.json", "[]", r"empty\.json holds no examples"),
+    ],
+)
+def test_a_file_without_rows_is_an_error_naming_it(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_text_classification(_write(tmp_path / name, text))
+    train = _write(tmp_path / "train.csv", "text,label\na,x\nb,y\nc,x\n")
+    with pytest.raises(ValueError, match=message):  # one empty split among several
+        load_text_classification({"train": train, "test": tmp_path / name})
+
+
+def test_too_few_rows_to_split_name_the_file_and_the_counts(tmp_path: Path) -> None:
+    path = _write(tmp_path / "two.csv", "text,label\na,x\nb,y\n")
+    with pytest.raises(ValueError, match=r"two\.csv: cannot split 2 examples .* 3 are needed"):
+        load_text_classification(path)
+    five = _write(tmp_path / "five.csv", "text,label\na,x\nb,y\nc,x\nd,y\ne,x\n")
+    data = load_text_classification(five)
+    assert {name: len(split) for name, split in data.splits.items()} == {
+        "train": 3,
+        "validation": 1,
+        "test": 1,
+    }
+
+
+def test_a_saved_dataset_folder_without_hf_prefix_gets_a_hint(tmp_path: Path) -> None:
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    (folder / "dataset_dict.json").write_text('{"splits": ["train"]}')
+    with pytest.raises(ValueError, match=rf"save_to_disk: load it as 'hf:{folder}'"):
+        load_text_classification(folder)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(ValueError, match="suffix must be one of") as error:
+        load_text_classification(plain)
+    assert "hf:" not in str(error.value)

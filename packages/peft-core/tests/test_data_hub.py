@@ -143,3 +143,33 @@ def test_hub_id_goes_through_load_dataset(hf: Any, tmp_path: Path) -> None:
 def test_subset_is_refused_for_a_loaded_dataset(hf: Any) -> None:
     with pytest.raises(ValueError, match="only apply to Hub sources"):
         load_text_classification(_sst2_like(hf, 4), text_column="sentence", subset="sst2")
+
+
+def test_a_folder_saved_with_save_to_disk_keeps_every_split(hf: Any, tmp_path: Path) -> None:
+    # load_dataset read such a folder by file pattern and lost splits with other names.
+    hidden = hf.Dataset.from_dict(
+        {"sentence": ["x", "y"], "label": [-1, -1]}, features=_sst2_like(hf, 1).features
+    )
+    source = hf.DatasetDict(
+        {"train": _sst2_like(hf, 6), "validation_matched": _sst2_like(hf, 2), "unlabelled": hidden}
+    )
+    source.save_to_disk(str(tmp_path / "saved"))
+    with pytest.warns(UserWarning, match="dropping split 'unlabelled'"):
+        data = load_text_classification(f"hf:{tmp_path / 'saved'}", text_column="sentence")
+    assert list(data.splits) == ["train", "validation_matched"]
+    assert data.label_names == ["negative", "positive"]
+    _sst2_like(hf, 10).save_to_disk(str(tmp_path / "lone"))  # one Dataset: split like a file
+    data = load_text_classification(f"hf:{tmp_path / 'lone'}", text_column="sentence")
+    assert {name: len(split) for name, split in data.splits.items()} == {
+        "train": 8,
+        "validation": 1,
+        "test": 1,
+    }
+
+
+def test_an_empty_split_is_an_error_naming_it(hf: Any) -> None:
+    source = hf.DatasetDict({"train": _sst2_like(hf, 4), "test": _sst2_like(hf, 0)})
+    with pytest.raises(
+        ValueError, match=r"DatasetDict: the split\(s\) \['test'\] hold no examples"
+    ):
+        load_text_classification(source, text_column="sentence")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from peft_core.data import Example, TextClassificationData, encode_labels
+from peft_core.data import Example, TextClassificationData, encode_labels, with_evaluation_splits
 
 
 def test_encode_string_labels() -> None:
@@ -69,3 +69,58 @@ def test_unknown_split_lists_the_splits() -> None:
 def test_labels_must_fit_label_names() -> None:
     with pytest.raises(ValueError, match="split 'train' has label 2"):
         TextClassificationData({"train": [Example("a", 2)]}, ["x", "y"])
+
+
+def _train(n: int) -> list[Example]:
+    return [Example(f"text {i}", i % 2) for i in range(n)]
+
+
+def test_a_missing_validation_split_is_carved_from_train() -> None:
+    # IMDb's shape: train and test, no validation.
+    test = [Example("held out", 1)]
+    data = TextClassificationData({"train": _train(40), "test": test}, ["neg", "pos"], name="imdb")
+    completed = with_evaluation_splits(data, seed=3)
+    assert list(completed.splits) == ["train", "validation", "test"]
+    assert (len(completed["train"]), len(completed["validation"])) == (36, 4)
+    assert completed["test"] == test
+    assert sorted(completed["train"] + completed["validation"], key=lambda ex: ex.text) == sorted(
+        _train(40), key=lambda ex: ex.text
+    )
+    assert completed.splits == with_evaluation_splits(data, seed=3).splits  # seeded
+    assert completed["validation"] != with_evaluation_splits(data, seed=4)["validation"]
+    assert "validation = 4 examples carved from the source's train split" in completed.summary()
+    assert data.notes == []  # the input is left alone
+
+
+def test_without_a_test_split_validation_becomes_test() -> None:
+    # GLUE's shape: the test labels are hidden, so only train and validation are loaded.
+    validation = [Example("dev 0", 0), Example("dev 1", 1)]
+    data = TextClassificationData(
+        {"train": _train(20), "validation": validation}, ["neg", "pos"], name="glue"
+    )
+    completed = with_evaluation_splits(data)
+    assert completed["test"] == validation
+    assert (len(completed["train"]), len(completed["validation"])) == (18, 2)
+    assert not {ex.text for ex in completed["validation"]} & {ex.text for ex in validation}
+    assert completed.notes[0] == (
+        "test = the source's 'validation' split (glue has no labelled test split)"
+    )
+    assert "note: test = the source's 'validation' split" in completed.summary()
+
+
+def test_complete_data_is_kept_and_unusable_data_is_an_error() -> None:
+    splits = {"train": _train(5), "validation": [Example("v", 0)], "test": [Example("t", 1)]}
+    data = TextClassificationData(splits, ["neg", "pos"])
+    assert with_evaluation_splits(data).splits == splits
+    with pytest.raises(ValueError, match=r"no 'train' split.*\['validation', 'test'\]"):
+        with_evaluation_splits(
+            TextClassificationData({k: splits[k] for k in ("validation", "test")}, ["a", "b"])
+        )
+    only_train = TextClassificationData({"train": _train(2)}, ["neg", "pos"], name="tiny")
+    with pytest.raises(ValueError, match="tiny's train split: cannot split 2 examples"):
+        with_evaluation_splits(only_train)
+    with pytest.raises(ValueError, match=r"no validation split, and \['validation_fraction'\] = 0"):
+        with_evaluation_splits(
+            TextClassificationData({"train": _train(9), "test": _train(1)}, ["neg", "pos"]),
+            validation_fraction=0,
+        )

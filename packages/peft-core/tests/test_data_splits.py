@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -93,6 +94,36 @@ def test_pairs_are_split_by_both_texts() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("n", "sizes"),
+    [(3, (1, 1, 1)), (4, (2, 1, 1)), (5, (3, 1, 1)), (9, (7, 1, 1)), (15, (11, 2, 2))],
+)
+def test_tiny_data_gives_every_split_an_example(n: int, sizes: tuple[int, int, int]) -> None:
+    # round() rounds 0.5 to even, which gave 5 rows empty validation and test splits.
+    parts = split_examples(_examples(n), seed=0)
+    assert tuple(len(parts[name]) for name in ("train", "validation", "test")) == sizes
+
+
+def test_large_fractions_still_leave_one_example_to_train_on() -> None:
+    parts = split_examples(_examples(10), validation_fraction=0.45, test_fraction=0.45)
+    assert {name: len(part) for name, part in parts.items()} == {
+        "train": 1,
+        "validation": 4,
+        "test": 5,
+    }
+
+
+def test_too_few_examples_is_an_error_saying_how_many() -> None:
+    with pytest.raises(ValueError, match=r"cannot split 2 examples into train/validation/test.*3"):
+        split_examples(_examples(2))
+    with pytest.raises(ValueError, match="6 examples with 2 distinct texts"):
+        split_examples([Example("a", 0)] * 5 + [Example("b", 1)])
+    with pytest.raises(ValueError, match="no examples"):
+        split_examples([], validation_fraction=0, test_fraction=0)
+    parts = split_examples(_examples(2), validation_fraction=0)  # two splits need two
+    assert {name: len(part) for name, part in parts.items()} == {"train": 1, "test": 1}
+
+
 def test_zero_fraction_leaves_the_split_out() -> None:
     parts = split_examples(_examples(10), validation_fraction=0, test_fraction=0.5)
     assert list(parts) == ["train", "test"]
@@ -135,11 +166,18 @@ def test_split_is_a_partition_with_near_exact_sizes(
     texts: list[str], validation: float, test: float, seed: int
 ) -> None:
     examples = [Example(text, 0) for text in texts]
+    needed = 1 + (validation > 0) + (test > 0)
+    if len(set(texts)) < needed:
+        with pytest.raises(ValueError, match=r"no examples to split|needed"):
+            split_examples(examples, validation_fraction=validation, test_fraction=test, seed=seed)
+        return
     parts = split_examples(examples, validation_fraction=validation, test_fraction=test, seed=seed)
     assert sorted(ex.text for part in parts.values() for ex in part) == sorted(texts)
+    assert all(parts.values())  # every split asked for holds something
     largest_group = max((texts.count(t) for t in texts), default=0)
-    if "test" in parts:
-        assert abs(len(parts["test"]) - round(test * len(texts))) < max(largest_group, 1)
+    if "test" in parts and len(set(texts)) >= 10:
+        wanted = max(1, math.floor(test * len(texts) + 0.5))
+        assert abs(len(parts["test"]) - wanted) < max(largest_group, 1)
     assert parts == split_examples(
         examples, validation_fraction=validation, test_fraction=test, seed=seed
     )

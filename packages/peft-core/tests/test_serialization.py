@@ -373,3 +373,18 @@ def test_save_then_load_in_a_fresh_process_gives_identical_outputs(tmp_path):
     loaded = torch.load(tmp_path / "loaded.pt")
     assert expected.shape == (5, 3)
     assert torch.equal(expected, loaded)
+
+
+def test_load_without_a_method_rebuilds_the_trainable_set_of_a_model_frozen_by_hand(tmp_path):
+    import peft_core
+
+    model = _model()  # body and head trainable, frozen by hand: no method config is saved
+    _perturb_trainable(model)
+    save_trainable(model, tmp_path)
+    fresh = Net()  # a fresh base model: everything trainable
+    loaded = peft_core.load(fresh, tmp_path)
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {n for n, p in loaded.named_parameters() if p.requires_grad} == trained
+    for name, parameter in model.named_parameters():
+        if name in trained:
+            assert torch.equal(dict(loaded.named_parameters())[name], parameter), name

@@ -207,6 +207,8 @@ def test_a_fresh_run_refuses_or_overwrites_an_earlier_runs_checkpoints(tmp_path)
     assert _checkpoint_steps(tmp_path) == [4, 8]
     _, resumed = _train(_model(), _args(tmp_path, **{**fresh, "resume": True}))
     assert resumed["resumed_from_step"] == 8
+    assert result["train_seconds"] == result["train_seconds_this_segment"]  # one segment
+    assert resumed["train_seconds"] >= result["train_seconds"] * 0.5  # the earlier segment's time
 
 
 def _checkpoint_steps(output_dir) -> list[int]:

@@ -45,6 +45,8 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["resumed_from_step"] == 4
     assert result["global_step"] == 12
+    # the time of the 4 checkpointed steps of the killed segment is counted in the total
+    assert result["train_seconds"] > result["train_seconds_this_segment"] > 0
 
     expected, actual = (
         _final_weights(tmp_path / "reference"),

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 from pathlib import Path
 
 from torch import nn
 
 from peft_core.config import read_config_dict
+from peft_core.freezing import freeze
 from peft_core.registry import get_method
-from peft_core.serialization import CONFIG_NAME, load_trainable
+from peft_core.serialization import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    CheckpointError,
+    load_trainable,
+    read_trainable_file,
+)
 
 
 def load(model: nn.Module, directory: str | os.PathLike, *, strict: bool = True) -> nn.Module:
@@ -19,8 +27,12 @@ def load(model: nn.Module, directory: str | os.PathLike, *, strict: bool = True)
     ``model`` is the *base* model (e.g. a fresh ``from_pretrained``). The method named in
     ``adapter_config.json`` is looked up in the registry (installed method packages register
     themselves through the ``peft_core.methods`` entry-point group), applied with the saved config,
-    and then the trained tensors are loaded. A folder saved without a method config only loads the
-    tensors. Returns the (possibly wrapped) model.
+    and then the trained tensors are loaded. A folder saved without a method config (a model you
+    froze yourself) loads its tensors and leaves trainable exactly the parameters it holds, as
+    they were when saved. Returns the (possibly wrapped) model.
+
+    The method is applied in place before the tensors are checked: if loading then fails (a model
+    of another shape), ``model`` is left converted; load into a fresh base model to retry.
 
     Example:
         >>> model = peft_core.load(
@@ -39,5 +51,23 @@ def load(model: nn.Module, directory: str | os.PathLike, *, strict: bool = True)
         fields = {k: v for k, v in record.items() if k not in added}
         config = spec.config_class.from_dict(fields)
         model = spec.apply(model, config)
-    load_trainable(model, directory, strict=strict)
+    else:
+        _freeze_to_saved(model, directory)
+    try:
+        load_trainable(model, directory, strict=strict)
+    except CheckpointError as error:
+        if method:
+            raise CheckpointError(
+                f"{error} (the model was already converted by {method!r}: load into a fresh base "
+                "model to retry)"
+            ) from error
+        raise
     return model
+
+
+def _freeze_to_saved(model: nn.Module, directory: Path) -> None:
+    """Without a method to rebuild, the saved tensors say what was trained: only they stay
+    trainable (a fresh base model has everything trainable, which would all count as missing)."""
+    saved = read_trainable_file(directory / WEIGHTS_NAME)
+    parameters = {name for name, _ in model.named_parameters(remove_duplicate=False)}
+    freeze(model, trainable=[glob.escape(name) for name in saved if name in parameters])

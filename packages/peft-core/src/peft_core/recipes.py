@@ -53,6 +53,28 @@ def resolve_model_path(model: str) -> str:
     return str(offline_model_path(model)) if model in OFFLINE_MODELS else model
 
 
+def model_display_name(model_path: str) -> str:
+    """How results name a model: its offline name (``"all-MiniLM-L6-v2"``, not the ``model``
+    folder it is stored in), a local folder's name, or the Hub id as given.
+
+    Example:
+        >>> model_display_name(resolve_model_path("all-MiniLM-L6-v2"))  # doctest: +SKIP
+        'all-MiniLM-L6-v2'
+        >>> model_display_name("bert-base-uncased")
+        'bert-base-uncased'
+    """
+    path = Path(model_path)
+    if not path.exists():
+        return model_path
+    for name in OFFLINE_MODELS:
+        try:
+            if offline_model_path(name).resolve() == path.resolve():
+                return name
+        except ModuleNotFoundError:  # that offline model is not installed, so it is not this one
+            continue
+    return path.resolve().name
+
+
 def load_text_task(
     model: str = DEFAULT_MODEL,
     dataset: str = DEFAULT_DATASET,
@@ -67,22 +89,43 @@ def load_text_task(
     """Tokenize ``dataset`` for ``model``; ``source_options`` go to ``load_text_classification``
     (``text_column``, ``label_column``, ``subset`` … for files and Hub data sets).
 
+    ``max_train`` caps the training examples (a seeded random subset); ``None`` uses them all.
+
+    A source without a validation or test split gets one carved from its train split by
+    :func:`~peft_core.data.with_evaluation_splits` (a source with train and validation only, such
+    as GLUE with its hidden test labels, is tested on its validation split); what was done is
+    printed with the data summary.
+
     Batches are padded to their longest sentence (rounded up to 8), or with
     ``pad_to_max_length`` to ``max_length`` as many reference scripts do; pads cost compute,
     and they change any statistic that counts them.
     """
     from transformers import AutoTokenizer
 
-    from peft_core.data import DynamicPaddingCollator, load_text_classification
+    from peft_core.data import (
+        DynamicPaddingCollator,
+        load_text_classification,
+        with_evaluation_splits,
+    )
 
+    if max_train is not None and (isinstance(max_train, bool) or not isinstance(max_train, int)):
+        raise TypeError(f"max_train must be an int or None (no cap), got {max_train!r}")
+    if max_train is not None and max_train < 1:
+        raise ValueError(
+            f"max_train must be at least 1, got {max_train}; pass None to train on every example"
+        )
     path = resolve_model_path(model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     options = {key: value for key, value in source_options.items() if value is not None}
     data = load_text_classification(dataset, seed=seed, **options)
+    fractions = {
+        key: options[key] for key in ("validation_fraction", "test_fraction") if key in options
+    }
+    data = with_evaluation_splits(data, seed=seed, **fractions)
     if verbose:
         print(data.summary())
     train = data.tokenize(tokenizer, split="train", max_length=max_length)
-    if max_train:
+    if max_train is not None:
         train = random_subset(train, max_train, seed)
     collate = (
         DynamicPaddingCollator.from_tokenizer(tokenizer, pad_to_length=max_length)
@@ -155,7 +198,10 @@ def fine_tune(
     """
     trainable, total = count_parameters(model)
     model.train()
-    activation_bytes = measure_activation_memory(lambda: model(**task.probe_batch).loss, model)
+    # A quantised model is already on its device (load_classifier); the probe batch must follow.
+    device = next(model.parameters()).device
+    probe = {name: tensor.to(device) for name, tensor in task.probe_batch.items()}
+    activation_bytes = measure_activation_memory(lambda: model(**probe).loss, model)
     args = TrainingArguments(
         str(output_dir), num_epochs=epochs, per_device_batch_size=batch_size, learning_rate=learning_rate,
         warmup_ratio=0.06, weight_decay=0.01, eval_strategy="epoch", metric_for_best="eval_accuracy", seed=seed,
@@ -172,7 +218,7 @@ def fine_tune(
     test = trainer.evaluate(task.test)
     return {
         "setting": name,
-        "model": Path(task.model_path).name if Path(task.model_path).exists() else task.model_path,
+        "model": model_display_name(task.model_path),
         "dataset": task.dataset,
         "test_accuracy": test["eval_accuracy"],
         "test_macro_f1": test.get("eval_macro_f1"),

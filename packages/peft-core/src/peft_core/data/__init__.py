@@ -24,7 +24,7 @@ from peft_core.data.collate import DynamicPaddingCollator
 from peft_core.data.corpora import list_corpora
 from peft_core.data.examples import Example
 from peft_core.data.labels import encode_labels
-from peft_core.data.load import load_text_classification
+from peft_core.data.load import load_text_classification, with_evaluation_splits
 from peft_core.data.splits import deduplicate, split_examples
 from peft_core.data.tokenization import TokenizedDataset
 
@@ -38,4 +38,5 @@ __all__ = [
     "list_corpora",
     "load_text_classification",
     "split_examples",
+    "with_evaluation_splits",
 ]

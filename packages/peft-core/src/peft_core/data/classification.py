@@ -34,6 +34,8 @@ class TextClassificationData:
     splits: dict[str, list[Example]]
     label_names: list[str]
     name: str = ""
+    #: How splits were made when the source lacked them (see ``with_evaluation_splits``).
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         for split, examples in self.splits.items():
@@ -77,6 +79,7 @@ class TextClassificationData:
                 for name, count in zip(self.label_names, counts, strict=True)
             )
             lines.append(f"  {split:<10} {len(examples):>{width}}  {shares}".rstrip())
+        lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,7 +12,8 @@ import torch
 class DynamicPaddingCollator:
     """A ``collate_fn`` that pads ``input_ids``/``attention_mask``/``token_type_ids`` to the longest
     item of the batch (rounded up to ``pad_to_multiple_of``, which suits tensor cores when it is 8)
-    and stacks ``labels``. Every value comes back as a ``torch.long`` tensor.
+    and stacks ``labels``, which must be integer class ids (a float or ``None`` is an error naming
+    the item, not truncated). Every value comes back as a ``torch.long`` tensor.
 
     Padding uses ``pad_token_id`` for ids, 0 for the attention mask (so the model ignores it) and
     ``pad_token_type_id`` for token types. An item without ``attention_mask`` gets one of ones.
@@ -130,7 +132,9 @@ class DynamicPaddingCollator:
             key: self._pad(rows, self.pad_values[key], length) for key, rows in sequences.items()
         }
         if "labels" in keys:
-            out["labels"] = torch.tensor([item["labels"] for item in batch], dtype=torch.long)
+            out["labels"] = torch.tensor(
+                [_class_id(item["labels"], i) for i, item in enumerate(batch)], dtype=torch.long
+            )
         return out
 
     def _padded_length(self, longest: int) -> int:
@@ -156,3 +160,17 @@ class DynamicPaddingCollator:
             )
             out[i, target] = torch.as_tensor(row, dtype=torch.long)
         return out
+
+
+def _class_id(label: Any, index: int) -> int:
+    """``label`` as an int, or a ``ValueError`` naming the item: a float would be truncated by
+    the long tensor (0.7 -> 0), and there is no regression mode to keep it for."""
+    if not isinstance(label, bool):
+        try:
+            return operator.index(label)  # int, numpy integer, one-element integer tensor
+        except TypeError:
+            pass
+    raise ValueError(
+        f"item {index} of the batch has labels={label!r:.60}; labels must be integer class ids "
+        "(float labels for regression are not supported)"
+    )

@@ -7,10 +7,13 @@ import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from peft_core.data.examples import RawSplit
 
 SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
+# What datasets' save_to_disk writes at the top of its folder (a DatasetDict, or a lone Dataset).
+SAVED_DATASET_FILES = ("dataset_dict.json", "dataset_info.json")
 
 
 def check_columns(present: Sequence[str], source: str, arguments: Mapping[str, str | None]) -> None:
@@ -53,7 +56,13 @@ def read_file(
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
-        raise ValueError(f"cannot read {path}: the suffix must be one of {list(SUFFIXES)}")
+        hint = ""
+        if path.is_dir() and any((path / name).is_file() for name in SAVED_DATASET_FILES):
+            hint = (
+                f"; {path} looks like a dataset saved with datasets' save_to_disk: "
+                f"load it as 'hf:{path}'"
+            )
+        raise ValueError(f"cannot read {path}: the suffix must be one of {list(SUFFIXES)}{hint}")
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     if suffix in (".csv", ".tsv"):
@@ -65,6 +74,8 @@ def read_file(
         "label_column": label_column,
         "text_pair_column": text_pair_column,
     }
+    if not rows:
+        raise ValueError(f"{path} holds no examples" + (": only a header row" if present else ""))
     check_columns(present, str(path), arguments)
     return _columns(rows, path, text_column, label_column, text_pair_column)
 
@@ -73,7 +84,17 @@ def _read_delimited(path: Path, delimiter: str) -> tuple[list[str], list[tuple[s
     # utf-8-sig: spreadsheets often save CSV with a byte-order mark glued to the first column name.
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle, delimiter=delimiter)
-        rows = [(f"line {reader.line_num}", row) for row in reader]
+        rows = []
+        for row in reader:
+            where = f"line {reader.line_num}"
+            if None in row:  # DictReader's key for the fields beyond the header's
+                raise ValueError(
+                    f"{path}: {where} has {len(reader.fieldnames or []) + len(row[None])} fields "
+                    f"but the header names {len(reader.fieldnames or [])}; a value containing "
+                    f"{'a tab' if delimiter == chr(9) else 'a comma'} must be quoted, "
+                    'e.g. "great movie, loved it"'
+                )
+            rows.append((where, row))
         present = list(reader.fieldnames or [])
     if not present:
         raise ValueError(f"{path} is empty: a header row naming the columns is expected")
@@ -81,13 +102,19 @@ def _read_delimited(path: Path, delimiter: str) -> tuple[list[str], list[tuple[s
 
 
 def _read_json(path: Path) -> tuple[list[str], list[tuple[str, dict]]]:
-    text = path.read_text(encoding="utf-8")
+    # utf-8-sig, as for CSV: a byte-order mark left by an editor is not part of the JSON.
+    text = path.read_text(encoding="utf-8-sig")
+    records: Iterable[tuple[str, object]]
     if text.lstrip().startswith("["):
-        items = enumerate(json.loads(text), start=1)
-        records: Iterable[tuple[str, object]] = ((f"item {n}", item) for n, item in items)
+        items = enumerate(_parse_json(text, path, line_offset=0), start=1)
+        records = ((f"item {n}", item) for n, item in items)
     else:
         lines = enumerate(text.splitlines(), start=1)
-        records = ((f"line {n}", json.loads(line)) for n, line in lines if line.strip())
+        records = (
+            (f"line {n}", _parse_json(line, path, line_offset=n - 1))
+            for n, line in lines
+            if line.strip()
+        )
     rows = []
     for where, record in records:
         if not isinstance(record, dict):
@@ -95,6 +122,17 @@ def _read_json(path: Path) -> tuple[list[str], list[tuple[str, dict]]]:
         rows.append((where, record))
     present = list(dict.fromkeys(key for _, row in rows for key in row))
     return present, rows
+
+
+def _parse_json(text: str, path: Path, line_offset: int) -> Any:
+    """``json.loads``, its error naming the file and the line in the file (not in ``text``)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{path}: line {error.lineno + line_offset}, column {error.colno}: invalid JSON "
+            f"({error.msg})"
+        ) from error
 
 
 def _columns(

@@ -6,11 +6,13 @@ works without it.
 
 from __future__ import annotations
 
+import os
 import warnings
+from pathlib import Path
 from typing import Any
 
 from peft_core.data.examples import RawSplit
-from peft_core.data.files import check_columns
+from peft_core.data.files import SAVED_DATASET_FILES, check_columns
 
 INSTALL_HINT = 'pip install "peft-core[datasets]"'
 
@@ -31,6 +33,12 @@ def is_hf_dataset(obj: object) -> bool:
     return type(obj).__module__.split(".")[0] == "datasets"
 
 
+def is_saved_dataset(path: str | os.PathLike) -> bool:
+    """True for a folder written by ``datasets``' ``save_to_disk`` (a DatasetDict or a Dataset)."""
+    folder = Path(path)
+    return folder.is_dir() and any((folder / name).is_file() for name in SAVED_DATASET_FILES)
+
+
 def read_hub(
     source: Any,
     *,
@@ -42,7 +50,8 @@ def read_hub(
 ) -> tuple[dict[str, RawSplit], list[str] | None]:
     """Read every split of a Hub dataset (a repo id) or of an already loaded ``Dataset``/``DatasetDict``.
 
-    A repo id goes to ``datasets.load_dataset(source, name=subset, **load_kwargs)``. Returns the
+    A repo id goes to ``datasets.load_dataset(source, name=subset, **load_kwargs)``; a folder
+    written by ``save_to_disk`` goes to ``datasets.load_from_disk(source)``. Returns the
     splits (a lone ``Dataset`` comes back under ``"train"``) and the class names when the label
     column is a ``ClassLabel``. Splits whose labels are all hidden (-1 or None, as in GLUE's test
     sets) are dropped with a warning.
@@ -54,7 +63,13 @@ def read_hub(
     """
     datasets = import_datasets()
     if isinstance(source, str):
-        source = datasets.load_dataset(source, name=subset, **load_kwargs)
+        if subset is None and not load_kwargs and is_saved_dataset(source):
+            # load_dataset would pick the arrow files up by name pattern, silently losing every
+            # split not called train/validation/test (IMDb's "unsupervised", MNLI's
+            # "validation_matched") and copying the data into its cache.
+            source = datasets.load_from_disk(source)
+        else:
+            source = datasets.load_dataset(source, name=subset, **load_kwargs)
     elif subset is not None or load_kwargs:
         raise ValueError("subset and extra load_dataset arguments only apply to a Hub repo id")
     if isinstance(source, datasets.Dataset):

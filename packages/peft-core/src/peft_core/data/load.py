@@ -74,6 +74,19 @@ def load_text_classification(
     if isinstance(source, str) and source in CORPORA:
         if label_names is not None:
             raise ValueError(f"label_names cannot be changed for the embedded corpus {source!r}")
+        given = {
+            "text_column": (text_column, "text"),
+            "label_column": (label_column, "label"),
+            "text_pair_column": (text_pair_column, None),
+        }
+        changed = [
+            f"{arg}={value!r}" for arg, (value, default) in given.items() if value != default
+        ]
+        if changed:  # silently ignoring them would mislead
+            raise ValueError(
+                f"{', '.join(changed)} cannot be used with the embedded corpus {source!r}: its "
+                "examples are read by a parser of their own, without named columns"
+            )
         corpus, label_names = load_corpus(source)
         examples, name = {"train": corpus}, source
     else:
@@ -88,14 +101,99 @@ def load_text_classification(
         )
     if not examples:
         raise ValueError(f"{name} has no labelled split to load")
+    empty = [split for split, part in examples.items() if not part]
+    if empty:
+        raise ValueError(f"{name}: the split(s) {empty} hold no examples")
     if deduplicate:
         examples = {split: splitting.deduplicate(part) for split, part in examples.items()}
     if len(examples) == 1:
         (pooled,) = examples.values()
-        examples = splitting.split_examples(
-            pooled, validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed
-        )
+        try:
+            examples = splitting.split_examples(
+                pooled,
+                validation_fraction=validation_fraction,
+                test_fraction=test_fraction,
+                seed=seed,
+            )
+        except ValueError as error:  # too few rows: say which source
+            raise ValueError(f"{name}: {error}") from error
     return TextClassificationData(examples, list(label_names), name=name)
+
+
+def with_evaluation_splits(
+    data: TextClassificationData,
+    *,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+) -> TextClassificationData:
+    """``data`` with the ``train``, ``validation`` and ``test`` splits a training recipe needs.
+
+    Sources often lack one: IMDb has train and test (its unlabelled split is dropped), GLUE has
+    train and validation (its test labels are hidden). A missing split is made like the splits of
+    a one-split file (:func:`~peft_core.data.splits.split_examples`, seeded by ``seed``):
+
+    * no ``validation``: ``validation_fraction`` of ``train`` is carved off as validation;
+    * no ``test`` but a ``validation``: the source's validation becomes the test split (the
+      usual practice on GLUE, whose reported scores are validation scores), and a new validation
+      split is carved from train;
+    * neither: both are carved from train.
+
+    What was done is recorded in :attr:`TextClassificationData.notes` (shown by ``summary()``).
+
+    Example:
+        >>> train = [Example(f"text {i}", i % 2) for i in range(20)]
+        >>> data = TextClassificationData(
+        ...     {"train": train, "validation": [Example("held out", 1)]}, ["neg", "pos"], name="toy"
+        ... )
+        >>> data = with_evaluation_splits(data, seed=0)
+        >>> {split: len(examples) for split, examples in data.splits.items()}
+        {'train': 18, 'validation': 2, 'test': 1}
+        >>> print(data.notes[0])
+        test = the source's 'validation' split (toy has no labelled test split)
+    """
+    splits, notes = dict(data.splits), list(data.notes)
+    if "train" not in splits:
+        raise ValueError(
+            f"{data.name or 'the data'} has no 'train' split to train on; its splits are "
+            f"{list(splits)}"
+        )
+    if "test" not in splits and "validation" in splits:
+        splits["test"] = splits.pop("validation")
+        notes.append(
+            f"test = the source's 'validation' split ({data.name or 'the source'} has no labelled "
+            "test split)"
+        )
+    carve = {
+        split: fraction
+        for split, fraction in (("validation", validation_fraction), ("test", test_fraction))
+        if split not in splits
+    }
+    if carve:
+        zero = [f"{split}_fraction" for split, fraction in carve.items() if fraction == 0]
+        if zero:
+            raise ValueError(
+                f"{data.name or 'the data'} has no {' or '.join(carve)} split, and {zero} = 0 "
+                "leaves none to carve from train"
+            )
+        try:
+            parts = splitting.split_examples(
+                splits["train"],
+                validation_fraction=carve.get("validation", 0.0),
+                test_fraction=carve.get("test", 0.0),
+                seed=seed,
+            )
+        except ValueError as error:
+            raise ValueError(f"{data.name or 'the data'}'s train split: {error}") from error
+        splits.update(parts)
+        carved = ", ".join(f"{split} = {len(parts[split])}" for split in carve)
+        notes.append(
+            f"{carved} examples carved from the source's train split (seeded hash split, "
+            f"seed {seed}); train keeps {len(parts['train'])}"
+        )
+    ordered = {split: splits.pop(split) for split in ("train", "validation", "test")}
+    ordered.update(splits)  # any other split the source has, after the three
+    return TextClassificationData(ordered, list(data.label_names), name=data.name, notes=notes)
 
 
 def _read(

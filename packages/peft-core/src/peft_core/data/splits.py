@@ -8,10 +8,14 @@ order the examples come in):
    leak from train into test.
 2. Each group is ranked by the BLAKE2b hash of ``seed`` and its text; unlike ``random.shuffle``,
    whose algorithm Python does not promise to keep, a hash ranks the same way everywhere.
-3. Walking groups in rank order, the first ``round(test_fraction * n)`` examples go to ``test``,
-   the next ``round(validation_fraction * n)`` to ``validation``, the rest to ``train``. Sizes are
-   exact without duplicates and off by less than one group's size with them. Because test is
-   filled first, changing ``validation_fraction`` never changes the test set.
+3. Walking groups in rank order, the first ``test_fraction * n`` examples (rounded half up, and at
+   least one when the fraction is not 0) go to ``test``, the next ``validation_fraction * n`` to
+   ``validation``, the rest to ``train``. Sizes are exact without duplicates and off by less than
+   one group's size with them. Because test is filled first, changing ``validation_fraction``
+   never changes the test set (except on tiny data, below).
+4. Every split asked for gets at least one group: on tiny data a split stops taking groups as soon
+   as the groups left are just enough for the splits after it. Data with fewer distinct texts than
+   splits asked for (3 for train/validation/test) is an error that says so.
 
 Within a split, examples keep their original order.
 """
@@ -19,6 +23,8 @@ Within a split, examples keep their original order.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import math
 from collections.abc import Sequence
 
 from peft_core.data.examples import Example
@@ -57,7 +63,8 @@ def split_examples(
 ) -> dict[str, list[Example]]:
     """Split ``examples`` into ``train``/``validation``/``test`` (see the module docstring for how).
 
-    A split whose fraction is 0 is left out of the result.
+    A split whose fraction is 0 is left out of the result; every other split gets at least one
+    example (``ValueError`` when there are too few distinct texts for that).
 
     Example:
         >>> examples = [Example(f"text {i}", i % 2) for i in range(10)]
@@ -72,30 +79,53 @@ def split_examples(
     for index, example in enumerate(examples):
         groups.setdefault((example.text, example.text_pair), []).append(index)
 
-    n = len(examples)
-    n_test = round(test_fraction * n)
-    n_test_or_validation = n_test + round(validation_fraction * n)
-    assignment = [""] * n
-    placed = 0
-    for key in sorted(groups, key=lambda k: _rank(k, seed)):
-        name = (
-            "test"
-            if placed < n_test
-            else "validation"
-            if placed < n_test_or_validation
-            else "train"
-        )
-        for index in groups[key]:
-            assignment[index] = name
-        placed += len(groups[key])
-
     wanted = ["train"]
     wanted += ["validation"] if validation_fraction > 0 else []
     wanted += ["test"] if test_fraction > 0 else []
+    n = len(examples)
+    if len(groups) < len(wanted):
+        raise ValueError(_too_few_message(n, len(groups), wanted))
+    # Filled in this order, each up to its quota; train takes the rest.
+    order = [name for name in ("test", "validation") if name in wanted] + ["train"]
+    quotas = {"test": _quota(test_fraction, n), "validation": _quota(validation_fraction, n)}
+    bounds = list(itertools.accumulate(quotas[name] for name in order[:-1]))
+    assignment = [""] * n
+    placed = stage = groups_in_stage = 0
+    ranked = sorted(groups, key=lambda k: _rank(k, seed))
+    for position, key in enumerate(ranked):
+        later_splits = len(order) - 1 - stage
+        while (
+            groups_in_stage > 0
+            and later_splits > 0
+            and (placed >= bounds[stage] or len(ranked) - position <= later_splits)
+        ):
+            stage, groups_in_stage, later_splits = stage + 1, 0, later_splits - 1
+        for index in groups[key]:
+            assignment[index] = order[stage]
+        placed += len(groups[key])
+        groups_in_stage += 1
+
     return {
         name: [ex for ex, a in zip(examples, assignment, strict=True) if a == name]
         for name in wanted
     }
+
+
+def _quota(fraction: float, n: int) -> int:
+    # Half up, not round()'s half to even (which gives 0 for 0.1 * 5), and never 0 for a split
+    # that was asked for.
+    return 0 if fraction == 0 else max(1, math.floor(fraction * n + 0.5))
+
+
+def _too_few_message(n: int, distinct: int, wanted: list[str]) -> str:
+    if n == 0:
+        return "there are no examples to split"
+    rows = f"{n} examples" if distinct == n else f"{n} examples with {distinct} distinct texts"
+    return (
+        f"cannot split {rows} into {'/'.join(wanted)}: each split needs at least one distinct "
+        f"text, so {len(wanted)} are needed. Give more data, or set validation_fraction or "
+        "test_fraction to 0 for a split you do not need"
+    )
 
 
 def deduplicate(examples: Sequence[Example]) -> list[Example]:

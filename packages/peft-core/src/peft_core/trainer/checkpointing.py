@@ -34,6 +34,9 @@ class TrainerState:
     best_step: int | None = None
     evaluations_without_improvement: int = 0
     world_size: int = 1
+    # training seconds of the segments before this one, up to the checkpoint (0 in a fresh run;
+    # checkpoints written before this field existed read as 0 too)
+    train_seconds: float = 0.0
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"

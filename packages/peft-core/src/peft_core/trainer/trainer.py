@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -106,6 +107,7 @@ class Trainer:
             ],
         )
         self.state = ckpt.TrainerState(world_size=self.accelerator.num_processes)
+        self._segment_started: float | None = None  # when train() began, for checkpointed time
         self.total_steps = self._total_steps()
         optimizer = build_optimizer(model, args)
         self.scheduler = build_scheduler(optimizer, args, self.total_steps)
@@ -165,7 +167,8 @@ class Trainer:
             callback.on_train_begin(self)
         window: dict[str, list[float]] = {}
         stop = False
-        started = time.perf_counter()
+        self._segment_started = started = time.perf_counter()
+        earlier_seconds = self.state.train_seconds  # segments before a resume, as checkpointed
         while self.state.global_step < self.total_steps and not stop:
             for micro_batches in self._steps_of_current_epoch():
                 logs = self._optimizer_step(micro_batches)
@@ -189,7 +192,7 @@ class Trainer:
                 self.state.batches_into_epoch = 0
                 stop = self._maybe_evaluate(at_epoch_end=True)
         progress.close()
-        train_seconds = time.perf_counter() - started
+        segment_seconds = time.perf_counter() - started
         final = self._final_evaluation()
         self.accelerator.wait_for_everyone()
         if self.is_main_process:
@@ -200,7 +203,9 @@ class Trainer:
             "global_step": self.state.global_step,
             "epochs_completed": self.state.global_step / max(1, self.steps_per_epoch),
             "resumed_from_step": resumed_from,
-            "train_seconds": train_seconds,
+            # every segment of a resumed run (steps redone after a crash counted once), and this one
+            "train_seconds": earlier_seconds + segment_seconds,
+            "train_seconds_this_segment": segment_seconds,
             "best_metric": self.state.best_metric,
             "best_step": self.state.best_step,
             **final,
@@ -413,6 +418,9 @@ class Trainer:
         from accelerate.utils import gather_object
 
         rng_states = gather_object([ckpt.capture_rng_state()])
+        started = self._segment_started
+        segment = 0.0 if started is None else time.perf_counter() - started
+        state = dataclasses.replace(self.state, train_seconds=self.state.train_seconds + segment)
         path = ckpt.checkpoint_path(self.output_dir, self.state.global_step)
         if self.is_main_process:
             with atomic_directory(path) as staging:
@@ -427,7 +435,7 @@ class Trainer:
                 (staging / "callbacks.json").write_text(
                     json.dumps(callback_states), encoding="utf-8"
                 )
-                (staging / "trainer_state.json").write_text(self.state.to_json(), encoding="utf-8")
+                (staging / "trainer_state.json").write_text(state.to_json(), encoding="utf-8")
             ckpt.prune_checkpoints(self.output_dir, self.args.save_total_limit)
         self.accelerator.wait_for_everyone()
         return path
