@@ -4,11 +4,13 @@ exact resume after an interruption, and a loss that goes down and beats a do-not
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
 
-from peft_core import TrainerCallback
+from peft_core import ConfigError, TrainerCallback
+from point_peft import pretraining_recipe
 from point_peft.cli import main
 from point_peft.models import PointMAE, PointTransformerConfig, read_checkpoint
 from point_peft.ops import group
@@ -16,6 +18,7 @@ from point_peft.pretrained import read_pretrained_config
 from point_peft.pretraining_recipe import (
     CHECKPOINT_NAME,
     RESULT_NAME,
+    RUN_CONFIG_NAME,
     PretrainingRecipe,
     evaluation_clouds,
     pretrain,
@@ -126,6 +129,69 @@ def test_cli_reports_bad_sources_and_options(capsys):
     assert "batch_size must be an integer >= 1" in capsys.readouterr().err
 
 
+def no_data_may_be_built(monkeypatch):
+    """Make building the training clouds an error: the checks must come first."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("data built before the options were checked")
+
+    monkeypatch.setattr(pretraining_recipe, "build_pretraining_clouds", refuse)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--mask-ratio", "0"], "mask_ratio=0.0 masks 0 of num_groups=16 patches"),
+        (["--mask-ratio", "0.05"], "mask_ratio=0.05 masks 0 of num_groups=16 patches"),
+        (["--num-points", "10"], "num_points=10 is too few for the model's 16 patches of 8"),
+        (["--num-groups", "200"], "num_points=128 is too few for the model's 200 patches of 8"),
+        (["--group-size", "200"], "num_points=128 is too few for the model's 16 patches of 200"),
+        (["--data", "procedural-clean", "modelnet40=/no/such/folder"],
+         "dataset folder /no/such/folder does not exist"),
+        (["--scanobjectnn", "/no/such/h5_files"], "dataset folder /no/such/h5_files does not"),
+    ],
+)  # fmt: skip
+def test_cli_refuses_unusable_settings_before_building_data_or_writing(
+    arguments, message, tmp_path, capsys, monkeypatch
+):
+    no_data_may_be_built(monkeypatch)
+    output = tmp_path / "run"
+    assert main(["pretrain", *TINY_CLI, *arguments, "--output-dir", str(output)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("point-peft pretrain: error:"), error
+    assert message in error, error
+    assert "Traceback" not in error
+    assert not output.exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "recipe", "error", "message"),
+    [
+        ({"mask_ratio": 0.0}, {}, ConfigError, "masks 0 of num_groups=16"),
+        ({}, {"num_points": 10}, ConfigError, "num_points=10 is too few"),
+        ({}, {"data": ("modelnet40=/no/such/folder",)}, FileNotFoundError, "/no/such/folder"),
+    ],
+)
+def test_pretrain_checks_before_building_data_or_writing(
+    config, recipe, error, message, tmp_path, monkeypatch
+):
+    no_data_may_be_built(monkeypatch)
+    with pytest.raises(error, match=message):
+        pretrain(tiny_config(**config), tiny_recipe(**recipe), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_that_fails_while_building_data_leaves_no_run_record(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError("unreadable corpus")
+
+    monkeypatch.setattr(pretraining_recipe, "build_pretraining_clouds", broken)
+    output = tmp_path / "run"
+    with pytest.raises(OSError, match="unreadable corpus"):
+        pretrain(tiny_config(), tiny_recipe(max_steps=1), output, progress=False)
+    assert not (output / RUN_CONFIG_NAME).exists()
+
+
 class Interrupt(Exception):
     pass
 
@@ -190,3 +256,45 @@ def test_pretraining_loss_decreases_and_beats_predicting_the_patch_centres(tmp_p
     _, neighborhoods, _ = group(clouds, config.num_groups, config.group_size)
     centre_only = float(neighborhoods.square().sum(-1).mean())
     assert held_out["final"] < 0.8 * centre_only
+
+
+class SlowSteps(TrainerCallback):
+    """Make every logged step up to ``until`` take ``seconds`` longer."""
+
+    def __init__(self, seconds: float, until: int) -> None:
+        self.seconds, self.until = seconds, until
+
+    def on_step_end(self, trainer, logs):
+        if trainer.state.global_step <= self.until:
+            time.sleep(self.seconds)
+
+
+def test_train_seconds_after_resume_count_every_segment(tmp_path):
+    # The first segment sleeps 0.25 s in each of steps 1-4 (checkpointed at 4) and is stopped in
+    # step 5; the resumed segment does steps 5-7 without sleeping.
+    config, recipe = tiny_config(), tiny_recipe(max_steps=7)
+    options = dict(save_every=2, log_every=1, progress=False)
+    output = tmp_path / "run"
+    with pytest.raises(Interrupt):
+        pretrain(config, recipe, output, callbacks=[SlowSteps(0.25, 4), InterruptAt(5)], **options)
+
+    resumed = pretrain(config, recipe, output, resume=True, **options)
+    assert resumed["resumed_from_step"] == 4
+    assert 0 < resumed["train_seconds_this_segment"] < resumed["train_seconds"]
+    assert resumed["train_seconds"] - resumed["train_seconds_this_segment"] >= 4 * 0.25
+    assert (
+        json.loads((output / RESULT_NAME).read_text())["train_seconds"] == resumed["train_seconds"]
+    )
+
+    # Resuming the finished run redoes step 7 (from the checkpoint of step 6): the earlier
+    # segments' time is still counted.
+    again = pretrain(config, recipe, output, resume=True, **options)
+    assert again["resumed_from_step"] == 6
+    assert again["train_seconds"] - again["train_seconds_this_segment"] >= 4 * 0.25
+
+
+def test_an_uninterrupted_run_has_one_segment(tmp_path):
+    result = pretrain(
+        tiny_config(), tiny_recipe(max_steps=2), tmp_path, save_every=1, progress=False
+    )
+    assert result["train_seconds"] == result["train_seconds_this_segment"] > 0

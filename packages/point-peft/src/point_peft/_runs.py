@@ -3,7 +3,8 @@
 ``pretrain`` and ``train`` both keep the peft-core trainer's ``checkpoints/`` and ``log.jsonl`` in
 their output folder, next to a record of what the run is (``<command>_config.json``), so that a
 second run never mixes its checkpoints with an earlier one's and ``--resume`` refuses a folder
-that was started with other settings.
+that was started with other settings. Also the checks both commands make before they read any
+data.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def prepare_output_dir(
     resume: bool,
     overwrite: bool,
     what: str = "settings",
+    write_record: bool = True,
 ) -> None:
     """Refuse to mix two runs in ``output_dir``; remember what this one is, for a later resume.
 
@@ -38,6 +40,8 @@ def prepare_output_dir(
         record_name: the file in ``output_dir`` that records ``run_config``.
         artifacts: files the run writes besides the trainer's; ``overwrite`` deletes them too.
         what: how the refusal to resume names the settings ("architecture or recipe", ...).
+        write_record: write the record now; ``False`` leaves it to :func:`write_run_record`, once
+            the run has got past what may still fail (a failed start then leaves no record).
     """
     from peft_core.trainer.checkpointing import CHECKPOINT_DIR, checkpoint_directories
 
@@ -60,7 +64,13 @@ def prepare_output_dir(
                 f"cannot resume {output_dir}: it was started with another {what} "
                 f"(see {record}); use the same options, or --overwrite"
             )
-    atomic_write_text(record, json.dumps(run_config, indent=2) + "\n")
+    if write_record:
+        write_run_record(output_dir, run_config, record_name=record_name)
+
+
+def write_run_record(output_dir: Path, run_config: dict[str, Any], *, record_name: str) -> None:
+    """Write ``run_config`` to ``output_dir / record_name`` (what a later resume must match)."""
+    atomic_write_text(Path(output_dir) / record_name, json.dumps(run_config, indent=2) + "\n")
 
 
 def comparable(run_config: dict[str, Any]) -> str:
@@ -118,3 +128,25 @@ def check_optimisation_fields(
         raise ConfigError(
             f"augmentation must be one of {augmentations}, got {recipe.augmentation!r}"
         )
+
+
+def check_points_per_cloud(num_points: int, config: Any, *, model: str = "backbone") -> None:
+    """Patch centres are distinct points, and each patch takes ``group_size`` neighbours: refuse
+    clouds with fewer points than either, before training rather than in its first step.
+
+    ``model`` names the network in the message ("backbone", "model").
+    """
+    needed = max(config.num_groups, config.group_size)
+    if num_points < needed:
+        raise ConfigError(
+            f"num_points={num_points} is too few for the {model}'s {config.num_groups} patches "
+            f"of {config.group_size} points: use at least {needed} points per cloud"
+        )
+
+
+def check_dataset_folder(source: str) -> None:
+    """Raise ``FileNotFoundError`` when a ``kind=DIR`` data source names no folder; other
+    sources (``procedural-hard``, ``kicad``, ...) pass."""
+    root = str(source).partition("=")[2]
+    if root and not Path(root).expanduser().is_dir():
+        raise FileNotFoundError(f"dataset folder {root} does not exist")

@@ -159,6 +159,7 @@ def pretrain_model_config(args: argparse.Namespace):
 def pretrain_recipe(args: argparse.Namespace):
     """The :class:`~point_peft.pretraining_recipe.PretrainingRecipe` the pretrain options describe."""
     from peft_core import ConfigError
+    from point_peft._runs import check_dataset_folder
     from point_peft.pretraining_data import PretrainingSource
     from point_peft.pretraining_recipe import PretrainingRecipe
 
@@ -171,7 +172,7 @@ def pretrain_recipe(args: argparse.Namespace):
     try:
         for source in sources:
             if source != "auto":
-                PretrainingSource.parse(source)
+                check_dataset_folder(str(PretrainingSource.parse(source)))
         return PretrainingRecipe(
             data=tuple(sources), num_points=args.num_points,
             procedural_samples_per_class=args.samples_per_class,
@@ -182,16 +183,21 @@ def pretrain_recipe(args: argparse.Namespace):
             augmentation="none" if args.no_augmentation else "scale_translate",
             eval_samples_per_class=args.eval_samples_per_class, seed=args.seed,
         )  # fmt: skip
-    except (ConfigError, ValueError) as error:
+    except (ConfigError, ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from None
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
     import torch
 
+    from peft_core import ConfigError
     from point_peft.pretraining_recipe import RESULT_NAME, pretrain
 
     config, recipe = pretrain_model_config(args), pretrain_recipe(args)
+    try:
+        recipe.check_model(config)  # before any data is built or anything written
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
     for name in ("save_every", "log_every", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -205,7 +211,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
             cache_dir=args.cache_dir, download=args.download, cpu=args.cpu,
             mixed_precision=args.mixed_precision,
         )  # fmt: skip
-    except FileExistsError as error:
+    except (FileExistsError, FileNotFoundError) as error:
         raise UsageError(str(error)) from None
     summary = {key: value for key, value in result.items() if key != "loss_curve"}
     print(json.dumps(summary, indent=2))
@@ -314,6 +320,8 @@ def parse_options(items: list[str]) -> dict[str, Any]:
 
 def train_dataset(args: argparse.Namespace) -> str:
     """The one dataset the data options name."""
+    from point_peft._runs import check_dataset_folder
+
     named = []
     if args.dataset is not None:
         named.append(args.dataset)
@@ -324,9 +332,10 @@ def train_dataset(args: argparse.Namespace) -> str:
     if len(named) > 1:
         raise UsageError(f"name one dataset, not {len(named)}: {', '.join(named)}")
     dataset = named[0] if named else "procedural-hard"
-    root = dataset.partition("=")[2]
-    if root and not Path(root).expanduser().is_dir():
-        raise UsageError(f"dataset folder {root} does not exist")
+    try:
+        check_dataset_folder(dataset)
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
     return dataset
 
 

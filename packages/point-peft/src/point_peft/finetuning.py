@@ -49,6 +49,7 @@ from torch.utils.data import DataLoader
 from peft_core import ConfigError, MethodConfig, atomic_write_text, count_parameters
 from point_peft._runs import (
     check_optimisation_fields,
+    check_points_per_cloud,
     loss_curve,
     prepare_output_dir,
     require_int,
@@ -164,17 +165,6 @@ class FinetuneRecipe(MethodConfig):
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
 
 
-def _check_points_per_cloud(num_points: int, config: Any) -> None:
-    """Patch centres are distinct points, and each patch takes ``group_size`` neighbours: refuse
-    clouds with fewer points than either, before training rather than in its first step."""
-    needed = max(config.num_groups, config.group_size)
-    if num_points < needed:
-        raise ConfigError(
-            f"num_points={num_points} is too few for the backbone's {config.num_groups} patches "
-            f"of {config.group_size} points: use at least {needed} points per cloud"
-        )
-
-
 def _check_method_options(method: str, options: dict[str, Any]) -> None:
     """Refuse options the method does not take, before any data is read."""
     if method == "point-peft":
@@ -265,7 +255,7 @@ def finetune(
     model, backbone_info = load_backbone(
         backbone, task.num_classes, config=backbone_config, cache_dir=cache_dir, progress=progress
     )
-    _check_points_per_cloud(recipe.num_points, model.config)
+    check_points_per_cloud(recipe.num_points, model.config)
     run_config = {"recipe": recipe.to_dict(), "backbone": backbone_info["config"],
                   "backbone_checkpoint": backbone_info["checkpoint"], "data": task.describe()}  # fmt: skip
     prepare_output_dir(
@@ -337,7 +327,8 @@ def finetune(
         "evaluation": evaluation,
         "seconds": {
             "data": data_seconds,
-            "train": summary["train_seconds"],
+            "train": summary["train_seconds"],  # every segment of a resumed run
+            "train_this_segment": summary["train_seconds_this_segment"],
             "evaluation": evaluation_seconds,
             "memory_bank": method_info.get("memory_bank", {}).get("seconds"),
         },

@@ -9,7 +9,8 @@ into ``output_dir``:
   the official Point-MAE pre-train files, written atomically. :meth:`PointMAE.from_pretrained`
   loads it (the ``point_peft`` entry records the architecture, which the official files do not);
 - ``pretrain_result.json``: architecture, recipe, data, loss curve, held-out reconstruction loss
-  before and after, time;
+  before and after, time (``train_seconds``: all segments of a resumed run, as the checkpoints
+  record them; ``train_seconds_this_segment``: the last one);
 - the trainer's ``checkpoints/`` (every ``save_every`` steps) and ``log.jsonl``: a run that is
   interrupted continues with ``resume=True`` and ends with the weights an uninterrupted run has.
 
@@ -48,13 +49,17 @@ from peft_core import (
     count_parameters,
 )
 from point_peft._runs import (
+    check_dataset_folder,
     check_optimisation_fields,
+    check_points_per_cloud,
     loss_curve,
     prepare_output_dir,
     require_int,
+    write_run_record,
 )
 from point_peft.data import ScaleAndTranslate
 from point_peft.models import PointMAEPretrainer, PointTransformerConfig, PretrainOutput
+from point_peft.models.pretraining import masked_patch_count
 from point_peft.pretraining_data import (
     PROCEDURAL_SOURCES,
     PointClouds,
@@ -130,6 +135,14 @@ class PretrainingRecipe(MethodConfig):
         require_int("eval_samples_per_class", self.eval_samples_per_class, minimum=0)
         require_int("seed", self.seed, minimum=0)
         check_optimisation_fields(self, AUGMENTATIONS)
+
+    def check_model(self, config: PointTransformerConfig) -> None:
+        """Refuse an architecture this recipe cannot pre-train, before any data is built: a
+        ``mask_ratio`` that masks no patch or every patch (the rule of
+        :class:`~point_peft.models.PointMAEPretrainer`), or clouds of fewer points than
+        ``num_groups`` or ``group_size``. Raises :class:`~peft_core.ConfigError`."""
+        masked_patch_count(config)
+        check_points_per_cloud(self.num_points, config, model="model")
 
 
 class ReconstructionLoss:
@@ -231,16 +244,21 @@ def pretrain(
     from peft_core.trainer import Trainer, TrainingArguments
 
     output_dir = Path(output_dir)
+    recipe.check_model(config)
     sources = resolve_sources(recipe.data, cache_dir)
+    for source in sources:
+        check_dataset_folder(source)
     recipe = dataclasses.replace(recipe, data=sources)  # 'auto' resolved: what really ran
     run_config = {
         "recipe_version": RECIPE_VERSION,
         "model_config": config.to_dict(),
         "recipe": recipe.to_dict(),
     }
+    # The record is written once the data and the model exist: a run that fails before leaves
+    # none behind (nor a folder, when it made none).
     prepare_output_dir(
         output_dir, run_config, record_name=RUN_CONFIG_NAME, artifacts=(CHECKPOINT_NAME, RESULT_NAME),
-        resume=resume, overwrite=overwrite, what="architecture or recipe",
+        resume=resume, overwrite=overwrite, what="architecture or recipe", write_record=False,
     )  # fmt: skip
 
     started = time.perf_counter()
@@ -271,6 +289,8 @@ def pretrain(
         compute_loss=ReconstructionLoss(recipe.augmentation), callbacks=callbacks,
         method_config=recipe,
     )  # fmt: skip
+    if trainer.is_main_process:
+        write_run_record(output_dir, run_config, record_name=RUN_CONFIG_NAME)
     summary = trainer.train()
     trained: PointMAEPretrainer = trainer.unwrapped_model
     final_eval = None if held_out is None else reconstruction_loss(trained, held_out)
@@ -292,7 +312,9 @@ def pretrain(
         "steps": summary["global_step"],
         "epochs_completed": summary["epochs_completed"],
         "resumed_from_step": summary["resumed_from_step"],
+        # All segments of a resumed run (as the checkpoints record them), and the last one alone.
         "train_seconds": summary["train_seconds"],
+        "train_seconds_this_segment": summary["train_seconds_this_segment"],
         "loss_curve": curve,
         "first_loss": curve[0][1] if curve else None,
         "last_loss": curve[-1][1] if curve else None,

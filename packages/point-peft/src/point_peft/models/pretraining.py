@@ -13,6 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from peft_core import ConfigError
 from point_peft.models.blocks import PositionalBlocks, drop_path_rates
 from point_peft.models.chamfer import chamfer_l2
 from point_peft.models.config import PointTransformerConfig
@@ -92,6 +93,26 @@ class MaskedPatchDecoder(PositionalBlocks):
         return self.norm(super().forward(x, pos)[:, -num_last:])
 
 
+def masked_patch_count(config: PointTransformerConfig) -> int:
+    """Patches masked per cloud, ``int(mask_ratio · num_groups)`` (the official rounding).
+
+    Raises :class:`~peft_core.ConfigError` (a ``ValueError``) unless at least one patch is masked
+    and one stays visible; :func:`point_peft.pretraining_recipe.pretrain` checks it up front.
+
+    Example:
+        >>> masked_patch_count(PointTransformerConfig.point_mae())  # int(0.6 · 64)
+        38
+    """
+    num_masked = int(config.mask_ratio * config.num_groups)
+    if not 0 < num_masked < config.num_groups:
+        raise ConfigError(
+            f"mask_ratio={config.mask_ratio} masks {num_masked} of num_groups="
+            f"{config.num_groups} patches; pre-training needs at least one masked and one "
+            "visible patch"
+        )
+    return num_masked
+
+
 class PointMAEPretrainer(nn.Module):
     """Point-MAE pre-training: mask ``int(mask_ratio · G)`` patches, reconstruct their points.
 
@@ -123,14 +144,7 @@ class PointMAEPretrainer(nn.Module):
         super().__init__()
         config = PointTransformerConfig.point_mae() if config is None else config
         self.config = config
-        num_masked = int(config.mask_ratio * config.num_groups)
-        if not 0 < num_masked < config.num_groups:
-            raise ValueError(
-                f"mask_ratio={config.mask_ratio} masks {num_masked} of num_groups="
-                f"{config.num_groups} patches; pre-training needs at least one masked and one "
-                "visible patch"
-            )
-        self.num_masked = num_masked
+        self.num_masked = masked_patch_count(config)
         dim = config.embed_dim
         self.MAE_encoder = PointTransformerEncoder(config, cls_token=False)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
