@@ -148,6 +148,7 @@ def test_a_glue_like_source_is_tested_on_its_validation_split(
     out = capsys.readouterr().out
     assert "note: test = the source's 'validation' split" in out
     assert "validation = 4 examples carved from the source's train split" in out
+    assert any("test = the source's 'validation' split" in note for note in task.notes)
 
 
 def test_five_rows_train_and_two_rows_are_refused_with_the_counts(
@@ -214,3 +215,4 @@ def test_fine_tune_names_the_offline_model_not_its_folder(
     model = load_classifier(task, seed=0)
     result = fine_tune(model, task, tmp_path / "run", epochs=1, batch_size=8, progress_bar=False)
     assert result["model"] == "all-MiniLM-L6-v2"
+    assert result["data_notes"] == list(task.notes)  # how the splits were carved, in the record

@@ -46,6 +46,8 @@ class TextTask:
     test: torch.utils.data.Dataset
     collate: Any
     probe_batch: dict[str, torch.Tensor]  # a fixed batch of 16 for activation-memory measurement
+    # how the splits were made when the source lacked some (e.g. GLUE: validation is the test)
+    notes: tuple[str, ...] = ()
 
 
 def resolve_model_path(model: str) -> str:
@@ -135,7 +137,10 @@ def load_text_task(
     validation = data.tokenize(tokenizer, split="validation", max_length=max_length)
     test = data.tokenize(tokenizer, split="test", max_length=max_length)
     probe = collate([test[i] for i in range(min(16, len(test)))])
-    return TextTask(path, str(dataset), data.num_labels, train, validation, test, collate, probe)
+    return TextTask(
+        path, str(dataset), data.num_labels, train, validation, test, collate, probe,
+        notes=tuple(data.notes),
+    )  # fmt: skip
 
 
 def random_subset(
@@ -220,6 +225,7 @@ def fine_tune(
         "setting": name,
         "model": model_display_name(task.model_path),
         "dataset": task.dataset,
+        "data_notes": list(task.notes),  # e.g. which split the test accuracy was measured on
         "test_accuracy": test["eval_accuracy"],
         "test_macro_f1": test.get("eval_macro_f1"),
         "best_validation_accuracy": summary["best_metric"],
