@@ -16,6 +16,12 @@ SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
 SAVED_DATASET_FILES = ("dataset_dict.json", "dataset_info.json")
 
 
+def is_saved_dataset(path: str | os.PathLike) -> bool:
+    """True for a folder written by ``datasets``' ``save_to_disk`` (a DatasetDict or a Dataset)."""
+    folder = Path(path)
+    return folder.is_dir() and any((folder / name).is_file() for name in SAVED_DATASET_FILES)
+
+
 def check_columns(present: Sequence[str], source: str, arguments: Mapping[str, str | None]) -> None:
     """Raise ``ValueError`` naming the argument whose column ``source`` lacks, and what it has.
 
@@ -57,7 +63,7 @@ def read_file(
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         hint = ""
-        if path.is_dir() and any((path / name).is_file() for name in SAVED_DATASET_FILES):
+        if is_saved_dataset(path):
             hint = (
                 f"; {path} looks like a dataset saved with datasets' save_to_disk: "
                 f"load it as 'hf:{path}'"

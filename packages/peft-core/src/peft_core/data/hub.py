@@ -6,13 +6,11 @@ works without it.
 
 from __future__ import annotations
 
-import os
 import warnings
-from pathlib import Path
 from typing import Any
 
 from peft_core.data.examples import RawSplit
-from peft_core.data.files import SAVED_DATASET_FILES, check_columns
+from peft_core.data.files import check_columns, is_saved_dataset
 
 INSTALL_HINT = 'pip install "peft-core[datasets]"'
 
@@ -31,12 +29,6 @@ def import_datasets() -> Any:
 def is_hf_dataset(obj: object) -> bool:
     """True for a ``datasets`` object, tested without importing ``datasets``."""
     return type(obj).__module__.split(".")[0] == "datasets"
-
-
-def is_saved_dataset(path: str | os.PathLike) -> bool:
-    """True for a folder written by ``datasets``' ``save_to_disk`` (a DatasetDict or a Dataset)."""
-    folder = Path(path)
-    return folder.is_dir() and any((folder / name).is_file() for name in SAVED_DATASET_FILES)
 
 
 def read_hub(
