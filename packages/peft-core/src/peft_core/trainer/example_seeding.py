@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from peft_core.trainer.checkpointing import capture_rng_state, restore_rng_state
+
 
 def example_seed(seed: int, epoch: int, index: int) -> int:
     """A well-mixed 32-bit seed for one example in one epoch (neighbouring keys give unrelated
@@ -30,20 +32,19 @@ def example_seed(seed: int, epoch: int, index: int) -> int:
 
 @contextmanager
 def preserved_global_rngs() -> Iterator[None]:
-    """Restore Python's, numpy's and torch's (CPU) global RNG states when the block ends."""
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()  # noqa: NPY002
+    """Restore every global RNG a checkpoint captures when the block ends."""
+    state = capture_rng_state()
     try:
         yield
     finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])  # noqa: NPY002
-        torch.set_rng_state(states[2])
+        restore_rng_state(state)
 
 
 def seed_global_rngs(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 - the legacy global RNG is what augmentation code draws from
-    # the CPU generator only: torch.manual_seed would also reseed CUDA, which is not restored
+    # the CPU generator only: dataset code draws on the CPU, and torch.manual_seed would also
+    # reseed every CUDA device
     torch.default_generator.manual_seed(seed)
 
 

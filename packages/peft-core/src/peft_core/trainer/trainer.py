@@ -442,9 +442,9 @@ class Trainer:
 
     def _clear_earlier_run(self) -> None:
         """Before a fresh start (``resume=False``, or nothing to resume): refuse, or with
-        ``overwrite_output_dir`` delete, an earlier run's checkpoints. Left in place they would outrank this run's own: pruning keeps the highest
-        steps, so this run's checkpoints would be deleted as they appear, and a later resume
-        would continue the earlier run."""
+        ``overwrite_output_dir`` delete, an earlier run's checkpoints. Left in place they would
+        outrank this run's own: pruning keeps the highest steps, so this run's checkpoints would
+        be deleted as they appear, and a later resume would continue the earlier run."""
         earlier = ckpt.checkpoint_directories(self.output_dir)
         if not earlier:
             return
