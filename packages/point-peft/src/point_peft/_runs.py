@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -43,13 +42,12 @@ def prepare_output_dir(
         write_record: write the record now; ``False`` leaves it to :func:`write_run_record`, once
             the run has got past what may still fail (a failed start then leaves no record).
     """
-    from peft_core.trainer.checkpointing import CHECKPOINT_DIR, checkpoint_directories
+    from peft_core.trainer.checkpointing import checkpoint_directories, delete_run_outputs
 
     earlier = checkpoint_directories(output_dir)
     record = output_dir / record_name
     if overwrite:
-        for folder in (CHECKPOINT_DIR, "final"):
-            shutil.rmtree(output_dir / folder, ignore_errors=True)
+        delete_run_outputs(output_dir)  # the trainer's checkpoints, final and best weights
         for name in ("log.jsonl", record_name, *artifacts):
             (output_dir / name).unlink(missing_ok=True)
     elif earlier and not resume:

@@ -159,7 +159,6 @@ def pretrain_model_config(args: argparse.Namespace):
 def pretrain_recipe(args: argparse.Namespace):
     """The :class:`~point_peft.pretraining_recipe.PretrainingRecipe` the pretrain options describe."""
     from peft_core import ConfigError
-    from point_peft._runs import check_dataset_folder
     from point_peft.pretraining_data import PretrainingSource
     from point_peft.pretraining_recipe import PretrainingRecipe
 
@@ -172,7 +171,7 @@ def pretrain_recipe(args: argparse.Namespace):
     try:
         for source in sources:
             if source != "auto":
-                check_dataset_folder(str(PretrainingSource.parse(source)))
+                PretrainingSource.parse(source)  # pretrain() checks that its folder exists
         return PretrainingRecipe(
             data=tuple(sources), num_points=args.num_points,
             procedural_samples_per_class=args.samples_per_class,
@@ -183,7 +182,7 @@ def pretrain_recipe(args: argparse.Namespace):
             augmentation="none" if args.no_augmentation else "scale_translate",
             eval_samples_per_class=args.eval_samples_per_class, seed=args.seed,
         )  # fmt: skip
-    except (ConfigError, ValueError, FileNotFoundError) as error:
+    except (ConfigError, ValueError) as error:
         raise UsageError(str(error)) from None
 
 
@@ -194,10 +193,6 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from point_peft.pretraining_recipe import RESULT_NAME, pretrain
 
     config, recipe = pretrain_model_config(args), pretrain_recipe(args)
-    try:
-        recipe.check_model(config)  # before any data is built or anything written
-    except ConfigError as error:
-        raise UsageError(str(error)) from None
     for name in ("save_every", "log_every", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -211,7 +206,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
             cache_dir=args.cache_dir, download=args.download, cpu=args.cpu,
             mixed_precision=args.mixed_precision,
         )  # fmt: skip
-    except (FileExistsError, FileNotFoundError) as error:
+    # pretrain() checks the architecture and the dataset folders before it builds any data
+    except (FileExistsError, FileNotFoundError, ConfigError) as error:
         raise UsageError(str(error)) from None
     summary = {key: value for key, value in result.items() if key != "loss_curve"}
     print(json.dumps(summary, indent=2))
