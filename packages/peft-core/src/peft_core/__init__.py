@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 from peft_core._atomic import atomic_write, atomic_write_bytes, atomic_write_text
 from peft_core.activations import QuickGELU, get_activation
