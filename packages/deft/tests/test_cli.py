@@ -361,3 +361,23 @@ def test_an_earlier_runs_checkpoints_are_refused_before_any_work(folder, tmp_pat
     err = capsys.readouterr().err
     assert "deft train: error:" in err
     assert "holds checkpoints of an earlier run (newest: step-00000100)" in err
+
+
+@pytest.mark.parametrize(
+    ("changed", "named"),
+    [(["--density-weight", "2"], "run_settings.density_weight: checkpoint 1.0, this run 2.0"),
+     (["--lora-rank", "4"], "run_settings.peft_config.r: checkpoint 8, this run 4"),
+     (["--learning-rate", "1e-2"], "training_arguments.learning_rate")],
+)  # fmt: skip
+def test_a_resume_with_other_options_is_a_usage_error(
+    changed, named, tiny_model_and_data, tmp_path, capsys
+):
+    _tiny_run(tiny_model_and_data, tmp_path / "run", "--save-every", "2")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        _tiny_run(tiny_model_and_data, tmp_path / "run", "--save-every", "2", "--resume", *changed)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "deft train: error: cannot --resume the run in" in err
+    assert named in err
+    _tiny_run(tiny_model_and_data, tmp_path / "run", "--save-every", "2", "--resume")

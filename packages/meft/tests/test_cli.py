@@ -80,3 +80,57 @@ def test_an_earlier_runs_checkpoints_are_refused_before_any_work(monkeypatch, ca
     assert "holds checkpoints of an earlier run (newest: step-00000100)" in err
     assert "--resume" in err
     assert "--overwrite" in err
+
+
+def _tiny_task():
+    """32 random token sequences with alternating labels, in the shape ``fine_tune`` expects."""
+    import torch
+    from tiny_models import VOCAB
+
+    from peft_core.recipes import TextTask
+
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, VOCAB, (32, 8), generator=generator)
+    examples = [
+        {"input_ids": row, "attention_mask": torch.ones(8, dtype=torch.long), "labels": i % 2}
+        for i, row in enumerate(ids)
+    ]
+
+    def collate(items):
+        batch = {
+            key: torch.stack([item[key] for item in items])
+            for key in ("input_ids", "attention_mask")
+        }
+        return {**batch, "labels": torch.tensor([item["labels"] for item in items])}
+
+    return TextTask(
+        "tiny", "tiny", 2, examples, examples[:8], examples[:8], collate, collate(examples[:16])
+    )
+
+
+@pytest.mark.parametrize(
+    ("changed", "named"),
+    [(["--variant", "meft2"], "method_config.variant: checkpoint 'meft1', this run 'meft2'"),
+     (["--max-length", "32"], "run_settings.max_length: checkpoint 64, this run 32"),
+     (["--batch-size", "8"], "training_arguments.per_device_batch_size: checkpoint 16, this run 8")],
+)  # fmt: skip
+def test_a_resume_with_other_options_is_a_usage_error(
+    changed, named, monkeypatch, capsys, tmp_path
+):
+    from tiny_models import tiny_bert
+
+    import peft_core.recipes
+
+    monkeypatch.setattr(peft_core.recipes, "task_from_arguments", lambda args: _tiny_task())
+    monkeypatch.setattr(peft_core.recipes, "load_classifier", lambda task, seed: tiny_bert())
+    common = ["train", "--output-dir", str(tmp_path), "--batch-size", "16", "--save-every", "1"]
+    assert main(common) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main([*common, "--resume", *changed])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "meft train: error: cannot --resume the run in" in err
+    assert named in err
+    assert "--overwrite" in err
+    assert main([*common, "--resume"]) == 0  # with the run's own options it resumes

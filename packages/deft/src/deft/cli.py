@@ -244,7 +244,7 @@ def _run(task: Any, args: argparse.Namespace, weight: Any, output_dir: Path, nam
     from deft.metrics import measure_density
     from deft.monitor import DensityMonitor
     from deft.schedule import as_schedule
-    from peft_core.recipes import fine_tune, load_classifier
+    from peft_core.recipes import fine_tune, load_classifier, recipe_run_settings
 
     quantization = qlora_quantization_config() if args.method == "qlora" else None
     base = load_classifier(task, args.seed, quantization_config=quantization)
@@ -280,6 +280,13 @@ def _run(task: Any, args: argparse.Namespace, weight: Any, output_dir: Path, nam
         method_config=config if isinstance(config, PfeifferAdapterConfig) else None,
         progress_bar=not args.no_progress, save_every=args.save_every, resume=args.resume,
         overwrite=args.overwrite,
+        run_settings=recipe_run_settings(
+            args, method=args.method, peft_config=_jsonable_config(config),
+            density_weight=float(schedule.weight), density_delay=schedule.delay,
+            density_ramp=schedule.ramp, density_eps=eps, count_padding=args.count_padding,
+            threshold_density=args.threshold_density,
+            threshold_in_training=args.threshold_in_training,
+        ),
     )  # fmt: skip
     if after_training is not None:
         threshold = after_training.handle
@@ -396,7 +403,8 @@ def format_table(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     from deft.report import DensityReport
     from peft_core import atomic_write_text
-    from peft_core.recipes import earlier_run_refusal
+    from peft_core.recipes import earlier_run_refusal, resume_mismatch_refusal
+    from peft_core.trainer import ResumeMismatchError
 
     args = _parser().parse_args(argv)
     folders = [args.output_dir / "deft"]
@@ -404,7 +412,10 @@ def main(argv: list[str] | None = None) -> int:
         folders.insert(0, args.output_dir / "baseline")
     if (refusal := earlier_run_refusal(args, *folders)) is not None:
         args.error(refusal)
-    result = train(args)
+    try:
+        result = train(args)
+    except ResumeMismatchError as error:  # found once the trainer reads the checkpoint
+        args.error(resume_mismatch_refusal(error))
     # Atomic: an interrupted write never leaves a truncated result.json beside the checkpoint.
     atomic_write_text(args.output_dir / "result.json", json.dumps(result, indent=2) + "\n")
     print(DensityReport.from_dict(result["density"]).format_table())

@@ -66,7 +66,12 @@ def train(
 ) -> dict:
     """Convert, measure full fine-tuning's activation memory, train. ``fail`` reports a model the
     configuration does not fit (before the measurement), e.g. ``parser.error``."""
-    from peft_core.recipes import fine_tune, load_classifier, task_from_arguments
+    from peft_core.recipes import (
+        fine_tune,
+        load_classifier,
+        recipe_run_settings,
+        task_from_arguments,
+    )
 
     config = config or _config(args)
     task = task_from_arguments(args)
@@ -85,6 +90,7 @@ def train(
         model, task, args.output_dir, name=args.variant.upper(), learning_rate=args.learning_rate or 5e-3,
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, method_config=config,
         save_every=args.save_every, resume=args.resume, overwrite=args.overwrite,
+        run_settings=recipe_run_settings(args),  # the variant and its fields: in method_config
     )  # fmt: skip
     result["config"] = config.to_dict()
     result["full_fine_tuning_activation_mib"] = full_activation / 2**20
@@ -95,7 +101,8 @@ def train(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from peft_core.recipes import earlier_run_refusal
+    from peft_core.recipes import earlier_run_refusal, resume_mismatch_refusal
+    from peft_core.trainer import ResumeMismatchError
 
     parser = _parser()
     args = parser.parse_args(argv)
@@ -105,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         config = _config(args)
     except ConfigError as error:
         args.error(str(error))
-    result = train(args, config, fail=args.error)
+    try:
+        result = train(args, config, fail=args.error)
+    except ResumeMismatchError as error:  # found once the trainer reads the checkpoint
+        args.error(resume_mismatch_refusal(error))
     # Atomic: an interrupted write never leaves a truncated result.json beside the checkpoint.
     atomic_write_text(args.output_dir / "result.json", json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -29,6 +29,7 @@ from peft_core.config import MethodConfig
 from peft_core.memory import measure_activation_memory
 from peft_core.parameters import count_parameters, format_trainable_parameters
 from peft_core.trainer import Trainer, TrainerCallback, TrainingArguments
+from peft_core.trainer.run_settings import ResumeMismatchError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_DATASET = "rotten_tomatoes"
@@ -194,12 +195,15 @@ def fine_tune(
     save_every: int | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    run_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` on ``task`` and evaluate the final weights on its test split.
 
     The best validation accuracy is reported too (its weights are saved in ``output_dir/best``);
     with ``save_every`` set, ``resume=True`` continues a killed run from its newest checkpoint.
     A fresh run refuses a folder holding an earlier run's checkpoints unless ``overwrite``.
+    ``run_settings`` (see :func:`recipe_run_settings`) is what else a resume must match besides
+    the hyperparameters, ``method_config`` and the training-set size, which the trainer records.
     """
     trainable, total = count_parameters(model)
     model.train()
@@ -216,7 +220,7 @@ def fine_tune(
     started = time.perf_counter()
     trainer = Trainer(
         model, args, task.train, task.validation, collate_fn=task.collate, callbacks=callbacks,
-        method_config=method_config,
+        method_config=method_config, run_settings=run_settings,
     )  # fmt: skip
     summary = trainer.train()
     seconds = time.perf_counter() - started
@@ -293,6 +297,30 @@ def earlier_run_refusal(args: argparse.Namespace, *folders: Path) -> str | None:
                 "--output-dir"
             )
     return None
+
+
+# The shared options that define a run besides the trainer's own arguments (the data and model).
+_RECIPE_RUN_OPTIONS = (
+    "model", "dataset", "text_column", "label_column", "dataset_subset", "max_length",
+    "pad_to_max_length", "max_train",
+)  # fmt: skip
+
+
+def recipe_run_settings(args: argparse.Namespace, **method_settings: Any) -> dict[str, Any]:
+    """What a ``--resume`` of ``<method> train`` must share with the run it continues: the model
+    and data options, and ``method_settings`` (options the method config does not hold, such as
+    a loss weight)."""
+    return {**{name: getattr(args, name) for name in _RECIPE_RUN_OPTIONS}, **method_settings}
+
+
+def resume_mismatch_refusal(error: ResumeMismatchError) -> str:
+    """The command-line wording of a refused ``--resume``."""
+    run_folder = error.checkpoint.parent.parent
+    return (
+        f"cannot --resume the run in {run_folder}: these options differ from that run's: "
+        f"{'; '.join(error.changes)}. Rerun with that run's options, or start afresh with "
+        "--overwrite (deletes it) or another --output-dir"
+    )
 
 
 def task_from_arguments(args: argparse.Namespace) -> TextTask:

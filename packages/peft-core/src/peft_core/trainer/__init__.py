@@ -3,9 +3,11 @@
 from peft_core.trainer.arguments import TrainingArguments
 from peft_core.trainer.callbacks import TrainerCallback
 from peft_core.trainer.evaluation import accuracy, default_metrics, macro_f1
+from peft_core.trainer.run_settings import ResumeMismatchError
 from peft_core.trainer.trainer import Trainer
 
 __all__ = [
+    "ResumeMismatchError",
     "Trainer",
     "TrainerCallback",
     "TrainingArguments",

@@ -24,6 +24,7 @@ from peft_core.trainer.callbacks import TrainerCallback, collect_extra_losses
 from peft_core.trainer.evaluation import default_metrics, output_field
 from peft_core.trainer.example_seeding import ExampleSeededDataset
 from peft_core.trainer.optim import build_optimizer, build_scheduler
+from peft_core.trainer.run_settings import check_resume_matches, describe_run, write_run_settings
 from peft_core.trainer.sampling import EpochBatchSampler
 
 LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, Any]]
@@ -68,7 +69,10 @@ class Trainer:
     (each process takes its slice of every global batch). With ``args.save_every`` set, a run that
     is killed resumes from its newest checkpoint and ends with exactly the weights an uninterrupted
     run would have: model tensors, optimizer, scheduler, every RNG and the position in the data are
-    all restored.
+    all restored. A resume must have the run's own settings: the checkpoint records its training
+    arguments (bookkeeping aside), ``method_config``, the number of training examples and
+    ``run_settings`` (what else defines the run: model, data source, a loss weight), and a resume
+    with other values is refused, naming each one.
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class Trainer:
         compute_metrics: MetricsFn | None = None,
         callbacks: Sequence[TrainerCallback] = (),
         method_config: MethodConfig | None = None,
+        run_settings: dict[str, Any] | None = None,
     ) -> None:
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
@@ -109,6 +114,7 @@ class Trainer:
         self.state = ckpt.TrainerState(world_size=self.accelerator.num_processes)
         self._segment_started: float | None = None  # when train() began, for checkpointed time
         self.total_steps = self._total_steps()
+        self.run_settings = describe_run(args, method_config, len(train_dataset), run_settings)
         optimizer = build_optimizer(model, args)
         self.scheduler = build_scheduler(optimizer, args, self.total_steps)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
@@ -436,6 +442,7 @@ class Trainer:
                     json.dumps(callback_states), encoding="utf-8"
                 )
                 (staging / "trainer_state.json").write_text(state.to_json(), encoding="utf-8")
+                write_run_settings(staging, self.run_settings)
             ckpt.prune_checkpoints(self.output_dir, self.args.save_total_limit)
         self.accelerator.wait_for_everyone()
         return path
@@ -474,6 +481,7 @@ class Trainer:
                 f"{self.accelerator.num_processes}: the data position would not line up. Resume with "
                 "the same number of processes, or start in a fresh output_dir."
             )
+        check_resume_matches(path, self.run_settings)
         ckpt.load_checkpoint_tensors(self.unwrapped_model, path)
         self.optimizer.load_state_dict(ckpt.load_torch(path / "optimizer.pt"))
         self.scheduler.load_state_dict(ckpt.load_torch(path / "scheduler.pt"))
