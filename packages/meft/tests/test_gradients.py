@@ -158,3 +158,21 @@ def test_on_cuda_dropout_is_replayed_from_the_cuda_rng(family, variant):
     )
     assert _worst_relative_difference(vanilla, reversible) < TOLERANCE[variant]
     assert torch.equal(cuda_rng_reversible, cuda_rng_vanilla)
+
+
+def test_higher_order_gradients_are_refused_not_silently_zero():
+    """create_graph=True (gradient penalties, Hessian-vector products) through the reversible
+    backward would give gradients without a graph: second derivatives silently zero."""
+    family = FAMILIES["bert"]
+    base, batch = family.build(), family.batch()
+    for layers, refused in ((0, False), (None, True)):
+        model = get_meft_model(copy.deepcopy(base), MeftConfig(num_reversible_layers=layers))
+        loss = model.train()(**batch).loss
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        if not refused:  # vanilla backprop of the same architecture: allowed
+            torch.autograd.grad(loss, trainable, create_graph=True)
+            continue
+        with pytest.raises(
+            RuntimeError, match=r"not twice differentiable.*num_reversible_layers=0"
+        ):
+            torch.autograd.grad(loss, trainable, create_graph=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny_models import text_batch, tiny_bert
+from tiny_models import image_batch, text_batch, timm_vit_with_loss, tiny_bert
 
 from meft import MeftConfig, get_meft_model
 
@@ -35,6 +36,29 @@ def test_hugging_face_trainer_trains_a_meft_model(tmp_path):
     ]
     assert any("meft_adapters" in n for n in changed)
     assert any(n.startswith("classifier") for n in changed)
+
+
+def _with_checkpointing_switched_on(host: str):
+    if host == "timm":
+        model = get_meft_model(timm_vit_with_loss(), MeftConfig())
+        model.set_grad_checkpointing(True)  # checkpoints the first block: the whole stack
+        return model, image_batch()
+    model = get_meft_model(tiny_bert(), MeftConfig())
+    model.gradient_checkpointing_enable()  # what TrainingArguments(gradient_checkpointing=True) does
+    return model, text_batch()
+
+
+@pytest.mark.parametrize("host", ["hugging-face", "timm"])
+def test_gradient_checkpointing_warns_once_that_it_saves_nothing(host):
+    model, batch = _with_checkpointing_switched_on(host)
+    model.train()
+    with pytest.warns(UserWarning, match=r"checkpointing is enabled on .* saves nothing"):
+        model(**batch).loss.backward()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # once per stack, and not in evaluation
+        model(**batch).loss.backward()
+        model.eval()
+        model(**batch)
 
 
 @pytest.mark.distributed

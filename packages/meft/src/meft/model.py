@@ -15,6 +15,7 @@ import peft_core
 from meft.adapters import ATTRIBUTE, LayerAdapters, adapters_of
 from meft.architectures import Architecture, find_architecture, find_module_list
 from meft.architectures.base import HalfBlock
+from meft.checkpointing import checkpointing_enabled, checkpointing_message
 from meft.config import MeftConfig
 from meft.coupling import CoupledLayer
 from meft.reversible import StackRun, run_stack
@@ -30,10 +31,16 @@ class MeftStack:
     """
 
     def __init__(
-        self, name: str, layers: nn.ModuleList, architecture: Architecture, config: MeftConfig
+        self,
+        name: str,
+        layers: nn.ModuleList,
+        architecture: Architecture,
+        config: MeftConfig,
+        host: nn.Module | None = None,
     ):
         self.name = name
         self.layers = list(layers)
+        self.host = host  # the module whose loop calls the layers (its checkpointing flag)
         self.config = config
         x1_factor, x2_factor = config.factors
         self.coupled = [
@@ -47,6 +54,7 @@ class MeftStack:
         self._layer_outputs: list[torch.Tensor] | None = None
         self._reconstruction_errors: list[float] | None = None
         self._warned_about_cache = False
+        self._warned_about_checkpointing = False
         _warn_if_reconstruction_is_unstable(config, self.num_reversible, name)
         self._signature = inspect.signature(self.layers[0].forward)
         # A forward set on the instance before MEFT's (e.g. by accelerate's hooks), to restore.
@@ -76,6 +84,7 @@ class MeftStack:
                 arguments.update(arguments.pop(name, {}))
         hidden = arguments.pop(next(iter(self._signature.parameters)))
         self._handle_caches(arguments)
+        self._warn_if_checkpointing()
         outputs = [] if self._layer_outputs_requested() else None
         self._layer_outputs = None
         output, self.last_run = run_stack(
@@ -149,6 +158,15 @@ class MeftStack:
                     "cache is not written. Pass use_cache=False to silence this.",
                     stacklevel=2,
                 )
+
+    def _warn_if_checkpointing(self) -> None:
+        """Once per stack: the host's activation checkpointing saves nothing here (see
+        meft.checkpointing), so say so rather than let the user believe it does."""
+        if self._warned_about_checkpointing or not torch.is_grad_enabled():
+            return
+        if self.layers[0].training and checkpointing_enabled([self.host, *self.layers]):
+            self._warned_about_checkpointing = True
+            warnings.warn(checkpointing_message(self.name), stacklevel=3)
 
     def _record_reconstruction_errors(self, errors: list[float]) -> None:
         self._reconstruction_errors = errors
@@ -314,7 +332,8 @@ def get_meft_model(model: nn.Module, config: MeftConfig | None = None) -> nn.Mod
         raise
     meft_stacks = []
     for name, layers in stacks:  # a loop, not a comprehension: warnings point at the caller
-        meft_stacks.append(MeftStack(name, layers, architecture, config))
+        host = model.get_submodule(name.rpartition(".")[0])  # "" is the model itself
+        meft_stacks.append(MeftStack(name, layers, architecture, config, host))
     for stack in meft_stacks:
         stack.install()
     for method in architecture.layer_output_methods:

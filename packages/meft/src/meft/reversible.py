@@ -116,6 +116,7 @@ class ReversibleStackFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad1: torch.Tensor | None, grad2: torch.Tensor | None):
+        _refuse_higher_order_gradients()
         run: StackRun = ctx.run
         out1, out2 = ctx.saved_tensors[:2]
         grad1 = torch.zeros_like(out1) if grad1 is None else grad1.to(out1.dtype)
@@ -167,6 +168,20 @@ class ReversibleStackFunction(torch.autograd.Function):
         returned_parameter_grads = [parameter_grads.get(id(p)) for p in all_parameters]
         returned_context_grads = [context_grads[p] for p in grad_positions]
         return None, grad1, grad2, *returned_context_grads, *returned_parameter_grads
+
+
+def _refuse_higher_order_gradients() -> None:
+    """Autograd runs a backward in grad mode only for ``create_graph=True``. The gradients this
+    backward returns carry no graph (each sub-function's is freed once used), so a second
+    derivative through them would be silently zero: refuse instead."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            "MEFT: the reversible backward is not twice differentiable: it was run with "
+            "create_graph=True (a gradient penalty, a Hessian-vector product, MAML, ...), and the "
+            "gradients it returns carry no graph, so second derivatives through them would be "
+            "silently zero. Convert with MeftConfig(num_reversible_layers=0) (vanilla backprop of "
+            "the same architecture) for higher-order gradients."
+        )
 
 
 def _recompute(fn, x, grad_out, rng_states, targets, context, run: StackRun, ctx):
