@@ -157,6 +157,28 @@ def test_unstable_configuration_warns_at_conversion():
         get_meft_model(tiny_bert(num_layers=6), MeftConfig(variant="meft3"))
 
 
+def test_bf16_layers_with_float32_streams_warn_at_conversion_and_do_reconstruct_badly():
+    # 2 float32 layers reconstruct to ~3e-4 and convert silently; in bfloat16 the recompute's
+    # rounding is what grows, and the bottom input is reconstructed far off.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        get_meft_model(tiny_bert(num_layers=2), MeftConfig(variant="meft3"))
+    config = MeftConfig(variant="meft3", check_reconstruction=True)
+    with pytest.warns(UserWarning, match="amplifies the bfloat16 layers' rounding"):
+        model = get_meft_model(tiny_bert(num_layers=2).to(torch.bfloat16), config)
+    torch.manual_seed(1)
+    batch = {"input_ids": torch.randint(5, 100, (4, 16)), "labels": torch.tensor([0, 1, 0, 1])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # check_reconstruction's own warning
+        model.train()(**batch).loss.backward()
+    assert max(reconstruction_errors(model)["bert.encoder.layer"]) > 0.1
+    with warnings.catch_warnings():  # float64 streams reconstruct closely: no warning
+        warnings.simplefilter("error")
+        get_meft_model(
+            tiny_bert(num_layers=2).to(torch.bfloat16), MeftConfig("meft3", stream_dtype="float64")
+        )
+
+
 @pytest.mark.parametrize("family", list(FAMILIES))
 @pytest.mark.parametrize("variant", ["meft1", "meft2", "meft3"])
 @pytest.mark.parametrize("init", ["normal", "zero_up"])

@@ -55,7 +55,9 @@ class MeftStack:
         self._reconstruction_errors: list[float] | None = None
         self._warned_about_cache = False
         self._warned_about_checkpointing = False
-        _warn_if_reconstruction_is_unstable(config, self.num_reversible, name)
+        _warn_if_reconstruction_is_unstable(
+            config, self.num_reversible, name, _lowest_precision(self.layers)
+        )
         self._signature = inspect.signature(self.layers[0].forward)
         # A forward set on the instance before MEFT's (e.g. by accelerate's hooks), to restore.
         self._instance_forwards = [layer.__dict__.get("forward") for layer in self.layers]
@@ -210,23 +212,44 @@ def _num_reversible(config: MeftConfig, num_layers: int, name: str) -> int:
 
 
 # Rounding of the stream dtype, and the relative error past which reconstruction is useless.
-_EPSILON = {"float32": 6e-8, "float64": 1.1e-16}
+_EPSILON = {
+    "float32": 6e-8, "float64": 1.1e-16, torch.float16: 4.9e-4, torch.bfloat16: 3.9e-3,
+}  # fmt: skip
 _UNSTABLE = 1e-2
 
 
-def _warn_if_reconstruction_is_unstable(config: MeftConfig, num_reversible: int, name: str) -> None:
-    """Each inverse divides by λ and β: rounding grows ~1/(λβ) per layer down the stack."""
+def _warn_if_reconstruction_is_unstable(
+    config: MeftConfig, num_reversible: int, name: str, layer_dtype: torch.dtype | None = None
+) -> None:
+    """Each inverse divides by λ and β: rounding grows ~1/(λβ) per layer down the stack.
+
+    With 16-bit layers and float32 streams the rounding that grows is the layers': an input
+    reconstructed a float32 rounding off can round to a neighbouring 16-bit value when F or G is
+    recomputed, so its output moves by a 16-bit rounding (measured on a 2-layer bf16 BERT: MEFT3's
+    bottom input 120% off, 3e-4 with float32 layers). Float64 streams reconstruct closely enough
+    that the recompute rounds as the forward did.
+    """
     x1_factor, x2_factor = config.factors
     growth = 1 / (x1_factor * x2_factor)
     predicted = _EPSILON[config.stream_dtype] * growth**num_reversible
+    rounding = f"{config.stream_dtype} rounding"
+    if layer_dtype in _EPSILON and config.stream_dtype == "float32" and num_reversible > 0:
+        predicted = max(predicted, _EPSILON[layer_dtype] * growth ** (num_reversible - 1))
+        rounding = f"the {str(layer_dtype).removeprefix('torch.')} layers' rounding"
     if predicted > _UNSTABLE:
         warnings.warn(
             f"MEFT ({config.variant}, λ={x1_factor}, β={x2_factor}): reconstructing the inputs of "
-            f"{num_reversible} reversible layers of {name} amplifies {config.stream_dtype} rounding by "
+            f"{num_reversible} reversible layers of {name} amplifies {rounding} by "
             f"~{growth:.0f}x per layer (predicted relative error ~{predicted:.0e} at the bottom). "
             "Use stream_dtype='float64', fewer num_reversible_layers, or check_reconstruction=True to measure.",
             stacklevel=3,
         )
+
+
+def _lowest_precision(layers: list[nn.Module]) -> torch.dtype | None:
+    """The narrowest floating dtype among the layers' parameters (None without any)."""
+    dtypes = {p.dtype for layer in layers for p in layer.parameters() if p.is_floating_point()}
+    return min(dtypes, key=lambda dtype: torch.finfo(dtype).bits, default=None)
 
 
 @dataclasses.dataclass(eq=False)
