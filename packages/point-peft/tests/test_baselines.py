@@ -15,7 +15,7 @@ import peft_core
 from peft_core.testing import TrainableRoundTripTests
 from point_peft import BASELINE_METHODS, BaselineConfig, BaselineModel, get_baseline_model
 from point_peft.baselines import apply_baseline
-from point_peft.models import PointBERT, PointMAE, PointTransformerConfig
+from point_peft.models import PointBERT, PointMAE, PointMAEPretrainer, PointTransformerConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from method_helpers import (
@@ -416,6 +416,29 @@ def test_save_and_load_restore_the_moved_statistics_and_the_options(method, tmp_
     assert torch.equal(
         restored.backbone.encoder.first_conv[1].running_mean,
         model.backbone.encoder.first_conv[1].running_mean,
+    )
+
+
+@pytest.mark.parametrize("method", ["linear", "bitfit"])
+def test_rows_with_a_frozen_cls_token_restore_on_a_freshly_loaded_pretrain_file(method, tmp_path):
+    """A Point-MAE pre-train file has no cls token or position: loading it draws them anew. The
+    rows that keep them frozen must save them, or the restored model is another model."""
+    config = tiny_backbone_config()
+    torch.manual_seed(0)
+    pretrain_file = PointMAEPretrainer(config).to_official_checkpoint()
+
+    def freshly_loaded_backbone(seed: int) -> PointMAE:
+        torch.manual_seed(seed)
+        return PointMAE.from_pretrained(pretrain_file, config=config)
+
+    model = get_baseline_model(freshly_loaded_backbone(1), method).eval()
+    model.save_pretrained(tmp_path)
+    restored = peft_core.load(freshly_loaded_backbone(2), tmp_path).eval()
+    points = clouds(3, seed=24)
+    with torch.no_grad():
+        assert torch.equal(restored(points).logits, model(points).logits)
+    assert not any(
+        parameter.requires_grad for parameter in (model.backbone.cls_token, model.backbone.cls_pos)
     )
 
 

@@ -112,8 +112,29 @@ def test_every_method_trains_and_counts_its_parameters(backbone, tmp_path, metho
         model, _ = load_backbone(backbone, 15)
         assert trainable == sum(p.numel() for p in model.cls_head_finetune.parameters())
     saved = load_file(str(output / "final" / "adapter_model.safetensors"))
-    assert sum(t.numel() for name, t in saved.items() if "running" not in name
-               and "num_batches" not in name and "memory_bank" not in name) == trainable  # fmt: skip
+    # Rows that keep the new cls token and position frozen save them too (a pre-train file lacks
+    # them); they are not counted as trainable.
+    kept_frozen = 2 * TINY.embed_dim if method in ("linear", "bitfit") else 0
+    saved_parameters = sum(t.numel() for name, t in saved.items() if "running" not in name
+                           and "num_batches" not in name and "memory_bank" not in name)  # fmt: skip
+    assert saved_parameters == trainable + kept_frozen
+
+
+@pytest.mark.parametrize("method", ["linear", "bitfit"])
+def test_final_tensors_restore_rows_that_keep_the_new_cls_token_frozen(backbone, tmp_path, method):
+    # The pre-train file has no cls token: each load of it draws one, and these rows never train
+    # it. final/ must hold it, or two fresh loads restore two different models.
+    output = tmp_path / method
+    assert train(backbone, output, "--method", method, "--max-steps", "2") == 0
+    points = torch.rand(4, 64, 3, generator=torch.Generator().manual_seed(0))
+    logits = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        fresh, _ = load_backbone(backbone, 15)
+        restored = peft_core.load(fresh, output / "final").eval()
+        with torch.no_grad():
+            logits.append(restored(points).logits)
+    assert torch.equal(logits[0], logits[1])
 
 
 def test_seeded_runs_are_reproducible(backbone, tmp_path):
@@ -264,6 +285,23 @@ def test_a_modelnet_folder_is_a_dataset(backbone, tmp_path, capsys):
     assert result["data"]["classes"] == list(classes)
     assert result["data"]["test_clouds"] == 6
     assert result["method_details"]["memory_bank"]["size"] == 6
+
+
+def test_an_unusable_dataset_file_is_a_usage_error_naming_it(backbone, tmp_path, capsys):
+    root = tmp_path / "modelnet40_normal_resampled"
+    write_modelnet_folder(root)
+    damaged = root / "cup" / "cup_0001.txt"
+    damaged.write_text("0.1 0.2 0.3\n")  # space separated: not the official layout
+    output = tmp_path / "run"
+    args = ["train", "--backbone", str(backbone), "--modelnet40", str(root), "--num-points", "32",
+            "--method", "linear", "--max-steps", "1", "--no-progress", "--output-dir", str(output)]  # fmt: skip
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert f"{damaged} is not comma-separated point rows" in error
+    assert "Traceback" not in error
+    damaged.write_text("0.1,0.2,0.3\n")  # one point: fewer than --num-points
+    assert main(args) == 2
+    assert f"{damaged} has 1 points, fewer than num_points=32" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

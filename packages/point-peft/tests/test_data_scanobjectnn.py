@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from point_peft.data import SCANOBJECTNN_CLASSES, ScanObjectNN, scanobjectnn_file
+from point_peft.data import (
+    SCANOBJECTNN_CLASSES,
+    DatasetFileError,
+    ScanObjectNN,
+    scanobjectnn_file,
+)
 from point_peft.ops import farthest_point_sample
 
 h5py = pytest.importorskip("h5py")
@@ -167,6 +172,18 @@ def test_malformed_files_are_refused(tmp_path, change, message):
     write_h5(scanobjectnn_file(tmp_path, "OBJ_BG", "train"), **content)
     with pytest.raises(ValueError, match=message):
         ScanObjectNN(tmp_path, "train", variant="OBJ_BG", num_points=POINTS, return_mask=True)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not hdf5"])
+def test_a_damaged_file_is_an_error_naming_it(h5_root, damage):
+    root, _ = h5_root
+    path = scanobjectnn_file(root, "PB_T50_RS", "test")
+    content = path.read_bytes()
+    # an interrupted download, or the HTML page a file host serves instead of the file
+    path.write_bytes(content[:2000] if damage == "truncated" else b"<html>quota exceeded</html>")
+    with pytest.raises(DatasetFileError, match="cannot be read as an HDF5 file") as error:
+        ScanObjectNN(root, "test")
+    assert str(path) in str(error.value)
 
 
 def test_more_points_than_stored_is_an_error(h5_root):

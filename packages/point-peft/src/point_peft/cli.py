@@ -190,6 +190,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     import torch
 
     from peft_core import ConfigError
+    from point_peft.data import DatasetFileError
     from point_peft.pretraining_recipe import RESULT_NAME, pretrain
 
     config, recipe = pretrain_model_config(args), pretrain_recipe(args)
@@ -206,8 +207,9 @@ def run_pretrain(args: argparse.Namespace) -> int:
             cache_dir=args.cache_dir, download=args.download, cpu=args.cpu,
             mixed_precision=args.mixed_precision,
         )  # fmt: skip
-    # pretrain() checks the architecture and the dataset folders before it builds any data
-    except (FileExistsError, FileNotFoundError, ConfigError) as error:
+    # pretrain() checks the architecture and the dataset folders before it builds any data; a
+    # dataset file that is there but unusable is a problem with the data, not a crash
+    except (FileExistsError, FileNotFoundError, ConfigError, DatasetFileError) as error:
         raise UsageError(str(error)) from None
     summary = {key: value for key, value in result.items() if key != "loss_curve"}
     print(json.dumps(summary, indent=2))
@@ -389,6 +391,7 @@ def run_train(args: argparse.Namespace) -> int:
     import torch
 
     from peft_core import CheckpointError, ConfigError
+    from point_peft.data import DatasetFileError
     from point_peft.finetuning import RESULT_NAME, finetune
 
     for name in ("save_every", "log_every", "threads"):
@@ -408,7 +411,9 @@ def run_train(args: argparse.Namespace) -> int:
             log_every=args.log_every, progress=not args.no_progress, cache_dir=args.cache_dir,
             download=args.download, cpu=args.cpu, mixed_precision=args.mixed_precision,
         )  # fmt: skip
-    except (FileExistsError, FileNotFoundError, CheckpointError, ConfigError) as error:
+    except (
+        FileExistsError, FileNotFoundError, CheckpointError, ConfigError, DatasetFileError,
+    ) as error:  # fmt: skip
         raise UsageError(str(error)) from None
     except (TypeError, ValueError) as error:
         if not args.options:

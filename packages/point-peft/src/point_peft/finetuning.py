@@ -297,6 +297,10 @@ def finetune(
         method_config=method_config if method_config is not None else recipe,
     )  # fmt: skip
     summary = trainer.train()
+    if trainer.is_main_process:
+        # The trainer saved what trains; the model's own save also keeps what a fresh load of the
+        # backbone would draw anew (a baseline's frozen cls token, absent from pre-train files).
+        trainer.unwrapped_model.save_pretrained(output_dir / FINAL_DIR)
 
     evaluation_started = time.perf_counter()
     evaluation = evaluate_on(trainer.unwrapped_model, task, recipe, progress=progress)

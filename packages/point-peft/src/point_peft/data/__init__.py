@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+from point_peft.data._files import DatasetFileError
 from point_peft.data.augmentations import (
     Compose,
     Jitter,
@@ -74,6 +75,7 @@ __all__ = [
     "SCANOBJECTNN_CLASSES",
     "SCANOBJECTNN_VARIANTS",
     "Compose",
+    "DatasetFileError",
     "Jitter",
     "ModelNet40",
     "ModelNet40Preprocessed",

@@ -1,5 +1,6 @@
-"""File access shared by the readers: missing-file errors that show the expected layout, and a
-pickle loader that only rebuilds numpy arrays."""
+"""File access shared by the readers: missing-file errors that show the expected layout, the error
+for a file that is there but unusable, a text-table reader, and a pickle loader that only rebuilds
+numpy arrays."""
 
 from __future__ import annotations
 
@@ -7,6 +8,14 @@ import importlib
 import pickle
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+
+class DatasetFileError(ValueError):
+    """A dataset file that is there but cannot be used as it is: truncated or corrupt, another
+    format, wrong columns or shapes, too few points. The message names the file. Command lines
+    report it without a traceback: the fix is in the data, not in the code."""
 
 
 def require_file(path: Path, *, what: str, layout: str) -> Path:
@@ -29,6 +38,16 @@ def require_directory(path: Path, *, what: str, layout: str) -> Path:
 def read_lines(path: Path) -> list[str]:
     """Non-empty lines, stripped (the official lists end with a newline, some with CRLF)."""
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_point_table(path: Path) -> np.ndarray:
+    """A ``x,y,z[,nx,ny,nz]`` text file (comma separated, one point per line) as float32 rows."""
+    try:
+        return np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
+    except ValueError as error:  # numpy's message names the line, not the file
+        raise DatasetFileError(
+            f"{path} is not comma-separated point rows x,y,z[,nx,ny,nz] ({error})"
+        ) from None
 
 
 # Everything a pickle of numpy arrays (any protocol, numpy 1.x or 2.x) refers to, and nothing else.

@@ -24,10 +24,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from point_peft.data._files import read_lines, require_directory, require_file
+from point_peft.data._files import (
+    DatasetFileError,
+    load_point_table,
+    read_lines,
+    require_directory,
+    require_file,
+)
 from point_peft.data._random import keyed_generator
 from point_peft.data.base import PointCloudDataset, Transform
 from point_peft.data.geometry import normalize_to_unit_sphere
@@ -76,7 +81,7 @@ def read_shape_names(root: Path, variant: str) -> tuple[str, ...]:
     )
     names = tuple(read_lines(path))
     if len(set(names)) != len(names):
-        raise ValueError(f"{path} lists some class names more than once")
+        raise DatasetFileError(f"{path} lists some class names more than once")
     return names
 
 
@@ -148,7 +153,7 @@ class ModelNet40(PointCloudDataset):
         for shape_id in self.shape_ids:
             name = shape_class(shape_id)
             if name not in index_of:
-                raise ValueError(
+                raise DatasetFileError(
                     f"{ids_path} lists {shape_id!r}, whose class {name!r} is not in"
                     f" {variant}_shape_names.txt"
                 )
@@ -169,14 +174,14 @@ class ModelNet40(PointCloudDataset):
     def _load(self, index: int) -> tuple[torch.Tensor, int, None]:
         path = self.paths[index]
         columns = 6 if self.use_normals else 3
-        table = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
+        table = load_point_table(path)
         if table.shape[1] < columns:
-            raise ValueError(
+            raise DatasetFileError(
                 f"{path} has {table.shape[1]} comma-separated columns per line, expected"
                 f" {'6 (x,y,z,nx,ny,nz) for use_normals=True' if self.use_normals else 'at least 3'}"
             )
         if table.shape[0] < self.num_points:
-            raise ValueError(
+            raise DatasetFileError(
                 f"{path} has {table.shape[0]} points, fewer than num_points={self.num_points}"
             )
         points = torch.from_numpy(table[:, :columns].copy())

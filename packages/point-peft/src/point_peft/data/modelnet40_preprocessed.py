@@ -20,7 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from point_peft.data._files import load_numpy_pickle, require_file
+from point_peft.data._files import (
+    DatasetFileError,
+    load_numpy_pickle,
+    load_point_table,
+    require_file,
+)
 from point_peft.data.base import PointCloudDataset, Transform
 from point_peft.data.geometry import normalize_to_unit_sphere
 from point_peft.data.modelnet40 import (
@@ -99,7 +104,7 @@ class ModelNet40Preprocessed(PointCloudDataset):
         try:
             content = load_numpy_pickle(self.path)
         except (pickle.UnpicklingError, EOFError) as error:
-            raise ValueError(
+            raise DatasetFileError(
                 f"{self.path} is not a readable points/labels pickle: {error}"
             ) from None
         clouds, labels = self._unpack(content)
@@ -119,14 +124,14 @@ class ModelNet40Preprocessed(PointCloudDataset):
 
     def _unpack(self, content: object) -> tuple[list[np.ndarray], list[int]]:
         if not (isinstance(content, (list, tuple)) and len(content) == 2):
-            raise ValueError(
+            raise DatasetFileError(
                 f"{self.path} should hold [list_of_points, list_of_labels], got"
                 f" {type(content).__name__}"
                 + (f" of length {len(content)}" if isinstance(content, (list, tuple)) else "")
             )
         clouds, raw_labels = content
         if len(clouds) != len(raw_labels):
-            raise ValueError(
+            raise DatasetFileError(
                 f"{self.path} holds {len(clouds)} point arrays but {len(raw_labels)} labels"
             )
         columns = 6 if self.use_normals else 3
@@ -134,7 +139,7 @@ class ModelNet40Preprocessed(PointCloudDataset):
         for position, cloud in enumerate(clouds):
             cloud = np.asarray(cloud, dtype=np.float32)
             if cloud.ndim != 2 or cloud.shape[1] < columns or cloud.shape[0] < self.num_points:
-                raise ValueError(
+                raise DatasetFileError(
                     f"{self.path}: shape {position} has points of shape {cloud.shape}, expected"
                     f" (>= {self.num_points}, {'6' if self.use_normals else '>= 3'})"
                 )
@@ -143,13 +148,13 @@ class ModelNet40Preprocessed(PointCloudDataset):
         for position, label in enumerate(raw_labels):
             flat = np.asarray(label).reshape(-1)
             if flat.size != 1 or not np.issubdtype(flat.dtype, np.integer):
-                raise ValueError(
+                raise DatasetFileError(
                     f"{self.path}: label {position} should be one integer (an int32 array of shape"
                     f" (1,)), got {np.asarray(label).dtype} {np.asarray(label).shape}"
                 )
             value = int(flat[0])
             if not 0 <= value < self.num_classes:
-                raise ValueError(
+                raise DatasetFileError(
                     f"{self.path}: label {position} is {value}, outside [0, {self.num_classes})"
                 )
             labels.append(value)
@@ -195,7 +200,9 @@ def write_modelnet_preprocessed(
         tables = [_read_table(reader.paths[index]) for index in indices]
         shortest = min(len(table) for table in tables)
         if shortest < file_points:
-            raise ValueError(f"a shape has {shortest} points, fewer than file_points={file_points}")
+            raise DatasetFileError(
+                f"a shape has {shortest} points, fewer than file_points={file_points}"
+            )
         # Equal lengths let one batched FPS call serve the whole group; the files have 10,000 lines.
         if all(len(table) == len(tables[0]) for table in tables):
             groups: Sequence[list[np.ndarray]] = [tables]
@@ -216,9 +223,9 @@ def write_modelnet_preprocessed(
 
 
 def _read_table(path: Path) -> np.ndarray:
-    table = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
+    table = load_point_table(path)
     if table.shape[1] < 6:
-        raise ValueError(
+        raise DatasetFileError(
             f"{path} has {table.shape[1]} columns per line, expected 6 (x,y,z,nx,ny,nz)"
         )
     return table[:, :6]

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from point_peft.data._files import require_directory, require_file
+from point_peft.data._files import DatasetFileError, require_directory, require_file
 from point_peft.data._random import keyed_generator
 from point_peft.data.base import PointCloudDataset, Transform
 from point_peft.data.geometry import normalize_to_unit_sphere
@@ -131,41 +131,54 @@ class ScanObjectNN(PointCloudDataset):
         self._points, self._labels, self._masks = self._read()
 
     def _read(self) -> tuple[torch.Tensor, list[int], torch.Tensor | None]:
-        h5py = _import_h5py()
-        with h5py.File(self.path, "r") as handle:
-            for name in ("data", "label") + (("mask",) if self.return_mask else ()):
-                if name not in handle:
-                    raise ValueError(
-                        f"{self.path} has no dataset {name!r} (it has {sorted(handle.keys())})"
-                    )
-            points = np.asarray(handle["data"], dtype=np.float32)
-            labels = np.asarray(handle["label"])
-            masks = np.asarray(handle["mask"]) if self.return_mask else None
+        points, labels, masks = self._read_arrays()
         if points.ndim != 3 or points.shape[2] != 3:
-            raise ValueError(f"{self.path}: 'data' should be (N, 2048, 3), got {points.shape}")
+            raise DatasetFileError(
+                f"{self.path}: 'data' should be (N, 2048, 3), got {points.shape}"
+            )
         count, stored = points.shape[:2]
         if labels.size != count or labels.ndim > 2:
-            raise ValueError(f"{self.path}: 'label' should be ({count},), got {labels.shape}")
+            raise DatasetFileError(f"{self.path}: 'label' should be ({count},), got {labels.shape}")
         if not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"{self.path}: 'label' should hold integers, got {labels.dtype}")
+            raise DatasetFileError(f"{self.path}: 'label' should hold integers, got {labels.dtype}")
         labels = labels.reshape(-1)
         if count and not (labels.min() >= 0 and labels.max() < len(SCANOBJECTNN_CLASSES)):
-            raise ValueError(
+            raise DatasetFileError(
                 f"{self.path}: labels span [{labels.min()}, {labels.max()}], outside [0, 15)"
             )
         if stored < self.num_points:
-            raise ValueError(
+            raise DatasetFileError(
                 f"{self.path} holds {stored} points per object, fewer than"
                 f" num_points={self.num_points}"
             )
         object_masks = None
         if masks is not None:
             if masks.shape != (count, stored):
-                raise ValueError(
+                raise DatasetFileError(
                     f"{self.path}: 'mask' should be ({count}, {stored}), got {masks.shape}"
                 )
             object_masks = torch.from_numpy(masks != -1)  # -1 marks background points
         return torch.from_numpy(points), [int(label) for label in labels], object_masks
+
+    def _read_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``data``, ``label`` and (with ``return_mask``) ``mask`` as numpy arrays."""
+        h5py = _import_h5py()
+        try:
+            with h5py.File(self.path, "r") as handle:
+                for name in ("data", "label") + (("mask",) if self.return_mask else ()):
+                    if name not in handle:
+                        raise DatasetFileError(
+                            f"{self.path} has no dataset {name!r} (it has {sorted(handle.keys())})"
+                        )
+                points = np.asarray(handle["data"], dtype=np.float32)
+                labels = np.asarray(handle["label"])
+                masks = np.asarray(handle["mask"]) if self.return_mask else None
+        except OSError as error:  # h5py's message does not name the file
+            raise DatasetFileError(
+                f"{self.path} cannot be read as an HDF5 file ({error}); a truncated or "
+                "interrupted download? Download it again"
+            ) from None
+        return points, labels, masks
 
     @property
     def labels(self) -> list[int]:
