@@ -59,6 +59,19 @@ def test_an_earlier_runs_checkpoints_are_refused_unless_resumed_or_overwritten(t
         assert earlier_run_refusal(flagged, tmp_path / "b") is None
 
 
+def test_a_finished_run_without_checkpoints_is_refused(tmp_path):
+    # A run shorter than --save-every leaves final weights and no checkpoint to resume.
+    (tmp_path / "final").mkdir()
+    for resume in (False, True):
+        args = argparse.Namespace(output_dir=tmp_path, resume=resume, overwrite=False)
+        refusal = earlier_run_refusal(args)
+        assert refusal is not None
+        assert "holds a finished earlier run (final, no checkpoint to resume)" in refusal
+        assert "--overwrite" in refusal
+    args = argparse.Namespace(output_dir=tmp_path, resume=False, overwrite=True)
+    assert earlier_run_refusal(args) is None
+
+
 def _tiny_model(folder: Path) -> Path:
     """A BERT-shaped classifier with a word-level tokenizer, saved for ``from_pretrained``."""
     transformers = pytest.importorskip("transformers", reason="the recipe needs the text extra")

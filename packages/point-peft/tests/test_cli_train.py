@@ -200,6 +200,20 @@ def test_cli_refuses_to_mix_runs_and_resumes_or_overwrites_on_request(backbone, 
     assert read_result(output)["resumed_from_step"] is None
 
 
+def test_a_finished_run_without_checkpoints_is_refused_not_replaced(backbone, tmp_path, capsys):
+    # 3 steps with checkpoints every 5: the run leaves final/ and result.json, no checkpoint.
+    output = tmp_path / "run"
+    assert train(backbone, output, "--max-steps", "3", "--save-every", "5") == 0
+    first = read_result(output)
+    capsys.readouterr()
+    assert train(backbone, output, "--max-steps", "3", "--method", "linear") == 2
+    err = capsys.readouterr().err
+    assert "holds a finished earlier run (final, result.json, no checkpoint to resume)" in err
+    assert read_result(output) == first  # nothing replaced
+    assert train(backbone, output, "--max-steps", "3", "--method", "linear", "--overwrite") == 0
+    assert read_result(output)["method"] != first["method"]
+
+
 def test_method_options_reach_the_method(backbone, tmp_path):
     output = tmp_path / "run"
     options = ["--option", "prompt_layers=1", "--option", "cache_query_features=true"]

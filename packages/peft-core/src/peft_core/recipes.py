@@ -280,21 +280,28 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
 def earlier_run_refusal(args: argparse.Namespace, *folders: Path) -> str | None:
     """Why ``<method> train`` may not start in ``folders`` (default: ``--output-dir``), or None.
 
-    Checked before any work, so that a folder holding an earlier run's checkpoints, with neither
-    ``--resume`` nor ``--overwrite``, is refused at once rather than by the trainer after the data
-    and model are loaded.
+    Checked before any work, so that a folder holding an earlier run, with neither ``--resume``
+    nor ``--overwrite``, is refused at once rather than by the trainer after the data and model
+    are loaded. A run shorter than ``--save-every`` leaves no checkpoint, only its final weights:
+    a fresh run refuses those too rather than replace them.
     """
-    from peft_core.trainer.checkpointing import checkpoint_directories
+    from peft_core.trainer.checkpointing import checkpoint_directories, finished_run_outputs
 
-    if args.resume or args.overwrite:
+    if args.overwrite:
         return None
     for folder in folders or (args.output_dir,):
         found = checkpoint_directories(folder)
-        if found:
+        if found and not args.resume:
             return (
                 f"{folder} holds checkpoints of an earlier run (newest: {found[-1].name}): "
                 "continue it with --resume, delete it with --overwrite, or choose another "
                 "--output-dir"
+            )
+        finished = finished_run_outputs(folder)
+        if finished and not found:
+            return (
+                f"{folder} holds a finished earlier run ({', '.join(finished)}, no checkpoint to "
+                "resume): delete it with --overwrite, or choose another --output-dir"
             )
     return None
 

@@ -100,10 +100,22 @@ def prune_checkpoints(output_dir: str | Path, keep: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+# The weights a run leaves when it ends: the final ones, and the best evaluated ones.
+RUN_WEIGHT_DIRS = ("final", "best")
+
+
 def delete_run_outputs(output_dir: str | Path) -> None:
     """Remove what a training run leaves in ``output_dir``: checkpoints, final and best weights."""
-    for folder in (CHECKPOINT_DIR, "final", "best"):
+    for folder in (CHECKPOINT_DIR, *RUN_WEIGHT_DIRS):
         shutil.rmtree(Path(output_dir) / folder, ignore_errors=True)
+
+
+def finished_run_outputs(output_dir: str | Path, files: tuple[str, ...] = ()) -> list[str]:
+    """The names of what a finished run left in ``output_dir``: its final and best weights and
+    any of ``files`` (a result, a record). A run shorter than its checkpoint interval leaves no
+    checkpoint, so these are how a folder shows that it holds one."""
+    names = [*RUN_WEIGHT_DIRS, *files]
+    return [name for name in names if (Path(output_dir) / name).exists()]
 
 
 def load_torch(path: Path) -> Any:
