@@ -75,6 +75,7 @@ def test_point_peft_run_writes_the_result_and_loadable_tensors(backbone, tmp_pat
     assert 0 <= result["mean_class_accuracy"] <= 1
     assert result["evaluation"]["num_samples"] == 15
     assert result["evaluation"]["votes"] == 2
+    assert result["vote_augmentation"] == "scale-rotate"  # the training augmentation, named
     parameters = result["parameters"]
     assert 0 < parameters["trainable"] < parameters["total"]
     assert result["step_time"]["steps_timed"] == 1  # 3 steps: 2 gaps, the first left out
@@ -94,6 +95,12 @@ def test_point_peft_run_writes_the_result_and_loadable_tensors(backbone, tmp_pat
     recipe = FinetuneRecipe.from_dict(result["recipe"])
     assert recipe.votes == 2
     assert evaluate_on(restored, task, recipe) == result["evaluation"]
+    without_augmentation = FinetuneRecipe.from_dict({**result["recipe"], "augmentation": "none"})
+    assert evaluate_on(restored, task, without_augmentation)["vote_augmentation"] == (
+        "scale-translate"  # Point-MAE's voting, when training has no augmentation to vote over
+    )
+    one_vote = FinetuneRecipe.from_dict({**result["recipe"], "votes": 1})
+    assert evaluate_on(restored, task, one_vote)["vote_augmentation"] is None
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -294,7 +294,10 @@ def add_train_command(commands: Any) -> None:
     train.add_argument("--augmentation", choices=AUGMENTATIONS, default="scale-rotate")
     train.add_argument("--label-smoothing", type=float, default=None,
                        help="default: the backbone's (Point-BERT 0.2)")  # fmt: skip
-    train.add_argument("--votes", type=int, default=1, help="test-time votes (default 1: none)")
+    train.add_argument(
+        "--votes", type=int, default=1,
+        help="test-time votes over the --augmentation (scale-translate with 'none'); default 1: none",
+    )  # fmt: skip
     train.add_argument("--seed", type=int, default=0)
 
     _add_run_options(parser, default_output=Path("runs/train"))

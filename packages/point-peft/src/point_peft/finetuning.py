@@ -312,6 +312,7 @@ def finetune(
         "test_accuracy": evaluation["accuracy"],
         "mean_class_accuracy": evaluation["mean_class_accuracy"],
         "votes": recipe.votes,
+        "vote_augmentation": evaluation["vote_augmentation"],
         "parameters": {
             "trainable": trainable,
             "total": total,
@@ -386,12 +387,17 @@ def evaluate_on(
     *,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Overall and mean class accuracy of ``model`` on the task's test split (with voting)."""
+    """Overall and mean class accuracy of ``model`` on the task's test split, with voting over
+    the recipe's training augmentation (Point-MAE's scale-and-translate when training has none);
+    ``vote_augmentation`` names the one used (None without voting)."""
     from point_peft.evaluation import evaluate
 
     loader = DataLoader(task.test, batch_size=recipe.batch_size, shuffle=False)
     votes = recipe.votes
     vote_augmentation = augmentation(recipe.augmentation) if votes > 1 else None
-    return dict(
+    metrics = dict(
         evaluate(model, loader, votes=votes, augmentation=vote_augmentation, seed=recipe.seed)
     )
+    used = recipe.augmentation if vote_augmentation is not None else "scale-translate"
+    metrics["vote_augmentation"] = used if votes > 1 else None
+    return metrics
