@@ -86,6 +86,13 @@ def test_bad_factory_and_bad_type():
         get_activation(3)
 
 
+@pytest.mark.parametrize("function", [torch.nn.functional.gelu, torch.relu])
+def test_functional_activation_gets_a_clear_error(function):
+    # Calling F.gelu() to build a module failed with "missing 1 required positional argument".
+    with pytest.raises(TypeError, match=r"activation=.*nn\.GELU"):
+        get_activation(function)
+
+
 # -- adapter ------------------------------------------------------------------------------------
 
 
@@ -243,6 +250,10 @@ def test_no_dropout_by_default_even_in_train_mode():
         ({"dropout": 1.0}, "dropout"),
         ({"dropout": -0.1}, "dropout"),
         ({"dropout": float("nan")}, "dropout"),
+        ({"dropout": "0.1"}, "dropout"),
+        ({"dropout": None}, "dropout"),
+        ({"residual": "no"}, "residual"),
+        ({"residual": None}, "residual"),
         ({"init": "kaiming"}, "init"),
         ({"activation": "not_an_activation"}, "activation"),
     ],

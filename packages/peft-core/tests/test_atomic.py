@@ -163,3 +163,31 @@ def test_fsync_directory_tolerates_missing_directory(tmp_path):
     fsync_directory(tmp_path)  # an existing directory: no error
     fsync_directory(tmp_path / "does-not-exist")  # cannot be opened: silently skipped
     assert _entries(tmp_path) == []
+
+
+@pytest.fixture
+def umask_022():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
+def test_written_files_and_directories_get_the_usual_permissions(tmp_path, umask_022):
+    # The temporary file (mkstemp: 0600) and directory (mkdtemp: 0700) used to be renamed as they
+    # were, so saved weights were unreadable to anyone else sharing the folder.
+    new_file = atomic_write_text(tmp_path / "new.json", "{}")
+    assert new_file.stat().st_mode & 0o777 == 0o644
+    with atomic_directory(tmp_path / "checkpoint") as staging:
+        (staging / "weights").write_bytes(b"w")
+    assert (tmp_path / "checkpoint").stat().st_mode & 0o777 == 0o755
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
+def test_replacing_a_file_keeps_its_permissions(tmp_path, umask_022):
+    target = tmp_path / "private.json"
+    target.write_text("old")
+    target.chmod(0o640)
+    atomic_write_text(target, "new")
+    assert target.stat().st_mode & 0o777 == 0o640
+    assert target.read_text() == "new"

@@ -380,6 +380,56 @@ def test_entry_points_are_discovered_lazily_and_once(tmp_path, monkeypatch, isol
         sys.modules.pop(module_name, None)
 
 
+def test_a_broken_plugin_does_not_hide_the_other_methods(tmp_path, monkeypatch, isolated_registry):
+    # One plugin whose import fails (a missing dependency) used to abort the scan: the error
+    # escaped get_method, and every later lookup said the working methods were not installed.
+    unique = uuid.uuid4().hex
+    method_name = f"toy-ok-{unique}"
+    module_name = f"toy_ok_plugin_{unique}"
+    (tmp_path / f"{module_name}.py").write_text(
+        textwrap.dedent(
+            f"""
+            import dataclasses
+            from typing import ClassVar
+
+            from peft_core import MethodConfig, register_method
+
+
+            @dataclasses.dataclass
+            class PluginConfig(MethodConfig):
+                method: ClassVar[str] = {method_name!r}
+
+
+            @register_method({method_name!r}, PluginConfig)
+            def apply(model, config):
+                return model
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    broken = metadata.EntryPoint(
+        name="broken", value=f"missing_module_{unique}", group="peft_core.methods"
+    )
+    working = metadata.EntryPoint(
+        name=method_name, value=f"{module_name}:apply", group="peft_core.methods"
+    )
+    monkeypatch.setattr(metadata, "entry_points", lambda **kwargs: [broken, working])
+    monkeypatch.setattr(registry_module, "_entry_points_loaded", False)
+    monkeypatch.setattr(registry_module, "_PLUGIN_FAILURES", {})
+    try:
+        with pytest.warns(
+            RuntimeWarning, match=f"'broken' failed to import.*missing_module_{unique}"
+        ):
+            assert get_method(method_name).name == method_name
+        with pytest.raises(KeyError, match="'broken' is installed but failed to import") as info:
+            get_method("broken")
+        assert f"missing_module_{unique}" in str(info.value)
+        with pytest.raises(KeyError, match="These installed plugins failed to import: broken"):
+            get_method(f"other-{unique}")
+    finally:
+        sys.modules.pop(module_name, None)
+
+
 # -- peft_core.load -----------------------------------------------------------------------------
 
 

@@ -175,3 +175,23 @@ def test_freeze_does_not_change_values():
     freeze(model, ["classifier.*"])
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_matching_a_quantized_parameter_is_refused_naming_it_and_changes_nothing():
+    # An integer parameter (a bitsandbytes 4-bit weight is uint8) cannot require gradients; torch
+    # raised mid-loop without naming it, after freezing the parameters before it.
+    model = Encoder()
+    packed = torch.zeros(8, 1, dtype=torch.uint8)
+    model.layer[1].value.weight = nn.Parameter(packed, requires_grad=False)
+    before = _requires_grad(model)
+    with pytest.raises(ValueError, match=r"layer\.1\.value\.weight \(torch\.uint8") as info:
+        freeze(model, ["*.weight"])
+    assert "layer.0.value.weight" not in str(info.value)
+    assert _requires_grad(model) == before
+    freeze(model, ["*.norm.weight"])  # a narrower pattern works
+
+
+@pytest.mark.parametrize("bad", [None, 3])
+def test_trainable_that_is_not_a_list_raises_type_error(bad):
+    with pytest.raises(TypeError, match=r"freeze\(trainable=\.\.\.\) expects a glob pattern"):
+        freeze(Encoder(), bad)

@@ -140,6 +140,23 @@ def test_graph_still_usable_after_measuring():
     assert model[0].weight.grad is None
 
 
+def test_meta_device_model_counts_like_a_real_one():
+    # Meta tensors have no data pointer; keyed by it, every storage looked like one (a parameter's),
+    # and a model on meta measured 0 bytes.
+    real = _mlp(frozen_first=False)
+    with torch.device("meta"):
+        meta = _mlp(frozen_first=False)
+    x = torch.randn(5, 4)
+
+    def step(model, inputs):
+        return lambda: model(inputs).sum()
+
+    expected = measure_activation_memory(step(real, x), real)
+    # x for the first weight's gradient; relu's output, which is also the second layer's input.
+    assert expected == (5 * 4 + 5 * 8) * F32
+    assert measure_activation_memory(step(meta, x.to("meta")), meta) == expected
+
+
 def test_cuda_peak_memory_none_without_cuda():
     if torch.cuda.is_available():
         pytest.skip("CUDA is available; the None branch only runs without CUDA")

@@ -15,8 +15,10 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+import peft_core
 from peft_core import (
     CheckpointError,
+    ConfigError,
     LoadResult,
     MethodConfig,
     freeze,
@@ -117,6 +119,28 @@ def test_include_buffers_saves_matching_buffers(tmp_path):
         "bn.running_*",
         "bank",
     ]
+
+
+def test_include_buffers_pattern_matching_nothing_is_an_error(tmp_path):
+    # A misspelt buffer used to be left out of the checkpoint without a word.
+    with pytest.raises(ValueError, match=r"'bn\.runing_mean'.*bn\.running_mean") as info:
+        save_trainable(_model(), tmp_path, include_buffers=["bank", "bn.runing_mean"])
+    assert "'bank'" not in str(info.value).split("buffers are")[0]
+    assert not (tmp_path / WEIGHTS_NAME).exists()
+
+
+def test_folder_of_a_newer_format_is_refused_before_the_model_changes(tmp_path):
+    # A method-less folder never reaches MethodConfig.from_dict, whose check was the only one:
+    # a folder in a format this version cannot read loaded as if it could.
+    save_trainable(_model(), tmp_path)
+    record = json.loads((tmp_path / CONFIG_NAME).read_text())
+    record["format_version"] = 99
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(record))
+    for load in (load_trainable, peft_core.load):
+        model = Net()
+        with pytest.raises(ConfigError, match="format_version 99 is newer"):
+            load(model, tmp_path)
+        assert all(p.requires_grad for p in model.parameters())
 
 
 def test_config_saved_buffers_are_saved_and_restored(tmp_path):

@@ -29,6 +29,25 @@ def fsync_directory(directory: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def _current_umask() -> int:
+    # The only portable way to read the umask is to set it; put it straight back.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def _final_mode(target: Path, default: int) -> int:
+    """The mode a plain ``open``/``mkdir`` would give ``target``, or the mode it already has.
+
+    ``mkstemp``/``mkdtemp`` create 0600/0700 for privacy while the file is half-written; renamed
+    as is, saved weights would be unreadable to the rest of a group sharing a cluster folder.
+    """
+    try:
+        return target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return default & ~_current_umask()
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(temporary_path)`` and atomically move the result to ``path``.
 
@@ -42,6 +61,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     temporary_path = Path(temporary)
     try:
         write(temporary_path)
+        os.chmod(temporary_path, _final_mode(target, 0o666))
         with open(temporary_path, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary_path, target)
@@ -78,6 +98,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
                 with open(file, "rb+") as handle:
                     os.fsync(handle.fileno())
         fsync_directory(staging)
+        os.chmod(staging, _final_mode(target, 0o777))
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)

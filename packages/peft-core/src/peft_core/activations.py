@@ -36,6 +36,16 @@ def activation_names() -> list[str]:
     return sorted(_ACTIVATIONS)
 
 
+def _call_factory(factory: Callable[[], nn.Module]) -> object:
+    try:
+        return factory()
+    except TypeError as error:  # e.g. F.gelu: a function of a tensor, not a module factory
+        raise TypeError(
+            f"activation={factory!r} could not be called without arguments ({error}); pass a "
+            "name such as 'gelu', an nn.Module, or a module class such as nn.GELU"
+        ) from error
+
+
 def get_activation(activation: str | nn.Module | Callable[[], nn.Module]) -> nn.Module:
     """Build an activation module from a name (case-insensitive), a module, or a module factory."""
     if isinstance(activation, nn.Module):
@@ -49,7 +59,7 @@ def get_activation(activation: str | nn.Module | Callable[[], nn.Module]) -> nn.
             )
         return _ACTIVATIONS[key]()
     if callable(activation):
-        module = activation()
+        module = _call_factory(activation)
         if not isinstance(module, nn.Module):
             raise TypeError(
                 f"activation factory returned {type(module).__name__}, expected an nn.Module"

@@ -51,8 +51,13 @@ class BottleneckAdapter(nn.Module):
                 raise ValueError(
                     f"BottleneckAdapter: {name} must be a positive integer, got {value!r}"
                 )
-        if not 0.0 <= dropout < 1.0 or math.isnan(dropout):
-            raise ValueError(f"BottleneckAdapter: dropout must be in [0, 1), got {dropout!r}")
+        is_number = isinstance(dropout, (int, float)) and not isinstance(dropout, bool)
+        if not is_number or not 0.0 <= dropout < 1.0 or math.isnan(dropout):
+            raise ValueError(
+                f"BottleneckAdapter: dropout must be a number in [0, 1), got {dropout!r}"
+            )
+        if not isinstance(residual, bool):  # residual="no" would be truthy and add the skip
+            raise ValueError(f"BottleneckAdapter: residual must be True or False, got {residual!r}")
         if init not in ADAPTER_INITS:
             raise ValueError(
                 f"BottleneckAdapter: init must be one of {ADAPTER_INITS}, got {init!r}"

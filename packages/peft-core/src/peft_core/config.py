@@ -74,12 +74,7 @@ class MethodConfig:
             raise ConfigError(
                 f"this config was saved for method {saved_method!r}, not {cls.method!r} ({cls.__name__})"
             )
-        format_version = data.get("format_version", CONFIG_FORMAT_VERSION)
-        if not isinstance(format_version, int) or format_version > CONFIG_FORMAT_VERSION:
-            raise ConfigError(
-                f"{cls.__name__}: format_version {format_version!r} is newer than this library reads "
-                f"({CONFIG_FORMAT_VERSION}); upgrade the package that saved it"
-            )
+        check_format_version(data, cls.__name__)
         fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
         values = {k: v for k, v in data.items() if k not in _STAMP_KEYS}
         unknown = sorted(set(values) - set(fields))
@@ -106,6 +101,16 @@ class MethodConfig:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the JSON atomically to ``path``."""
         return atomic_write_text(path, self.to_json_string())
+
+
+def check_format_version(data: dict[str, Any], source: str) -> None:
+    """Refuse a config written in a newer file format than this library understands."""
+    format_version = data.get("format_version", CONFIG_FORMAT_VERSION)
+    if not isinstance(format_version, int) or format_version > CONFIG_FORMAT_VERSION:
+        raise ConfigError(
+            f"{source}: format_version {format_version!r} is newer than this library reads "
+            f"({CONFIG_FORMAT_VERSION}); upgrade the package that saved it"
+        )
 
 
 def read_config_dict(path: str | os.PathLike) -> dict[str, Any]:

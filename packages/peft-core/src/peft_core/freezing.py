@@ -12,6 +12,11 @@ from torch import nn
 def _as_patterns(trainable: str | Iterable[str]) -> list[str]:
     if isinstance(trainable, str):
         return [trainable]
+    if not isinstance(trainable, Iterable):
+        raise TypeError(
+            "freeze(trainable=...) expects a glob pattern or a list of them, "
+            f"got {type(trainable).__name__}: {trainable!r}"
+        )
     patterns = list(trainable)
     for pattern in patterns:
         if not isinstance(pattern, str):
@@ -44,7 +49,10 @@ def freeze(model: nn.Module, trainable: str | Iterable[str] = ()) -> list[str]:
     Returns the names of the parameters left trainable, in model order.
 
     Raises:
-        ValueError: a pattern matches no parameter; the message lists close matches.
+        ValueError: a pattern matches no parameter (the message lists close matches), or matches
+            a parameter that cannot train (an integer dtype: quantized weights). The model is
+            left unchanged.
+        TypeError: ``trainable`` is not a pattern or an iterable of string patterns.
 
     Example:
         >>> from torch import nn
@@ -72,9 +80,30 @@ def freeze(model: nn.Module, trainable: str | Iterable[str] = ()) -> list[str]:
     for name, parameter in named:
         if any(fnmatch.fnmatchcase(name, p) for p in patterns):
             keep.add(id(parameter))
+    _refuse_untrainable_dtypes(model, named, keep)
     for _, parameter in named:
         parameter.requires_grad_(id(parameter) in keep)
     return [name for name, parameter in model.named_parameters() if id(parameter) in keep]
+
+
+def _refuse_untrainable_dtypes(
+    model: nn.Module, named: list[tuple[str, nn.Parameter]], keep: set[int]
+) -> None:
+    """Refuse, before touching the model, to train integer tensors (quantized weights).
+
+    torch would raise mid-loop with a message naming no parameter, leaving the model half frozen.
+    """
+    bad = [
+        f"{name} ({parameter.dtype}, {type(parameter).__name__})"
+        for name, parameter in named
+        if id(parameter) in keep and not (parameter.is_floating_point() or parameter.is_complex())
+    ]
+    if bad:
+        raise ValueError(
+            f"freeze(trainable=...): these parameters of {type(model).__name__} match but cannot "
+            f"require gradients, their dtype is not floating point (quantized weights?): "
+            f"{', '.join(bad)}. Narrow the patterns to exclude them."
+        )
 
 
 def trainable_parameter_names(model: nn.Module) -> list[str]:

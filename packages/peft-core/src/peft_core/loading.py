@@ -9,7 +9,7 @@ from pathlib import Path
 
 from torch import nn
 
-from peft_core.config import read_config_dict
+from peft_core.config import check_format_version, read_config_dict
 from peft_core.freezing import freeze
 from peft_core.registry import get_method
 from peft_core.serialization import (
@@ -41,6 +41,8 @@ def load(model: nn.Module, directory: str | os.PathLike, *, strict: bool = True)
     """
     directory = Path(directory)
     record = read_config_dict(directory / CONFIG_NAME)
+    # Before the model is touched: a method-less folder has no config class to check it later.
+    check_format_version(record, str(directory / CONFIG_NAME))
     method = record.get("method")
     if method:
         spec = get_method(method)

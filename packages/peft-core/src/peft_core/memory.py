@@ -9,19 +9,24 @@ import torch
 from torch import nn
 
 
-def _storage_key(tensor: torch.Tensor) -> tuple[str, int] | None:
+def _storage_key(tensor: torch.Tensor) -> int | None:
+    """Identity of the storage behind ``tensor``, shared by all its views.
+
+    Not the data pointer: meta tensors (measuring a model too big to allocate) have none, so every
+    storage, parameters included, would look like one.
+    """
     try:
         storage = tensor.untyped_storage()
     except (RuntimeError, NotImplementedError):
-        return None  # sparse, nested and meta tensors have no plain storage
-    return (str(tensor.device), storage.data_ptr())
+        return None  # sparse and nested tensors have no plain storage
+    return storage._cdata  # the address of the storage object itself
 
 
 def _storage_bytes(tensor: torch.Tensor) -> int:
     return tensor.untyped_storage().nbytes()
 
 
-def _exempt_storages(modules: Iterable[nn.Module]) -> set[tuple[str, int]]:
+def _exempt_storages(modules: Iterable[nn.Module]) -> set[int]:
     keys = set()
     for module in modules:
         for tensor in [*module.parameters(), *module.buffers()]:
@@ -42,7 +47,8 @@ def measure_activation_memory(
     Pass ``model`` (or several modules) to also exclude their buffers (position ids, BatchNorm
     statistics). Call ``backward`` *outside* ``fn`` so that the graph is still alive while counting.
 
-    The count is exact and deterministic, unlike allocator peaks, and works on CPU. It is the memory
+    The count is exact and deterministic, unlike allocator peaks, and works on CPU and on the meta
+    device (a model too large to allocate). It is the memory
     that activation-saving techniques (checkpointing, reversible layers) reduce.
 
     Example:
@@ -53,7 +59,7 @@ def measure_activation_memory(
         56
     """
     exempt = _exempt_storages([model] if isinstance(model, nn.Module) else (model or ()))
-    seen: dict[tuple[str, int], int] = {}
+    seen: dict[int, int] = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         base = tensor._base if tensor._base is not None else tensor

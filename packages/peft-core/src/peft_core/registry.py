@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import warnings
 from collections.abc import Callable
 from importlib import metadata
 from typing import TypeVar
@@ -43,6 +44,8 @@ class MethodSpec:
 
 _METHODS: dict[str, MethodSpec] = {}
 _entry_points_loaded = False
+# Entry points whose module failed to import: name -> "module (ErrorType: message)".
+_PLUGIN_FAILURES: dict[str, str] = {}
 
 
 def register_method(name: str, config_class: type[MethodConfig]) -> Callable[[F], F]:
@@ -78,7 +81,35 @@ def _load_entry_points() -> None:
         return
     _entry_points_loaded = True
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        importlib.import_module(entry_point.value.split(":")[0])
+        _import_plugin(entry_point)
+
+
+def _import_plugin(entry_point: metadata.EntryPoint) -> None:
+    """Import one plugin; a broken one is reported, not fatal, so that the others still load."""
+    module = entry_point.value.split(":")[0].strip()
+    try:
+        importlib.import_module(module)
+    except Exception as error:
+        failure = f"{module} ({type(error).__name__}: {error})"
+        _PLUGIN_FAILURES[entry_point.name] = failure
+        warnings.warn(
+            f"the {ENTRY_POINT_GROUP!r} plugin {entry_point.name!r} failed to import: {failure}; "
+            "its method is unavailable, the other installed methods still load",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def _failed_plugins_note(name: str) -> str:
+    if name in _PLUGIN_FAILURES:
+        return (
+            f" The plugin that provides {name!r} is installed but failed to import: "
+            f"{_PLUGIN_FAILURES[name]}."
+        )
+    if _PLUGIN_FAILURES:
+        failures = "; ".join(f"{key}: {value}" for key, value in sorted(_PLUGIN_FAILURES.items()))
+        return f" These installed plugins failed to import: {failures}."
+    return ""
 
 
 def registered_methods() -> list[str]:
@@ -97,5 +128,5 @@ def get_method(name: str) -> MethodSpec:
         raise KeyError(
             f"no fine-tuning method named {name!r} is installed (registered: {known}). "
             "Install the package that provides it, e.g. `pip install meft`, `pip install deft-peft` "
-            "or `pip install point-peft`."
+            "or `pip install point-peft`." + _failed_plugins_note(name)
         ) from None

@@ -14,7 +14,12 @@ import torch
 from torch import nn
 
 from peft_core._atomic import atomic_write, atomic_write_text
-from peft_core.config import CONFIG_FORMAT_VERSION, MethodConfig, read_config_dict
+from peft_core.config import (
+    CONFIG_FORMAT_VERSION,
+    MethodConfig,
+    check_format_version,
+    read_config_dict,
+)
 
 WEIGHTS_NAME = "adapter_model.safetensors"
 CONFIG_NAME = "adapter_config.json"
@@ -51,6 +56,22 @@ def trainable_state_dict(
     return state
 
 
+def _refuse_unmatched_buffer_patterns(model: nn.Module, include_buffers: Iterable[str]) -> None:
+    """A typo in ``include_buffers`` would silently leave the buffer out of every checkpoint.
+
+    Only the caller's own patterns are checked: a method config's ``saved_buffers`` name what the
+    method may add, and a model variant without, say, BatchNorm legitimately matches nothing.
+    """
+    names = [name for name, _ in model.named_buffers()]
+    unmatched = [p for p in include_buffers if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+    if unmatched:
+        raise ValueError(
+            f"save_trainable(include_buffers=...): these patterns match no buffer of "
+            f"{type(model).__name__}: {', '.join(map(repr, unmatched))}; its buffers are: "
+            f"{', '.join(names) or 'none'}"
+        )
+
+
 def save_trainable(
     model: nn.Module,
     directory: str | os.PathLike,
@@ -63,11 +84,14 @@ def save_trainable(
     Writes ``adapter_model.safetensors`` then ``adapter_config.json``, each atomically: a crash at
     any point leaves either the previous file or the complete new one. Buffers that are part of a
     method's state (running statistics of new BatchNorms, a memory bank) are saved when they match
-    ``include_buffers`` or the config's ``saved_buffers`` patterns.
+    ``include_buffers`` or the config's ``saved_buffers`` patterns; an ``include_buffers`` pattern
+    that matches no buffer is an error.
     """
     from safetensors.torch import save_file
 
     directory = Path(directory)
+    include_buffers = list(include_buffers)
+    _refuse_unmatched_buffer_patterns(model, include_buffers)
     patterns = _buffer_patterns(config, include_buffers)
     state = trainable_state_dict(model, patterns)
     if not state:
@@ -110,6 +134,15 @@ def read_trainable_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         ) from None
 
 
+def _saved_buffer_patterns(config_path: Path) -> list[str]:
+    """The buffer patterns a folder was saved with; its format must be one this library reads."""
+    if not config_path.exists():
+        return []
+    record = read_config_dict(config_path)
+    check_format_version(record, str(config_path))
+    return record.get("saved_buffers", [])
+
+
 def load_trainable(
     model: nn.Module, directory: str | os.PathLike, *, strict: bool = True
 ) -> LoadResult:
@@ -122,10 +155,7 @@ def load_trainable(
     """
     directory = Path(directory)
     saved = read_trainable_file(directory / WEIGHTS_NAME)
-    config_path = directory / CONFIG_NAME
-    patterns = (
-        read_config_dict(config_path).get("saved_buffers", []) if config_path.exists() else []
-    )
+    patterns = _saved_buffer_patterns(directory / CONFIG_NAME)
 
     # Not state_dict(): it omits non-persistent buffers, which save_trainable does save when they
     # match include_buffers / saved_buffers (they are found with named_buffers() there too).
