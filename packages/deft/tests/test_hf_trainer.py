@@ -260,6 +260,32 @@ def test_the_trainer_builds_its_own_monitor_or_takes_one(tmp_path):
         )
 
 
+def test_model_init_trains_with_the_density_term_of_the_model_it_built(tmp_path):
+    # train() replaces the model by a fresh one from model_init (as every hyperparameter trial
+    # does): the monitor must follow it, and the run must equal the same run with model=.
+    def logged(trainer):
+        trainer.train()
+        return [(h["loss"], h["density"]) for h in trainer.state.log_history if "density" in h]
+
+    with_model = deft.hf_trainer.DensityTrainer(
+        model=_lora_bert(), args=_args(tmp_path / "model"), train_dataset=_rows(12)
+    )
+    with_init = deft.hf_trainer.DensityTrainer(
+        model_init=lambda: _lora_bert(), args=_args(tmp_path / "init"), train_dataset=_rows(12)
+    )
+    first_model = with_init.model  # built by Trainer.__init__, replaced by train()
+    assert logged(with_init) == logged(with_model)
+    assert with_init.monitor.model is with_init.model is not first_model
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in first_model.modules())
+    with pytest.raises(ValueError, match="monitor= cannot be combined with model_init="):
+        deft.hf_trainer.DensityTrainer(
+            model_init=lambda: _lora_bert(),
+            args=_args(tmp_path),
+            train_dataset=_rows(4),
+            monitor=DensityMonitor(_lora_bert()),
+        )
+
+
 def test_add_density_loss_for_custom_loops():
     model = _lora_bert()
     monitor = DensityMonitor(model)

@@ -317,3 +317,34 @@ def test_qlora_unavailable_reason_names_what_is_missing_or_too_old(monkeypatch):
     assert methods.qlora_unavailable_reason() == (
         "QLoRA needs bitsandbytes: pip install 'deft-peft[qlora]'"
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "options"), [("lora", {"target_modules": ["qkv"]}), ("adapter", {})]
+)
+def test_a_timm_vits_classifier_head_trains_with_the_method(method, options):
+    # timm names its head "head" (pretrained_cfg["classifier"]): a frozen random head would make
+    # the fine-tuned model useless, as for a BERT classifier
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    vit = timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, num_classes=3, img_size=32, patch_size=8, depth=2
+    )
+    model = apply_method(vit, method, **options)
+    head = [n for n, p in model.named_parameters() if p.requires_grad and ".head." in f".{n}"]
+    assert len(head) == 2  # weight and bias (peft: of its trainable copy)
+    monitor = deft.DensityMonitor(model)
+    model(torch.randn(2, 3, 32, 32)).sum().add(monitor.loss()).backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if n in head)
+
+
+@pytest.mark.parametrize("method", ["prompt", "prefix"])
+def test_prompt_learning_without_a_task_type_is_a_clear_error(method):
+    # peft itself fails with "KeyError: None" for a model whose task type cannot be inferred
+    config = transformers.ViTConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        image_size=16, patch_size=8, num_labels=3,
+    )  # fmt: skip
+    vit = transformers.ViTForImageClassification(config)
+    with pytest.raises(ValueError, match=f"{method}: peft's prompt learning needs a task_type"):
+        apply_method(vit, method, num_virtual_tokens=2)

@@ -186,3 +186,11 @@ def test_format_table_lists_layers_and_the_mean():
 def test_no_batches_is_an_error():
     with pytest.raises(ValueError, match="no batches"):
         measure_density(Echo(), [])
+
+
+def test_a_model_on_the_meta_device_is_a_clear_error_and_keeps_no_hooks():
+    with torch.device("meta"):
+        model = Echo()
+    with pytest.raises(ValueError, match="measure_density: the model's parameters are on the meta"):
+        measure_density(model, [torch.ones(2, 2, 3, 4)])
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())

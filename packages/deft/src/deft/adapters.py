@@ -98,7 +98,8 @@ class PfeifferAdapterConfig(MethodConfig):
         dropout: dropout inside the adapter, after the activation.
         trainable_head: glob patterns of parameters that train with the adapters (the task head);
             patterns that match nothing are ignored, so the default serves BERT-style
-            ``classifier`` and decoder-style ``score`` heads alike. ``()`` freezes the head too.
+            ``classifier``, decoder-style ``score`` and timm's ``head`` (ViT, DeiT; ``head.fc``
+            of ConvNeXt-style heads) alike. ``()`` freezes the head too.
     """
 
     method: ClassVar[str] = "pfeiffer_adapter"
@@ -107,7 +108,7 @@ class PfeifferAdapterConfig(MethodConfig):
     activation: str = "relu"
     init: str = "normal"
     dropout: float = 0.0
-    trainable_head: tuple[str, ...] = ("classifier.*", "score.*")
+    trainable_head: tuple[str, ...] = ("classifier.*", "score.*", "head.*")
 
     def validate(self) -> None:
         factor = self.reduction_factor

@@ -90,7 +90,8 @@ def _build_density_trainer() -> type:
         Args:
             *args, **kwargs: what ``transformers.Trainer`` takes (``model``, ``args``, data …).
             monitor: a :class:`deft.DensityMonitor` on the model; by default one is built on
-                ``model`` with ``density_targets``.
+                ``model`` with ``density_targets`` (with ``model_init``, on every model it
+                builds: a monitor of your own cannot follow those, so it is refused there).
             density_weight: λ; ``0`` trains plain PEFT and still logs the density. A
                 :class:`deft.schedule.DensityWeightSchedule` holds λ at 0 for the first part of
                 training and ramps it in, over the Trainer's ``max_steps``.
@@ -110,8 +111,9 @@ def _build_density_trainer() -> type:
         step averages it over the whole batch. When the Trainer treats the task loss as already
         normalised over the accumulated batch (models that take ``num_items_in_batch``, or a
         ``compute_loss_func``), the density term is divided by the accumulation steps here.
-        Note that transformers also treats classification heads whose ``forward`` merely
-        accepts ``**kwargs`` as normalised although they ignore ``num_items_in_batch`` (their
+        Note that transformers also treats models whose ``forward`` merely accepts
+        ``**kwargs`` as normalised although they ignore ``num_items_in_batch`` (classification
+        heads, and T5's ``ForConditionalGeneration`` in transformers 5.24: their
         task gradient then grows with the accumulation steps; transformers issue #47688); where the
         Trainer has the override (recent versions), set
         ``trainer.loss_is_scaled_for_ga = False`` for such models to get both terms averaged.
@@ -142,21 +144,41 @@ def _build_density_trainer() -> type:
         ) -> None:
             if not isinstance(density_weight, DensityWeightSchedule):
                 density_weight = DensityWeightSchedule(_check_weight(density_weight))
+            if monitor is not None and kwargs.get("model_init") is not None:
+                raise ValueError(
+                    "DensityTrainer: monitor= cannot be combined with model_init=, which builds a "
+                    "new model for every train() (and hyperparameter trial) that the monitor is not "
+                    "on; leave monitor out (density_targets= chooses what the trainer's own "
+                    "monitor hooks) or pass model= instead of model_init="
+                )
             super().__init__(*args, **kwargs)
             self.density_schedule = density_weight
             self.density_weight = float(density_weight.weight)  # λ once any ramp is over
             self._latest_weight = self.density_weight
             self.density_eps = density_eps
             self.density_count_padding = bool(density_count_padding)
-            if monitor is None:
-                from deft.monitor import DensityMonitor
-
-                monitor = DensityMonitor(self.model, density_targets)
-            self.monitor = monitor
+            self.density_targets = density_targets
+            self.monitor = self._build_monitor() if monitor is None else monitor
             # Per-micro-batch sums since the last training log, kept on the device (no sync
             # per step); read, gathered across processes and reset in log().
             self._density_sums: torch.Tensor | None = None
             self._density_batches = 0
+
+        def _build_monitor(self) -> DensityMonitor:
+            from deft.monitor import DensityMonitor
+
+            return DensityMonitor(self.model, self.density_targets)
+
+        def call_model_init(self, trial: Any = None) -> torch.nn.Module:
+            # train() (and every hyperparameter trial) replaces self.model by a new model from
+            # model_init: the monitor must move to it, or it waits for activations that never come.
+            model = super().call_model_init(trial)
+            monitor = getattr(self, "monitor", None)  # None while Trainer.__init__ builds the first
+            if monitor is not None:
+                monitor.remove()
+                self.model = model
+                self.monitor = self._build_monitor()
+            return model
 
         def compute_loss(
             self,

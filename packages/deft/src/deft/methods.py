@@ -53,7 +53,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -133,7 +133,25 @@ def _accepts_past_key_values(model: nn.Module) -> bool:
 
 
 def _heads(model: nn.Module) -> list[str]:
-    return [name for name in _HEAD_NAMES if isinstance(getattr(model, name, None), nn.Module)]
+    names = [name for name in _HEAD_NAMES if isinstance(getattr(model, name, None), nn.Module)]
+    return names or _timm_head(model)
+
+
+def _timm_head(model: nn.Module) -> list[str]:
+    """The classifier a timm model declares (``pretrained_cfg["classifier"]``: ``head`` for ViT).
+
+    Named by timm itself, not guessed: a bare ``head`` suffix would also catch other modules in
+    peft's ``modules_to_save`` matching, which compares name endings.
+    """
+    config = getattr(model, "pretrained_cfg", None)
+    name = config.get("classifier") if isinstance(config, Mapping) else None
+    if not isinstance(name, str):
+        return []
+    try:
+        model.get_submodule(name)
+    except AttributeError:
+        return []
+    return [name]
 
 
 def method_config(
@@ -170,6 +188,13 @@ def method_config(
         return _build(peft.LoraConfig, method, values)
     if method == "ia3":
         return _build(peft.IA3Config, method, values)
+    if values.get("task_type") is None:
+        # peft looks prompt learning up by task type and fails with a bare KeyError: None
+        raise ValueError(
+            f"{method}: peft's prompt learning needs a task_type, and none follows from "
+            f"{type(model).__name__}; pass task_type= (e.g. 'SEQ_CLS', 'CAUSAL_LM', "
+            "'SEQ_2_SEQ_LM', 'FEATURE_EXTRACTION') for a text model with input embeddings"
+        )
     if method == "prompt":
         return _build(peft.PromptTuningConfig, method, values)
     if values.get("task_type") == "SEQ_CLS" and not _accepts_past_key_values(model):

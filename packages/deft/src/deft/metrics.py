@@ -101,6 +101,14 @@ def measure_density(
     """
     if any(not isinstance(tau, (int, float)) or not tau >= 0 for tau in thresholds):
         raise ValueError(f"thresholds must be non-negative numbers, got {tuple(thresholds)}")
+    device = next((p.device for p in model.parameters()), None)
+    if device is not None and device.type == "meta":
+        # a model built under init_empty_weights / torch.device("meta") has no values to count
+        raise ValueError(
+            "measure_density: the model's parameters are on the meta device (shapes without "
+            "values); load its weights first, e.g. from_pretrained(...) or "
+            "model.to_empty(device='cpu') followed by load_state_dict(...)"
+        )
     own_monitor = monitor is None
     monitor = DensityMonitor(model) if monitor is None else monitor
     modes = {module: module.training for module in model.modules()}
@@ -109,7 +117,6 @@ def measure_density(
     samples = 0
     try:
         model.eval()
-        device = next((p.device for p in model.parameters()), None)
         for batch in batches:
             batch = _to_device(batch, device)
             _call(model, batch)
