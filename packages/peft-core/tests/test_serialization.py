@@ -105,6 +105,18 @@ def test_tied_trainable_parameter_is_saved_once(tmp_path):
     assert fresh.lm_head.weight is fresh.embed.weight
 
 
+def test_tied_tensor_saved_under_its_other_name_loads_without_missing_keys(tmp_path):
+    # A file from another writer may key the tied tensor by its second name.
+    from safetensors.torch import save_file
+
+    model = TiedNet()
+    save_file({"lm_head.weight": model.embed.weight.detach().clone()}, tmp_path / WEIGHTS_NAME)
+    fresh = TiedNet()
+    freeze(fresh, ["lm_head.weight"])
+    assert load_trainable(fresh, tmp_path) == LoadResult([], [])
+    assert torch.equal(fresh.embed.weight, model.embed.weight)
+
+
 def test_include_buffers_saves_matching_buffers(tmp_path):
     model = _model()
     model.train()

@@ -73,15 +73,25 @@ def test_to_dict():
 @pytest.mark.parametrize("repeats", [0, -1])
 def test_repeats_must_be_positive(repeats):
     fn = Counter()
-    with pytest.raises(ValueError, match="repeats must be >= 1"):
+    with pytest.raises(ValueError, match="repeats must be an integer >= 1"):
         time_step(fn, repeats=repeats)
     assert fn.calls == 0
 
 
 def test_warmup_must_not_be_negative():
     fn = Counter()
-    with pytest.raises(ValueError, match="warmup must be >= 0"):
+    with pytest.raises(ValueError, match="warmup must be an integer >= 0"):
         time_step(fn, warmup=-1)
+    assert fn.calls == 0
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"), [("repeats", True), ("repeats", 2.5), ("warmup", None), ("warmup", "2")]
+)
+def test_counts_that_are_not_integers_are_refused_by_name(argument, value):
+    fn = Counter()
+    with pytest.raises(ValueError, match=f"time_step: {argument} must be an integer"):
+        time_step(fn, **{argument: value})
     assert fn.calls == 0
 
 

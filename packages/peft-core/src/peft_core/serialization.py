@@ -162,7 +162,10 @@ def load_trainable(
     targets = dict(model.named_parameters(remove_duplicate=False))
     targets.update(model.named_buffers(remove_duplicate=False))
     expected = set(trainable_state_dict(model, patterns))
-    missing = sorted(expected - set(saved))
+    # A tied tensor saved under any of its names is loaded (a file from another writer may use
+    # lm_head.weight where save_trainable writes the first name, the embedding's).
+    loaded = {id(targets[name]) for name in saved if name in targets}
+    missing = sorted(name for name in expected - set(saved) if id(targets[name]) not in loaded)
     unexpected = sorted(set(saved) - set(targets))
 
     mismatched = [

@@ -34,16 +34,19 @@ def _synchronize() -> None:
         torch.cuda.synchronize()
 
 
+def _check_count(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"time_step: {name} must be an integer >= {minimum}, got {value!r}")
+
+
 def time_step(fn: Callable[[], Any], *, warmup: int = 2, repeats: int = 5) -> StepTiming:
     """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times timed; CUDA work is synchronised.
 
     Warm-up absorbs one-off costs (allocator growth, kernel selection, lazy initialisation), so the
     median describes the steady state a long training run sees.
     """
-    if repeats < 1:
-        raise ValueError(f"time_step: repeats must be >= 1, got {repeats}")
-    if warmup < 0:
-        raise ValueError(f"time_step: warmup must be >= 0, got {warmup}")
+    _check_count("repeats", repeats, minimum=1)
+    _check_count("warmup", warmup, minimum=0)
     for _ in range(warmup):
         fn()
     _synchronize()
