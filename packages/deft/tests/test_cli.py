@@ -381,3 +381,24 @@ def test_a_resume_with_other_options_is_a_usage_error(
     assert "deft train: error: cannot --resume the run in" in err
     assert named in err
     _tiny_run(tiny_model_and_data, tmp_path / "run", "--save-every", "2", "--resume")
+
+
+@pytest.mark.parametrize(
+    ("method", "absent", "named"),
+    [("lora", {"peft"}, 'needs peft, which is not installed: pip install "deft-peft[hf]"'),
+     ("qlora", {"transformers", "bitsandbytes"},
+      'needs transformers and bitsandbytes, which are not installed: pip install "deft-peft[qlora]"')],
+)  # fmt: skip
+def test_a_missing_extra_is_a_usage_error_naming_the_install(
+    method, absent, named, monkeypatch, capsys, tmp_path
+):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name in absent else real_find_spec(name)
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--output-dir", str(tmp_path), "--method", method])
+    assert exit_info.value.code == 2
+    assert named in capsys.readouterr().err

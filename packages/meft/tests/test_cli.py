@@ -134,3 +134,22 @@ def test_a_resume_with_other_options_is_a_usage_error(
     assert named in err
     assert "--overwrite" in err
     assert main([*common, "--resume"]) == 0  # with the run's own options it resumes
+
+
+def test_a_missing_hf_extra_is_a_usage_error_naming_the_install(monkeypatch, capsys, tmp_path):
+    import importlib.util
+
+    import peft_core.recipes
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name: None if name == "transformers" else real_find_spec(name),
+    )
+    monkeypatch.setattr(peft_core.recipes, "task_from_arguments", _refuse_to_measure)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--output-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert 'needs transformers, which is not installed: pip install "meft[hf]"' in err

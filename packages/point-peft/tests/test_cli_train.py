@@ -325,6 +325,25 @@ def test_an_unusable_dataset_file_is_a_usage_error_naming_it(backbone, tmp_path,
     assert f"{damaged} has 1 points, fewer than num_points=32" in capsys.readouterr().err
 
 
+def test_a_missing_h5py_is_a_usage_error_naming_the_extra(backbone, tmp_path, capsys, monkeypatch):
+    import sys
+
+    from point_peft.data import scanobjectnn_file
+
+    root = tmp_path / "h5_files"
+    for split in ("train", "test"):  # present, so that reading them is what needs h5py
+        path = scanobjectnn_file(root, "PB_T50_RS", split)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\x89HDF\r\n\x1a\n")
+    monkeypatch.setitem(sys.modules, "h5py", None)  # makes `import h5py` raise ImportError
+    args = ["train", "--backbone", str(backbone), "--dataset", f"scanobjectnn={root}",
+            "--max-steps", "1", "--no-progress", "--output-dir", str(tmp_path / "run")]  # fmt: skip
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert 'reading ScanObjectNN needs h5py: pip install "point-peft[data]"' in error
+    assert "Traceback" not in error
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [

@@ -403,10 +403,20 @@ def format_table(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     from deft.report import DensityReport
     from peft_core import atomic_write_text
-    from peft_core.recipes import earlier_run_refusal, resume_mismatch_refusal
+    from peft_core.recipes import (
+        earlier_run_refusal,
+        missing_packages_refusal,
+        resume_mismatch_refusal,
+    )
     from peft_core.trainer import ResumeMismatchError
 
     args = _parser().parse_args(argv)
+    needed, extra = ["transformers", "peft"], "hf"
+    if args.method == "qlora":
+        needed, extra = [*needed, "bitsandbytes"], "qlora"
+    install = f'pip install "deft-peft[{extra}]"'
+    if (refusal := missing_packages_refusal(needed, install)) is not None:
+        args.error(refusal)
     folders = [args.output_dir / "deft"]
     if args.compare_baseline:
         folders.insert(0, args.output_dir / "baseline")

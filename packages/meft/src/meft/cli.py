@@ -101,11 +101,18 @@ def train(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from peft_core.recipes import earlier_run_refusal, resume_mismatch_refusal
+    from peft_core.recipes import (
+        earlier_run_refusal,
+        missing_packages_refusal,
+        resume_mismatch_refusal,
+    )
     from peft_core.trainer import ResumeMismatchError
 
     parser = _parser()
     args = parser.parse_args(argv)
+    install = 'pip install "meft[hf]"'
+    if (refusal := missing_packages_refusal(["transformers"], install)) is not None:
+        args.error(refusal)
     if (refusal := earlier_run_refusal(args)) is not None:
         args.error(refusal)
     try:  # bad values are reported at once, as argparse reports its own, not after the run

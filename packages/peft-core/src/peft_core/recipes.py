@@ -277,6 +277,22 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def missing_packages_refusal(packages: Sequence[str], install: str) -> str | None:
+    """Why ``<method> train`` cannot run here: ``packages`` it imports that are not installed
+    (a method package installed without the extra that brings them), or None.
+
+    Checked before any work, so that ``pip install meft`` followed by ``meft train`` says what
+    to install rather than ending in a ``ModuleNotFoundError`` traceback.
+    """
+    import importlib.util
+
+    missing = [name for name in packages if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    verb = "is" if len(missing) == 1 else "are"
+    return f"this command needs {' and '.join(missing)}, which {verb} not installed: {install}"
+
+
 def earlier_run_refusal(args: argparse.Namespace, *folders: Path) -> str | None:
     """Why ``<method> train`` may not start in ``folders`` (default: ``--output-dir``), or None.
 

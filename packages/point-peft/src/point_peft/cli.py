@@ -190,7 +190,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     import torch
 
     from peft_core import ConfigError
-    from point_peft.data import DatasetFileError
+    from point_peft.data import DatasetFileError, ReaderDependencyError
     from point_peft.pretraining_recipe import RESULT_NAME, pretrain
 
     config, recipe = pretrain_model_config(args), pretrain_recipe(args)
@@ -209,7 +209,9 @@ def run_pretrain(args: argparse.Namespace) -> int:
         )  # fmt: skip
     # pretrain() checks the architecture and the dataset folders before it builds any data; a
     # dataset file that is there but unusable is a problem with the data, not a crash
-    except (FileExistsError, FileNotFoundError, ConfigError, DatasetFileError) as error:
+    except (
+        FileExistsError, FileNotFoundError, ConfigError, DatasetFileError, ReaderDependencyError,
+    ) as error:  # fmt: skip
         raise UsageError(str(error)) from None
     summary = {key: value for key, value in result.items() if key != "loss_curve"}
     print(json.dumps(summary, indent=2))
@@ -394,7 +396,7 @@ def run_train(args: argparse.Namespace) -> int:
     import torch
 
     from peft_core import CheckpointError, ConfigError
-    from point_peft.data import DatasetFileError
+    from point_peft.data import DatasetFileError, ReaderDependencyError
     from point_peft.finetuning import RESULT_NAME, finetune
 
     for name in ("save_every", "log_every", "threads"):
@@ -416,6 +418,7 @@ def run_train(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except (
         FileExistsError, FileNotFoundError, CheckpointError, ConfigError, DatasetFileError,
+        ReaderDependencyError,
     ) as error:  # fmt: skip
         raise UsageError(str(error)) from None
     except (TypeError, ValueError) as error:

@@ -28,7 +28,7 @@ Example:
 
 from __future__ import annotations
 
-from point_peft.data._files import DatasetFileError
+from point_peft.data._files import DatasetFileError, ReaderDependencyError
 from point_peft.data.augmentations import (
     Compose,
     Jitter,
@@ -85,6 +85,7 @@ __all__ = [
     "RandomPointDropout",
     "RandomRotation",
     "RandomSubset",
+    "ReaderDependencyError",
     "Scale",
     "ScaleAndTranslate",
     "ScanObjectNN",

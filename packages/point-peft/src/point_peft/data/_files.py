@@ -18,6 +18,11 @@ class DatasetFileError(ValueError):
     report it without a traceback: the fix is in the data, not in the code."""
 
 
+class ReaderDependencyError(ImportError):
+    """A reader needs an optional package that is not installed; the message gives the pip
+    command. Command lines report it without a traceback, as they do a missing file."""
+
+
 def require_file(path: Path, *, what: str, layout: str) -> Path:
     """Return ``path`` if it is a file, else raise FileNotFoundError showing the expected ``layout``."""
     if not path.is_file():

@@ -23,7 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from point_peft.data._files import DatasetFileError, require_directory, require_file
+from point_peft.data._files import (
+    DatasetFileError,
+    ReaderDependencyError,
+    require_directory,
+    require_file,
+)
 from point_peft.data._random import keyed_generator
 from point_peft.data.base import PointCloudDataset, Transform
 from point_peft.data.geometry import normalize_to_unit_sphere
@@ -72,7 +77,7 @@ def _import_h5py():
     try:
         import h5py
     except ImportError:
-        raise ImportError(
+        raise ReaderDependencyError(
             'reading ScanObjectNN needs h5py: pip install "point-peft[data]" (or pip install h5py)'
         ) from None
     return h5py
