@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from peft_core import recipes
+from peft_core.command_checks import earlier_run_refusal
 from peft_core.recipes import (
     add_recipe_arguments,
-    earlier_run_refusal,
     fine_tune,
     load_classifier,
     load_text_task,

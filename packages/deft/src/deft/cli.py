@@ -244,7 +244,8 @@ def _run(task: Any, args: argparse.Namespace, weight: Any, output_dir: Path, nam
     from deft.metrics import measure_density
     from deft.monitor import DensityMonitor
     from deft.schedule import as_schedule
-    from peft_core.recipes import fine_tune, load_classifier, recipe_run_settings
+    from peft_core.command_checks import recipe_run_settings
+    from peft_core.recipes import fine_tune, load_classifier
 
     quantization = qlora_quantization_config() if args.method == "qlora" else None
     base = load_classifier(task, args.seed, quantization_config=quantization)
@@ -403,7 +404,7 @@ def format_table(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     from deft.report import DensityReport
     from peft_core import atomic_write_text
-    from peft_core.recipes import (
+    from peft_core.command_checks import (
         earlier_run_refusal,
         missing_packages_refusal,
         resume_mismatch_refusal,

@@ -66,12 +66,8 @@ def train(
 ) -> dict:
     """Convert, measure full fine-tuning's activation memory, train. ``fail`` reports a model the
     configuration does not fit (before the measurement), e.g. ``parser.error``."""
-    from peft_core.recipes import (
-        fine_tune,
-        load_classifier,
-        recipe_run_settings,
-        task_from_arguments,
-    )
+    from peft_core.command_checks import recipe_run_settings
+    from peft_core.recipes import fine_tune, load_classifier, task_from_arguments
 
     config = config or _config(args)
     task = task_from_arguments(args)
@@ -101,7 +97,7 @@ def train(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from peft_core.recipes import (
+    from peft_core.command_checks import (
         earlier_run_refusal,
         missing_packages_refusal,
         resume_mismatch_refusal,

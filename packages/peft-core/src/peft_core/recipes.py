@@ -29,7 +29,6 @@ from peft_core.config import MethodConfig
 from peft_core.memory import measure_activation_memory
 from peft_core.parameters import count_parameters, format_trainable_parameters
 from peft_core.trainer import Trainer, TrainerCallback, TrainingArguments
-from peft_core.trainer.run_settings import ResumeMismatchError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_DATASET = "rotten_tomatoes"
@@ -202,7 +201,7 @@ def fine_tune(
     The best validation accuracy is reported too (its weights are saved in ``output_dir/best``);
     with ``save_every`` set, ``resume=True`` continues a killed run from its newest checkpoint.
     A fresh run refuses a folder holding an earlier run's checkpoints unless ``overwrite``.
-    ``run_settings`` (see :func:`recipe_run_settings`) is what else a resume must match besides
+    ``run_settings`` (see :func:`peft_core.command_checks.recipe_run_settings`) is what else a resume must match besides
     the hyperparameters, ``method_config`` and the training-set size, which the trainer records.
     """
     trainable, total = count_parameters(model)
@@ -274,75 +273,6 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
         "--overwrite",
         action="store_true",
         help="delete an earlier run's checkpoints in --output-dir instead of refusing to start",
-    )
-
-
-def missing_packages_refusal(packages: Sequence[str], install: str) -> str | None:
-    """Why ``<method> train`` cannot run here: ``packages`` it imports that are not installed
-    (a method package installed without the extra that brings them), or None.
-
-    Checked before any work, so that ``pip install meft`` followed by ``meft train`` says what
-    to install rather than ending in a ``ModuleNotFoundError`` traceback.
-    """
-    import importlib.util
-
-    missing = [name for name in packages if importlib.util.find_spec(name) is None]
-    if not missing:
-        return None
-    verb = "is" if len(missing) == 1 else "are"
-    return f"this command needs {' and '.join(missing)}, which {verb} not installed: {install}"
-
-
-def earlier_run_refusal(args: argparse.Namespace, *folders: Path) -> str | None:
-    """Why ``<method> train`` may not start in ``folders`` (default: ``--output-dir``), or None.
-
-    Checked before any work, so that a folder holding an earlier run, with neither ``--resume``
-    nor ``--overwrite``, is refused at once rather than by the trainer after the data and model
-    are loaded. A run shorter than ``--save-every`` leaves no checkpoint, only its final weights:
-    a fresh run refuses those too rather than replace them.
-    """
-    from peft_core.trainer.checkpointing import checkpoint_directories, finished_run_outputs
-
-    if args.overwrite:
-        return None
-    for folder in folders or (args.output_dir,):
-        found = checkpoint_directories(folder)
-        if found and not args.resume:
-            return (
-                f"{folder} holds checkpoints of an earlier run (newest: {found[-1].name}): "
-                "continue it with --resume, delete it with --overwrite, or choose another "
-                "--output-dir"
-            )
-        finished = finished_run_outputs(folder)
-        if finished and not found:
-            return (
-                f"{folder} holds a finished earlier run ({', '.join(finished)}, no checkpoint to "
-                "resume): delete it with --overwrite, or choose another --output-dir"
-            )
-    return None
-
-
-# The shared options that define a run besides the trainer's own arguments (the data and model).
-_RECIPE_RUN_OPTIONS = (
-    "model", "dataset", "text_column", "label_column", "dataset_subset", "max_length",
-    "pad_to_max_length", "max_train",
-)  # fmt: skip
-
-
-def recipe_run_settings(args: argparse.Namespace, **method_settings: Any) -> dict[str, Any]:
-    """What a ``--resume`` of ``<method> train`` must share with the run it continues: the model
-    and data options, and ``method_settings`` (options the method config does not hold, such as
-    a loss weight)."""
-    return {**{name: getattr(args, name) for name in _RECIPE_RUN_OPTIONS}, **method_settings}
-
-
-def resume_mismatch_refusal(error: ResumeMismatchError) -> str:
-    """The command-line wording of a refused ``--resume``."""
-    run_folder = error.checkpoint.parent.parent
-    return (
-        f"cannot --resume the run in {run_folder}: these options differ from that run's: "
-        f"{'; '.join(error.changes)}. Rerun with that run's options, or start afresh with "
-        "--overwrite (deletes it) or another --output-dir"
     )
 
 

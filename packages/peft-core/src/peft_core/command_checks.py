@@ -1,0 +1,84 @@
+"""What a ``<method> train`` command checks before it starts, and how it words a refusal.
+
+Each check runs before any data or model is loaded, so that a command that cannot do what it was
+asked stops at once with a usage error (what is wrong, and the option or install that fixes it)
+instead of a traceback minutes later, or a silent mix of two runs in one folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from peft_core.trainer.run_settings import ResumeMismatchError
+
+
+def missing_packages_refusal(packages: Sequence[str], install: str) -> str | None:
+    """Why ``<method> train`` cannot run here: ``packages`` it imports that are not installed
+    (a method package installed without the extra that brings them), or None.
+
+    Checked before any work, so that ``pip install meft`` followed by ``meft train`` says what
+    to install rather than ending in a ``ModuleNotFoundError`` traceback.
+    """
+    import importlib.util
+
+    missing = [name for name in packages if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    verb = "is" if len(missing) == 1 else "are"
+    return f"this command needs {' and '.join(missing)}, which {verb} not installed: {install}"
+
+
+def earlier_run_refusal(args: argparse.Namespace, *folders: Path) -> str | None:
+    """Why ``<method> train`` may not start in ``folders`` (default: ``--output-dir``), or None.
+
+    Checked before any work, so that a folder holding an earlier run, with neither ``--resume``
+    nor ``--overwrite``, is refused at once rather than by the trainer after the data and model
+    are loaded. A run shorter than ``--save-every`` leaves no checkpoint, only its final weights:
+    a fresh run refuses those too rather than replace them.
+    """
+    from peft_core.trainer.checkpointing import checkpoint_directories, finished_run_outputs
+
+    if args.overwrite:
+        return None
+    for folder in folders or (args.output_dir,):
+        found = checkpoint_directories(folder)
+        if found and not args.resume:
+            return (
+                f"{folder} holds checkpoints of an earlier run (newest: {found[-1].name}): "
+                "continue it with --resume, delete it with --overwrite, or choose another "
+                "--output-dir"
+            )
+        finished = finished_run_outputs(folder)
+        if finished and not found:
+            return (
+                f"{folder} holds a finished earlier run ({', '.join(finished)}, no checkpoint to "
+                "resume): delete it with --overwrite, or choose another --output-dir"
+            )
+    return None
+
+
+# The shared options that define a run besides the trainer's own arguments (the data and model).
+_RECIPE_RUN_OPTIONS = (
+    "model", "dataset", "text_column", "label_column", "dataset_subset", "max_length",
+    "pad_to_max_length", "max_train",
+)  # fmt: skip
+
+
+def recipe_run_settings(args: argparse.Namespace, **method_settings: Any) -> dict[str, Any]:
+    """What a ``--resume`` of ``<method> train`` must share with the run it continues: the model
+    and data options, and ``method_settings`` (options the method config does not hold, such as
+    a loss weight)."""
+    return {**{name: getattr(args, name) for name in _RECIPE_RUN_OPTIONS}, **method_settings}
+
+
+def resume_mismatch_refusal(error: ResumeMismatchError) -> str:
+    """The command-line wording of a refused ``--resume``."""
+    run_folder = error.checkpoint.parent.parent
+    return (
+        f"cannot --resume the run in {run_folder}: these options differ from that run's: "
+        f"{'; '.join(error.changes)}. Rerun with that run's options, or start afresh with "
+        "--overwrite (deletes it) or another --output-dir"
+    )
