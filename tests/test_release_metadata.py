@@ -345,3 +345,27 @@ def test_an_override_binds_only_its_own_package(fake_repo: Path):
     (fake_repo / "constraints" / "min-meft.txt").write_text("transformers==5.0.0\n")
     # peft-core still declares 4.44, which min.txt pins: the meft override must not leak into it.
     assert checker.check_repo(fake_repo) == []
+
+
+def _track_unreleased_core(root: Path) -> None:
+    """meft follows a peft-core still in development: floor on its .dev0, as during development."""
+    _replace("packages/meft/pyproject.toml", "peft-core>=0.1,<0.2", "peft-core>=0.1.0.dev0,<0.2")(
+        root
+    )
+
+
+def test_a_development_version_may_track_a_core_prerelease(fake_repo: Path):
+    _track_unreleased_core(fake_repo)  # meft is itself 0.1.0.dev0
+    assert checker.check_repo(fake_repo) == []
+
+
+def test_a_final_release_with_a_prerelease_floor_is_caught(fake_repo: Path):
+    _track_unreleased_core(fake_repo)
+    _replace("packages/meft/src/meft/__init__.py", '"0.1.0.dev0"', '"0.1.0"')(fake_repo)
+    _replace("packages/meft/CHANGELOG.md", "## [0.1.0.dev0]", "## [0.1.0]")(fake_repo)
+    problems = checker.check_repo(fake_repo)
+    assert problems == [
+        "packages/meft: dependencies: 'peft-core>=0.1.0.dev0,<0.2' has a pre-release floor, but "
+        "packages/meft is at the final version 0.1.0; require the final release "
+        "(e.g. 'peft-core>=0.1.0') before releasing"
+    ]

@@ -7,9 +7,12 @@ Checks, per package directory:
 * CHANGELOG.md has a heading naming that version;
 * method packages depend on peft-core through a compatible range (a lower bound and a ``<`` upper
   bound) that admits the workspace's peft-core, and no package depends on a method package;
+* a package whose own version is a final release declares no pre-release floor (such as
+  ``peft-core>=0.2.0.dev0``): pip and uv would then hand its users peft-core pre-releases;
 * every floor (``>=`` or ``~=``) declared for a tracked dependency (torch, accelerate, safetensors,
   numpy, tqdm, transformers), in dependencies or optional dependencies, equals its pin in
-  constraints/min.txt, so the min_deps session tests exactly the floors the packages claim.
+  constraints/min.txt, or in constraints/min-<package directory>.txt where that file raises it,
+  so the min_deps session tests exactly the floors the packages claim.
 
 Prints every problem found and exits 1 if there is any. Standard library only (Python 3.11+).
 
@@ -391,6 +394,33 @@ def check_dependencies(packages: list[Package]) -> list[str]:
     return problems
 
 
+def check_prerelease_floors(package: Package) -> list[str]:
+    """A final release must not declare a pre-release floor on anything.
+
+    ``peft-core>=0.2.0.dev0`` is how a method package tracks an unreleased peft-core during
+    development; shipped in a final release it makes installers accept (and prefer, when newest)
+    peft-core pre-releases for every user. Raise the floor to the final version when releasing.
+    """
+    if package.version is None or is_prerelease(package.version):
+        return []
+    problems: list[str] = []
+    for where, reqs in package.requirements.items():
+        for req in reqs:
+            floors = [floor for floor in req.lower_bounds() if is_prerelease(floor)]
+            if floors:
+                problems.append(
+                    f"{package.label}: {where}: {req.text!r} has a pre-release floor, but "
+                    f"{package.label} is at the final version {package.version}; require the "
+                    f"final release (e.g. '{req.name}>={_base_version(floors[0])}') before releasing"
+                )
+    return problems
+
+
+def _base_version(text: str) -> str:
+    match = _VERSION_RE.match(text)
+    return match["release"] if match else text
+
+
 def check_floors(packages: list[Package], min_pins: dict[str, str], min_file: str) -> list[str]:
     """Each declared floor of a tracked dependency must equal its pin in constraints/min.txt."""
     problems: list[str] = []
@@ -438,6 +468,7 @@ def check_repo(root: Path) -> list[str]:
         problems.append("packages/: no package directories")
     for package in packages:
         problems += check_changelog(package)
+        problems += check_prerelease_floors(package)
     problems += check_dependencies(packages)
     min_file = root / "constraints" / "min.txt"
     if not min_file.is_file():
