@@ -324,3 +324,15 @@ def test_a_missing_transformers_is_an_error_naming_the_extra(monkeypatch):
         deft.hf_trainer._build_density_trainer()
     with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
         deft.hf_trainer.Nothing  # noqa: B018
+
+
+def test_predicting_batches_without_labels_keeps_no_activations(tmp_path):
+    # Without labels the Trainer evaluates without compute_loss; the monitor must not hold the
+    # last batch's activations afterwards (memory only: results are unaffected).
+    rows = [{key: value for key, value in row.items() if key != "labels"} for row in _rows(8)]
+    trainer = deft.hf_trainer.DensityTrainer(
+        model=_lora_bert(), args=_args(tmp_path), train_dataset=_rows(8)
+    )
+    predictions = trainer.predict(rows)
+    assert predictions.predictions.shape == (8, 2)
+    assert trainer.monitor.activations == {}

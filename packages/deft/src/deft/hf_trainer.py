@@ -196,6 +196,14 @@ def _build_density_trainer() -> type:
             self.monitor.clear()  # autograd keeps what backward needs; drop our references
             return (loss, outputs) if return_outputs else loss
 
+        def prediction_step(self, model: torch.nn.Module, inputs: dict[str, Any], *args, **kwargs):
+            # A batch without labels is evaluated without compute_loss: clear here too, or the
+            # monitor would hold the batch's activations until the next forward.
+            try:
+                return super().prediction_step(model, inputs, *args, **kwargs)
+            finally:
+                self.monitor.clear()
+
         def current_density_weight(self) -> float:
             """λ for the optimizer step being taken."""
             schedule = self.density_schedule
