@@ -258,6 +258,7 @@ def _run(task: Any, args: argparse.Namespace, weight: Any, output_dir: Path, nam
         if args.method == "adapter"
         else peft_configs["default"]
     )
+    saved_config = _jsonable_config(config)  # recorded for a resume and in the result
     schedule = as_schedule(weight)
     monitor = DensityMonitor(model)
     eps = DEFAULT_EPS if args.density_eps is None else args.density_eps
@@ -282,7 +283,7 @@ def _run(task: Any, args: argparse.Namespace, weight: Any, output_dir: Path, nam
         progress_bar=not args.no_progress, save_every=args.save_every, resume=args.resume,
         overwrite=args.overwrite,
         run_settings=recipe_run_settings(
-            args, method=args.method, peft_config=_jsonable_config(config),
+            args, method=args.method, peft_config=saved_config,
             density_weight=float(schedule.weight), density_delay=schedule.delay,
             density_ramp=schedule.ramp, density_eps=eps, count_padding=args.count_padding,
             threshold_density=args.threshold_density,
@@ -299,7 +300,7 @@ def _run(task: Any, args: argparse.Namespace, weight: Any, output_dir: Path, nam
         result["threshold"] = _threshold_summary(threshold.thresholds, args, output_dir)
     result.update(
         method=args.method,
-        method_config=_jsonable_config(config),
+        method_config=saved_config,
         density_weight=float(schedule.weight),
         density_schedule={"delay": schedule.delay, "ramp": schedule.ramp},
         density_eps=eps,

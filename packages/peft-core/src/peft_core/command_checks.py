@@ -36,27 +36,36 @@ def earlier_run_refusal(args: argparse.Namespace, *folders: Path) -> str | None:
 
     Checked before any work, so that a folder holding an earlier run, with neither ``--resume``
     nor ``--overwrite``, is refused at once rather than by the trainer after the data and model
-    are loaded. A run shorter than ``--save-every`` leaves no checkpoint, only its final weights:
-    a fresh run refuses those too rather than replace them.
+    are loaded.
     """
-    from peft_core.trainer.checkpointing import checkpoint_directories, finished_run_outputs
-
     if args.overwrite:
         return None
     for folder in folders or (args.output_dir,):
-        found = checkpoint_directories(folder)
-        if found and not args.resume:
-            return (
-                f"{folder} holds checkpoints of an earlier run (newest: {found[-1].name}): "
-                "continue it with --resume, delete it with --overwrite, or choose another "
-                "--output-dir"
-            )
-        finished = finished_run_outputs(folder)
-        if finished and not found:
-            return (
-                f"{folder} holds a finished earlier run ({', '.join(finished)}, no checkpoint to "
-                "resume): delete it with --overwrite, or choose another --output-dir"
-            )
+        if (refusal := earlier_run_in(folder, resume=args.resume)) is not None:
+            return refusal
+    return None
+
+
+def earlier_run_in(folder: Path, *, resume: bool, files: tuple[str, ...] = ()) -> str | None:
+    """Why a run may not start in ``folder`` unless it overwrites it, or None: checkpoints of an
+    earlier run it does not ``resume``, or a finished run that left no checkpoint to resume (a
+    run shorter than ``--save-every`` leaves only its final weights and ``files``; a fresh run
+    refuses those too rather than replace them)."""
+    from peft_core.trainer.checkpointing import checkpoint_directories, finished_run_outputs
+
+    found = checkpoint_directories(folder)
+    if found and not resume:
+        return (
+            f"{folder} holds checkpoints of an earlier run (newest: {found[-1].name}): "
+            "continue it with --resume, delete it with --overwrite, or choose another "
+            "--output-dir"
+        )
+    finished = finished_run_outputs(folder, files)
+    if finished and not found:
+        return (
+            f"{folder} holds a finished earlier run ({', '.join(finished)}, no checkpoint to "
+            "resume): delete it with --overwrite, or choose another --output-dir"
+        )
     return None
 
 

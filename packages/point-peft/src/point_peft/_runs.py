@@ -42,30 +42,17 @@ def prepare_output_dir(
         write_record: write the record now; ``False`` leaves it to :func:`write_run_record`, once
             the run has got past what may still fail (a failed start then leaves no record).
     """
-    from peft_core.trainer.checkpointing import (
-        checkpoint_directories,
-        delete_run_outputs,
-        finished_run_outputs,
-    )
+    from peft_core.command_checks import earlier_run_in
+    from peft_core.trainer.checkpointing import checkpoint_directories, delete_run_outputs
 
     earlier = checkpoint_directories(output_dir)
     record = output_dir / record_name
-    # A run shorter than its checkpoint interval leaves only these: refused too, not replaced.
-    finished = [] if earlier else finished_run_outputs(output_dir, tuple(artifacts))
     if overwrite:
         delete_run_outputs(output_dir)  # the trainer's checkpoints, final and best weights
         for name in ("log.jsonl", record_name, *artifacts):
             (output_dir / name).unlink(missing_ok=True)
-    elif earlier and not resume:
-        raise FileExistsError(
-            f"{output_dir} holds checkpoints of an earlier run (newest: {earlier[-1].name}); "
-            "resume it (--resume), overwrite it (--overwrite), or use another output folder"
-        )
-    elif finished:
-        raise FileExistsError(
-            f"{output_dir} holds a finished earlier run ({', '.join(finished)}, no checkpoint "
-            "to resume); overwrite it (--overwrite), or use another output folder"
-        )
+    elif (refusal := earlier_run_in(output_dir, resume=resume, files=tuple(artifacts))) is not None:
+        raise FileExistsError(refusal)
     elif earlier and record.is_file():
         saved = json.loads(record.read_text(encoding="utf-8"))
         if comparable(saved) != comparable(run_config):
