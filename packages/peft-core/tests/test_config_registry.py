@@ -26,7 +26,7 @@ from peft_core import (
     save_trainable,
 )
 from peft_core import registry as registry_module
-from peft_core.config import CONFIG_FORMAT_VERSION
+from peft_core.config import CONFIG_FORMAT_VERSION, NEWEST_FORMAT_VERSION
 
 
 @dataclasses.dataclass
@@ -172,7 +172,7 @@ def test_wrong_method_rejected():
     assert isinstance(info.value, ValueError)
 
 
-@pytest.mark.parametrize("version", [CONFIG_FORMAT_VERSION + 1, 99, "1", 1.0, None])
+@pytest.mark.parametrize("version", [NEWEST_FORMAT_VERSION + 1, 99, "1", 1.0, None])
 def test_newer_or_malformed_format_version_rejected(version):
     data = ToyConfig().to_dict()
     data["format_version"] = version
@@ -182,7 +182,7 @@ def test_newer_or_malformed_format_version_rejected(version):
 
 def test_current_format_version_accepted():
     data = ToyConfig().to_dict()
-    for version in range(1, CONFIG_FORMAT_VERSION + 1):
+    for version in range(1, NEWEST_FORMAT_VERSION + 1):
         data["format_version"] = version
         assert ToyConfig.from_dict(data) == ToyConfig()
 

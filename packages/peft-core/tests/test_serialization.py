@@ -25,6 +25,7 @@ from peft_core import (
     load_trainable,
     save_trainable,
 )
+from peft_core.saved_record import RECORD_METADATA_KEY
 from peft_core.serialization import CONFIG_NAME, WEIGHTS_NAME
 from peft_core.testing.threads import one_torch_thread
 
@@ -83,13 +84,19 @@ def test_only_trainable_tensors_are_saved(tmp_path):
     model = _model()
     save_trainable(model, tmp_path)
     assert _saved_keys(tmp_path) == ["bn.bias", "bn.weight", "body.bias", "body.weight"]
-    with safe_open(str(tmp_path / WEIGHTS_NAME), framework="pt") as handle:
-        assert handle.metadata() == {"format": "pt"}
-        assert torch.equal(handle.get_tensor("body.weight"), model.body.weight)
-    assert sorted(os.listdir(tmp_path)) == [CONFIG_NAME, WEIGHTS_NAME]
     record = json.loads((tmp_path / CONFIG_NAME).read_text())
+    with safe_open(str(tmp_path / WEIGHTS_NAME), framework="pt") as handle:
+        metadata = handle.metadata()
+        assert torch.equal(handle.get_tensor("body.weight"), model.body.weight)
+    # The weights file carries the same record, so that the pair cannot be torn apart.
+    assert metadata.pop("format") == "pt"
+    assert json.loads(metadata.pop(RECORD_METADATA_KEY)) == record
+    assert metadata == {}
+    assert sorted(os.listdir(tmp_path)) == [CONFIG_NAME, WEIGHTS_NAME]
     assert record["method"] is None
     assert record["saved_buffers"] == []
+    assert "saved_parameters" not in record
+    assert record["format_version"] == 1  # readable by releases that know format 1 alone
     assert "peft_core_version" in record
 
 
@@ -179,6 +186,61 @@ def test_config_saved_buffers_are_saved_and_restored(tmp_path):
     assert load_trainable(fresh, tmp_path) == LoadResult([], [])
     assert torch.equal(fresh.bn.running_mean, model.bn.running_mean)
     assert torch.equal(fresh.bn.running_var, model.bn.running_var)
+
+
+@dataclasses.dataclass
+class FrozenTokenConfig(MethodConfig):
+    method: ClassVar[str] = "serialization-frozen-token-tests"
+    saved_parameters: ClassVar[tuple[str, ...]] = ("embed.*",)
+
+
+def test_include_parameters_saves_frozen_parameters_and_load_restores_them(tmp_path):
+    # A frozen tensor a fresh base model would draw anew (here the embedding, frozen at a random
+    # init) must travel with the trained ones, or a reload restores another model.
+    model = _model(seed=0)
+    assert not model.embed.weight.requires_grad
+    save_trainable(model, tmp_path, include_parameters=["embed.weight", "head.*"])
+    assert {"embed.weight", "head.weight"} <= set(_saved_keys(tmp_path))
+    record = json.loads((tmp_path / CONFIG_NAME).read_text())
+    assert record["saved_parameters"] == ["embed.weight", "head.*"]
+    assert record["format_version"] == 2
+
+    fresh = _model(seed=5)
+    assert not torch.equal(fresh.embed.weight, model.embed.weight)
+    assert load_trainable(fresh, tmp_path) == LoadResult([], [])
+    assert torch.equal(fresh.embed.weight, model.embed.weight)
+    assert not fresh.embed.weight.requires_grad  # loading copies values, it does not unfreeze
+    tokens = torch.tensor([1, 2, 3])
+    model.eval(), fresh.eval()
+    assert torch.equal(fresh(tokens), model(tokens))
+
+
+def test_config_saved_parameters_are_saved_and_a_file_without_them_is_refused(tmp_path):
+    model = _model()
+    save_trainable(model, tmp_path / "with", FrozenTokenConfig())
+    assert "embed.weight" in _saved_keys(tmp_path / "with")
+    # A file that lacks a tensor its record promises is incomplete: strict loading names it.
+    save_trainable(model, tmp_path / "without")
+    record = json.loads((tmp_path / "with" / CONFIG_NAME).read_text())
+    (tmp_path / "without" / CONFIG_NAME).write_text(json.dumps(record))
+    with pytest.warns(UserWarning, match="saved with other weights"):
+        assert load_trainable(_model(), tmp_path / "without") == LoadResult([], [])
+    _rewrite_without_embedded_record(tmp_path / "without" / WEIGHTS_NAME)
+    with pytest.raises(CheckpointError, match=r"missing keys: embed\.weight"):
+        load_trainable(_model(), tmp_path / "without")
+
+
+def _rewrite_without_embedded_record(path) -> None:
+    """Rewrite a weights file as a writer that embeds no record would have (an older release)."""
+    from safetensors.torch import load_file, save_file
+
+    save_file(load_file(str(path)), str(path), metadata={"format": "pt"})
+
+
+def test_include_parameters_pattern_matching_nothing_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match=r"include_parameters.*'embd\.weight'.*embed\.weight"):
+        save_trainable(_model(), tmp_path, include_parameters=["embd.weight"])
+    assert not (tmp_path / WEIGHTS_NAME).exists()
 
 
 def test_non_persistent_buffer_round_trips(tmp_path):

@@ -109,7 +109,9 @@ def test_cli_refuses_to_mix_runs_and_resumes_or_overwrites_on_request(tmp_path, 
     assert "holds checkpoints of an earlier run (newest: step-00000002)" in capsys.readouterr().err
 
     assert main([*common, output, "--resume", "--seed", "1"]) == 2
-    assert "started with another architecture or recipe" in capsys.readouterr().err
+    refusal = capsys.readouterr().err
+    assert "started with another architecture or recipe" in refusal
+    assert "seed: checkpoint 0, this run 1" in refusal
 
     assert main([*common, output, "--resume"]) == 0
     assert json.loads((tmp_path / "run" / RESULT_NAME).read_text())["resumed_from_step"] == 2

@@ -200,7 +200,9 @@ def test_cli_refuses_to_mix_runs_and_resumes_or_overwrites_on_request(backbone, 
     assert train(backbone, output, *common) == 2
     assert "holds checkpoints of an earlier run (newest: step-00000002)" in capsys.readouterr().err
     assert train(backbone, output, *common, "--resume", "--method", "bitfit") == 2
-    assert "started with another recipe, backbone or data" in capsys.readouterr().err
+    refusal = capsys.readouterr().err
+    assert "started with another recipe, backbone or data" in refusal
+    assert "recipe.tuning_method: checkpoint 'point-peft', this run 'bitfit'" in refusal
     assert train(backbone, output, *common, "--resume") == 0
     assert read_result(output)["resumed_from_step"] == 2
     assert train(backbone, output, *common, "--overwrite") == 0

@@ -19,8 +19,19 @@ from typing import Any, ClassVar, TypeVar
 from peft_core._atomic import atomic_write_text
 
 CONFIG_FORMAT_VERSION = 1
+"""The format configs are written in."""
+NEWEST_FORMAT_VERSION = 2
+"""The newest format this library reads. 2: a saved folder that keeps frozen parameters
+(``saved_parameters``); ``save_trainable`` writes it only for such folders, so that every other
+folder stays readable by releases that know format 1 alone."""
 # Keys written next to the fields; not constructor arguments.
 _STAMP_KEYS = frozenset({"method", "library", "library_version", "format_version"})
+# Keys save_trainable writes into a saved folder's adapter_config.json next to the config's fields:
+# from_dict ignores them, unless the config class has a field of that name, so that a folder's
+# record reads back as its config.
+SAVED_FOLDER_KEYS = frozenset(
+    {"peft_core_version", "saved_buffers", "saved_parameters", "weights_sha256"}
+)
 
 ConfigT = TypeVar("ConfigT", bound="MethodConfig")
 
@@ -76,7 +87,11 @@ class MethodConfig:
             )
         check_format_version(data, cls.__name__)
         fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-        values = {k: v for k, v in data.items() if k not in _STAMP_KEYS}
+        values = {
+            k: v
+            for k, v in data.items()
+            if k not in _STAMP_KEYS and (k not in SAVED_FOLDER_KEYS or k in fields)
+        }
         unknown = sorted(set(values) - set(fields))
         if unknown:
             hints = []
@@ -106,10 +121,10 @@ class MethodConfig:
 def check_format_version(data: dict[str, Any], source: str) -> None:
     """Refuse a config written in a newer file format than this library understands."""
     format_version = data.get("format_version", CONFIG_FORMAT_VERSION)
-    if not isinstance(format_version, int) or format_version > CONFIG_FORMAT_VERSION:
+    if not isinstance(format_version, int) or format_version > NEWEST_FORMAT_VERSION:
         raise ConfigError(
             f"{source}: format_version {format_version!r} is newer than this library reads "
-            f"({CONFIG_FORMAT_VERSION}); upgrade the package that saved it"
+            f"({NEWEST_FORMAT_VERSION}); upgrade the package that saved it"
         )
 
 

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import os
 from pathlib import Path
 
 from torch import nn
 
-from peft_core.config import check_format_version, read_config_dict
+from peft_core.config import check_format_version
 from peft_core.freezing import freeze
 from peft_core.registry import get_method
-from peft_core.serialization import (
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    CheckpointError,
-    load_trainable,
-    read_trainable_file,
-)
+from peft_core.saved_record import CONFIG_NAME, WEIGHTS_NAME, read_saved_record
+from peft_core.serialization import CheckpointError, load_trainable, read_trainable_file
 
 
 def load(model: nn.Module, directory: str | os.PathLike, *, strict: bool = True) -> nn.Module:
@@ -40,18 +34,13 @@ def load(model: nn.Module, directory: str | os.PathLike, *, strict: bool = True)
         ... )  # doctest: +SKIP
     """
     directory = Path(directory)
-    record = read_config_dict(directory / CONFIG_NAME)
+    record = read_saved_record(directory)
     # Before the model is touched: a method-less folder has no config class to check it later.
     check_format_version(record, str(directory / CONFIG_NAME))
     method = record.get("method")
     if method:
         spec = get_method(method)
-        # Keys save_trainable writes next to the config's own; kept where the config class has a
-        # field of that name (a config may declare ``saved_buffers``, which save_trainable honours).
-        config_fields = {f.name for f in dataclasses.fields(spec.config_class)}
-        added = {"peft_core_version", "saved_buffers"} - config_fields
-        fields = {k: v for k, v in record.items() if k not in added}
-        config = spec.config_class.from_dict(fields)
+        config = spec.config_class.from_dict(record)  # ignores the keys save_trainable added
         model = spec.apply(model, config)
     else:
         _freeze_to_saved(model, directory)

@@ -18,11 +18,18 @@ from peft_core.config import (
     CONFIG_FORMAT_VERSION,
     MethodConfig,
     check_format_version,
-    read_config_dict,
+)
+from peft_core.saved_record import (
+    CONFIG_NAME,
+    DIGEST_KEY,
+    WEIGHTS_NAME,
+    read_saved_record,
+    tensors_digest,
+    weights_metadata,
 )
 
-WEIGHTS_NAME = "adapter_model.safetensors"
-CONFIG_NAME = "adapter_config.json"
+# Format 2 (see peft_core.config.NEWEST_FORMAT_VERSION): the folder holds frozen parameters.
+SAVED_PARAMETERS_FORMAT_VERSION = 2
 
 
 class CheckpointError(RuntimeError):
@@ -37,39 +44,57 @@ class LoadResult:
     unexpected_keys: list[str]
 
 
-def _buffer_patterns(config: MethodConfig | None, include_buffers: Iterable[str]) -> list[str]:
-    patterns = list(include_buffers)
-    patterns += list(getattr(config, "saved_buffers", ()) or ())
-    return patterns
+def _config_patterns(config: MethodConfig | None, attribute: str, own: Iterable[str]) -> list[str]:
+    """The caller's patterns, then those the method config declares under ``attribute``."""
+    return list(own) + list(getattr(config, attribute, ()) or ())
+
+
+def _matches(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def trainable_state_dict(
-    model: nn.Module, include_buffers: Iterable[str] = ()
+    model: nn.Module, include_buffers: Iterable[str] = (), include_parameters: Iterable[str] = ()
 ) -> dict[str, torch.Tensor]:
-    """Trainable parameters (tied ones once) plus buffers whose names match ``include_buffers`` globs."""
-    state = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    patterns = list(include_buffers)
-    if patterns:
+    """Trainable parameters (tied ones once), plus frozen parameters whose names match
+    ``include_parameters`` and buffers whose names match ``include_buffers`` (globs)."""
+    parameter_patterns = list(include_parameters)
+    state = {
+        name: p
+        for name, p in model.named_parameters()
+        if p.requires_grad or _matches(name, parameter_patterns)
+    }
+    buffer_patterns = list(include_buffers)
+    if buffer_patterns:
         for name, buffer in model.named_buffers():
-            if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            if _matches(name, buffer_patterns):
                 state[name] = buffer
     return state
 
 
-def _refuse_unmatched_buffer_patterns(model: nn.Module, include_buffers: Iterable[str]) -> None:
-    """A typo in ``include_buffers`` would silently leave the buffer out of every checkpoint.
+def _refuse_unmatched_patterns(
+    model: nn.Module, include_buffers: Iterable[str], include_parameters: Iterable[str]
+) -> None:
+    """A typo in ``include_buffers`` / ``include_parameters`` would silently leave the tensor out of
+    every checkpoint.
 
-    Only the caller's own patterns are checked: a method config's ``saved_buffers`` name what the
-    method may add, and a model variant without, say, BatchNorm legitimately matches nothing.
+    Only the caller's own patterns are checked: a method config's ``saved_buffers`` and
+    ``saved_parameters`` name what the method may add, and a model variant without, say,
+    BatchNorm legitimately matches nothing.
     """
-    names = [name for name, _ in model.named_buffers()]
-    unmatched = [p for p in include_buffers if not any(fnmatch.fnmatchcase(n, p) for n in names)]
-    if unmatched:
-        raise ValueError(
-            f"save_trainable(include_buffers=...): these patterns match no buffer of "
-            f"{type(model).__name__}: {', '.join(map(repr, unmatched))}; its buffers are: "
-            f"{', '.join(names) or 'none'}"
-        )
+    for argument, patterns, named in (
+        ("include_buffers", include_buffers, model.named_buffers),
+        ("include_parameters", include_parameters, model.named_parameters),
+    ):
+        names = [name for name, _ in named()]
+        unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+        if unmatched:
+            kind = argument.removeprefix("include_")
+            raise ValueError(
+                f"save_trainable({argument}=...): these patterns match no {kind[:-1]} of "
+                f"{type(model).__name__}: {', '.join(map(repr, unmatched))}; its {kind} are: "
+                f"{', '.join(names) or 'none'}"
+            )
 
 
 def save_trainable(
@@ -78,22 +103,28 @@ def save_trainable(
     config: MethodConfig | None = None,
     *,
     include_buffers: Iterable[str] = (),
+    include_parameters: Iterable[str] = (),
 ) -> Path:
     """Save the trainable tensors of ``model`` (and ``config``) into ``directory``.
 
-    Writes ``adapter_model.safetensors`` then ``adapter_config.json``, each atomically: a crash at
-    any point leaves either the previous file or the complete new one. Buffers that are part of a
-    method's state (running statistics of new BatchNorms, a memory bank) are saved when they match
-    ``include_buffers`` or the config's ``saved_buffers`` patterns; an ``include_buffers`` pattern
-    that matches no buffer is an error.
+    Writes ``adapter_model.safetensors`` then ``adapter_config.json``, each atomically, and the
+    weights file carries a copy of the config: a crash at any point leaves a folder that loads as
+    the previous save or as the new one. Buffers that are part of a method's state (running
+    statistics of new BatchNorms, a memory bank) are saved when they match ``include_buffers`` or
+    the config's ``saved_buffers`` patterns. Frozen parameters that a fresh base model would not
+    reproduce (a randomly initialised token kept frozen) are saved when they match
+    ``include_parameters`` or the config's ``saved_parameters``. A pattern of your own that
+    matches nothing is an error.
     """
     from safetensors.torch import save_file
 
     directory = Path(directory)
     include_buffers = list(include_buffers)
-    _refuse_unmatched_buffer_patterns(model, include_buffers)
-    patterns = _buffer_patterns(config, include_buffers)
-    state = trainable_state_dict(model, patterns)
+    include_parameters = list(include_parameters)
+    _refuse_unmatched_patterns(model, include_buffers, include_parameters)
+    buffer_patterns = _config_patterns(config, "saved_buffers", include_buffers)
+    parameter_patterns = _config_patterns(config, "saved_parameters", include_parameters)
+    state = trainable_state_dict(model, buffer_patterns, parameter_patterns)
     if not state:
         raise CheckpointError(
             f"save_trainable: {type(model).__name__} has no trainable parameter to save; "
@@ -101,11 +132,23 @@ def save_trainable(
         )
     # safetensors refuses tensors that share memory; cloning trainable tensors is cheap.
     tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in state.items()}
+    record = _folder_record(config, buffer_patterns, parameter_patterns, tensors)
     atomic_write(
         directory / WEIGHTS_NAME,
-        lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}),
+        lambda tmp: save_file(tensors, str(tmp), metadata=weights_metadata(record)),
     )
+    atomic_write_text(directory / CONFIG_NAME, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return directory
 
+
+def _folder_record(
+    config: MethodConfig | None,
+    buffer_patterns: list[str],
+    parameter_patterns: list[str],
+    tensors: dict[str, torch.Tensor],
+) -> dict[str, Any]:
+    """What ``adapter_config.json`` holds: the config, the version that saved it, the patterns of
+    the extra tensors, and the digest that ties it to its weights file."""
     from peft_core import __version__
 
     record: dict[str, Any] = (
@@ -114,9 +157,13 @@ def save_trainable(
         else {"method": None, "format_version": CONFIG_FORMAT_VERSION}
     )
     record["peft_core_version"] = __version__
-    record["saved_buffers"] = patterns
-    atomic_write_text(directory / CONFIG_NAME, json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return directory
+    record["saved_buffers"] = buffer_patterns
+    if parameter_patterns:
+        # Only here: a release that reads format 1 alone would load such a folder without them.
+        record["saved_parameters"] = parameter_patterns
+        record["format_version"] = max(record["format_version"], SAVED_PARAMETERS_FORMAT_VERSION)
+    record[DIGEST_KEY] = tensors_digest(tensors)
+    return record
 
 
 def read_trainable_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -134,13 +181,15 @@ def read_trainable_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def _saved_buffer_patterns(config_path: Path) -> list[str]:
-    """The buffer patterns a folder was saved with; its format must be one this library reads."""
-    if not config_path.exists():
-        return []
-    record = read_config_dict(config_path)
-    check_format_version(record, str(config_path))
-    return record.get("saved_buffers", [])
+def _saved_patterns(directory: Path) -> tuple[list[str], list[str]]:
+    """The buffer and frozen-parameter patterns a folder was saved with (none for a folder saved
+    without a config file); its format must be one this library reads."""
+    try:
+        record = read_saved_record(directory)
+    except FileNotFoundError:
+        return [], []
+    check_format_version(record, str(directory / CONFIG_NAME))
+    return record.get("saved_buffers", []), record.get("saved_parameters", [])
 
 
 def load_trainable(
@@ -148,20 +197,20 @@ def load_trainable(
 ) -> LoadResult:
     """Copy saved trainable tensors from ``directory`` into ``model``.
 
-    Keys are compared by name: *missing* are trainable parameters of the model (and saved-buffer
-    matches) absent from the file, *unexpected* are file entries the model does not have. With
+    Keys are compared by name: *missing* are trainable parameters of the model (and matches of
+    the folder's saved-buffer and saved-parameter patterns) absent from the file, *unexpected* are file entries the model does not have. With
     ``strict`` either is an error; otherwise they are returned. A shape mismatch is always an error
     naming the tensor.
     """
     directory = Path(directory)
     saved = read_trainable_file(directory / WEIGHTS_NAME)
-    patterns = _saved_buffer_patterns(directory / CONFIG_NAME)
+    buffer_patterns, parameter_patterns = _saved_patterns(directory)
 
     # Not state_dict(): it omits non-persistent buffers, which save_trainable does save when they
     # match include_buffers / saved_buffers (they are found with named_buffers() there too).
     targets = dict(model.named_parameters(remove_duplicate=False))
     targets.update(model.named_buffers(remove_duplicate=False))
-    expected = set(trainable_state_dict(model, patterns))
+    expected = set(trainable_state_dict(model, buffer_patterns, parameter_patterns))
     # A tied tensor saved under any of its names is loaded (a file from another writer may use
     # lm_head.weight where save_trainable writes the first name, the embedding's).
     loaded = {id(targets[name]) for name in saved if name in targets}

@@ -44,6 +44,7 @@ def prepare_output_dir(
     """
     from peft_core.command_checks import earlier_run_in
     from peft_core.trainer.checkpointing import checkpoint_directories, delete_run_outputs
+    from peft_core.trainer.run_settings import setting_differences
 
     earlier = checkpoint_directories(output_dir)
     record = output_dir / record_name
@@ -55,10 +56,14 @@ def prepare_output_dir(
         raise FileExistsError(refusal)
     elif earlier and record.is_file():
         saved = json.loads(record.read_text(encoding="utf-8"))
-        if comparable(saved) != comparable(run_config):
+        changes = setting_differences(
+            json.loads(comparable(saved)), json.loads(comparable(run_config))
+        )
+        if changes:
             raise FileExistsError(
-                f"cannot resume {output_dir}: it was started with another {what} "
-                f"(see {record}); use the same options, or --overwrite"
+                f"cannot resume {output_dir}: it was started with another {what}: "
+                f"{'; '.join(changes)} (recorded in {record}); use the same options, or "
+                "--overwrite"
             )
     if write_record:
         write_run_record(output_dir, run_config, record_name=record_name)

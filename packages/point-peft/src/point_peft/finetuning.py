@@ -296,11 +296,7 @@ def finetune(
         model, args, train_data, compute_loss=compute_loss, callbacks=callbacks,
         method_config=method_config if method_config is not None else recipe,
     )  # fmt: skip
-    summary = trainer.train()
-    if trainer.is_main_process:
-        # The trainer saved what trains; the model's own save also keeps what a fresh load of the
-        # backbone would draw anew (a baseline's frozen cls token, absent from pre-train files).
-        trainer.unwrapped_model.save_pretrained(output_dir / FINAL_DIR)
+    summary = trainer.train()  # saves final/ with method_config, frozen cls tokens included
 
     evaluation_started = time.perf_counter()
     evaluation = evaluate_on(trainer.unwrapped_model, task, recipe, progress=progress)

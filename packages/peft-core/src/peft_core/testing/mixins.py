@@ -14,6 +14,7 @@ Usage in a method package's tests::
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 import torch
@@ -83,7 +84,13 @@ class TrainableRoundTripTests:
         save_trainable(model, tmp_path, self.method_config)
         saved = set(load_file(str(tmp_path / WEIGHTS_NAME)))
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-        frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+        # Frozen parameters the config declares as part of the method's state are saved too.
+        kept = tuple(getattr(self.method_config, "saved_parameters", ()) or ())
+        frozen = {
+            n
+            for n, p in model.named_parameters()
+            if not p.requires_grad and not any(fnmatch.fnmatchcase(n, k) for k in kept)
+        }
         assert trainable <= saved
         assert not (saved & frozen), f"frozen parameters were saved: {sorted(saved & frozen)[:5]}"
 

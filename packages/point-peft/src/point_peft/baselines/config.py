@@ -31,6 +31,10 @@ METHOD_OPTIONS: dict[str, dict[str, Any]] = {
 COMMON_OPTIONS: dict[str, Any] = {"freeze_batchnorm_stats": False}
 # Buffers saved with the trained tensors: every BatchNorm's statistics (a few kilobytes).
 SAVED_BUFFERS = ("*.running_mean", "*.running_var", "*.num_batches_tracked")
+# The backbone tensors a Point-MAE pre-train file lacks, so that every load of it draws them at
+# random. Saved with the trained tensors even where a row keeps them frozen ("linear", "bitfit"):
+# a backbone loaded afresh would otherwise restore a different model.
+NEW_IN_FINETUNING = ("backbone.cls_token", "backbone.cls_pos")
 
 
 def check_method(method: object) -> str:
@@ -118,6 +122,11 @@ class BaselineConfig(MethodConfig):
         """BatchNorm statistics are saved with the trained tensors: the head's move in training,
         and so do the frozen patch encoder's unless ``freeze_batchnorm_stats``."""
         return SAVED_BUFFERS
+
+    @property
+    def saved_parameters(self) -> tuple[str, ...]:
+        """Parameters ``peft_core.save_trainable`` saves even when frozen: :data:`NEW_IN_FINETUNING`."""
+        return NEW_IN_FINETUNING
 
     def validate(self) -> None:
         check_method(self.baseline)

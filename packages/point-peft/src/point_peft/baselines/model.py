@@ -9,9 +9,8 @@ with ``labels``, ``sample_indices`` accepted (and unused), a :class:`PointPeftOu
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import peft_core
 from point_peft.baselines.adapters import BlockAdapter
 from point_peft.baselines.config import BaselineConfig
 from point_peft.baselines.prompts import DeepPrompts
-from point_peft.baselines.trainable import NEW_IN_FINETUNING, TOKENS, trainable_patterns
+from point_peft.baselines.trainable import TOKENS, trainable_patterns
 from point_peft.method.model import (
     PointPeftModel,
     PointPeftOutput,
@@ -139,37 +138,15 @@ class BaselineModel(nn.Module):
         (norms) and the learned tokens (cls token and position, prompts)."""
         return no_weight_decay_names(self, TOKENS)
 
-    def frozen_new_parameters(self) -> list[nn.Parameter]:
-        """The cls token and position where this row keeps them frozen (``"linear"``,
-        ``"bitfit"``): a Point-MAE pre-train file lacks them, so each load of it draws new ones."""
-        return [
-            parameter
-            for name, parameter in self.named_parameters()
-            if name in NEW_IN_FINETUNING and not parameter.requires_grad
-        ]
-
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """``peft_core.save_trainable`` with this model's config: the trained tensors, the
-        BatchNorm statistics and :meth:`frozen_new_parameters`; ``peft_core.load(backbone,
-        directory)`` rebuilds the model on any fresh load of the pre-train file."""
-        with _saved_as_trained(self.frozen_new_parameters()):
-            return peft_core.save_trainable(self, directory, self.baseline_config)
+        BatchNorm statistics and the cls token and position even where they stay frozen (see
+        :attr:`BaselineConfig.saved_parameters`); ``peft_core.load(backbone, directory)`` rebuilds
+        the model on any fresh load of the pre-train file."""
+        return peft_core.save_trainable(self, directory, self.baseline_config)
 
     def extra_repr(self) -> str:
         return f"baseline={self.baseline!r}"
-
-
-@contextlib.contextmanager
-def _saved_as_trained(parameters: Sequence[nn.Parameter]) -> Iterator[None]:
-    """Let frozen ``parameters`` count as trained while ``peft_core.save_trainable`` picks what to
-    save (the parameters that require grad); ``peft_core.load`` copies every saved tensor back."""
-    for parameter in parameters:
-        parameter.requires_grad_(True)
-    try:
-        yield
-    finally:
-        for parameter in parameters:
-            parameter.requires_grad_(False)
 
 
 @peft_core.register_method("point_baseline", BaselineConfig)

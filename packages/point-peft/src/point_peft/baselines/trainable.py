@@ -40,11 +40,6 @@ TRAINABLE: dict[str, tuple[str, ...]] = {
     "bitfit": ("backbone.*.bias", *HEAD),
 }
 
-# The backbone tensors a Point-MAE pre-train file lacks, so that every load of it draws them at
-# random. Rows that keep them frozen ("linear", "bitfit") save them beside the trained tensors: a
-# backbone loaded afresh would otherwise restore a different model.
-NEW_IN_FINETUNING = ("backbone.cls_token", "backbone.cls_pos")
-
 # Learned tokens: no weight decay (with biases and 1-D tensors), timm's convention.
 TOKENS = ("backbone.cls_token", "backbone.cls_pos", "prompts.embeddings")
 
