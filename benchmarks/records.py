@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import platform
 import re
 import statistics
@@ -101,8 +102,21 @@ def write_record(record: dict[str, Any], directory: Path = RESULTS_DIR) -> Path:
 
     directory.mkdir(parents=True, exist_ok=True)
     path = record_path(record["name"], directory, record["run_info"]["device"]["kind"])
-    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    text = json.dumps(_strict_json(record), indent=2, sort_keys=True, allow_nan=False)
+    atomic_write_text(path, text + "\n")
     return path
+
+
+def _strict_json(value: Any) -> Any:
+    """``value`` with non-finite floats as the strings "nan", "inf", "-inf": Python writes them as
+    bare NaN / Infinity, which strict JSON readers (jq, browsers) refuse."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(item) for item in value]
+    return value
 
 
 def read_matching_record(

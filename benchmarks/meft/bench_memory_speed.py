@@ -97,12 +97,16 @@ def build(row: str, num_layers: int):
     variant, _, how = row.partition(" ")
     # None: every layer reversible (the config's default)
     reversible = {"vanilla backprop": 0, "top layer vanilla": num_layers - 1}.get(how)
+    every = int(how.partition("=")[2]) if how.startswith("save_inputs_every=") else None
     with warnings.catch_warnings():
         warnings.simplefilter(
             "ignore"
         )  # the float32 reconstruction warning is the point of another table
         return get_meft_model(
-            model, MeftConfig(variant=variant.lower(), num_reversible_layers=reversible)
+            model,
+            MeftConfig(
+                variant=variant.lower(), num_reversible_layers=reversible, save_inputs_every=every
+            ),
         )
 
 
@@ -208,7 +212,10 @@ def _add_vanilla_ratios(
 
 def depth_sweep(depths: list[int], batch: int, length: int) -> dict[str, dict[int, int]]:
     sweep: dict[str, dict[int, int]] = {}
-    for row in ("full fine-tuning", "LoRA r=8 (q,v)", "MEFT1", "MEFT2", "MEFT3"):
+    rows = ("full fine-tuning", "LoRA r=8 (q,v)", "MEFT1", "MEFT2", "MEFT3")
+    # What deep stacks need (see MeftConfig.save_inputs_every): memory grows with depth again.
+    rows += ("MEFT1 save_inputs_every=6",)
+    for row in rows:
         sweep[row] = {}
         for depth in depths:
             sweep[row][depth] = _in_fresh_process(row, depth, batch, length, 1, False)[

@@ -11,13 +11,15 @@ suite measures, on the real weights available offline:
 - SmolLM2-135M-Instruct (pre-LN Llama decoder): the same errors on its bottom
   :data:`SMOLLM2_LAYERS` layers; the largest relative difference between the adapters'
   gradients from the reversible backward and from vanilla backprop of the same converted model
-  (float64 streams); and, on all 30 layers, how far the converted model's logits start from the
+  (float64 streams); on all 30 layers, the same gradient difference without and with
+  ``save_inputs_every`` (10, 6, 3), and MEFT3's on the bottom layers with every second layer's
+  inputs saved; and, on all 30 layers, how far the converted model's logits start from the
   original model's (relative norm of the difference, top-1 next-token agreement) with
   ``adapter_init="zero_up"``.
 
 The bounds in ``tests/test_real_minilm.py`` and ``tests/test_real_smollm2.py`` pin a few of these
 figures; this record holds them all. `python -m benchmarks.run meft-reconstruction` (about a
-minute; ``--quick``: MiniLM, seed 0 only).
+few minutes; ``--quick``: MiniLM, seed 0 only).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ STREAM_DTYPES = ("float32", "float64")
 SEEDS = (0, 1, 2, 3, 4)  # adapter initialisations: the error depends on them
 SENTENCES = 16  # real Rotten-Tomatoes test sentences in the batch
 SMOLLM2_LAYERS = 4  # bottom decoder layers for the reconstruction and gradient figures
+SAVE_INPUTS_EVERY = (None, 10, 6, 3)  # MeftConfig.save_inputs_every on all 30 SmolLM2 layers
 SMOLLM2_TEXT = [
     "The capital of France is Paris, and the capital of Italy is Rome.",
     "Water boils at one hundred degrees Celsius at sea level.",
@@ -126,23 +129,46 @@ def _bottom_layers(model: torch.nn.Module, layers: int) -> torch.nn.Module:
     return small
 
 
-def _worst_gradient_difference(model, batch, variant: str) -> float:
-    """Largest relative difference of an adapter gradient, reversible vs vanilla backprop."""
+def _worst_gradient_difference(
+    model, batch, variant: str, layers: int | None = SMOLLM2_LAYERS, **options: Any
+) -> float:
+    """Largest relative difference of an adapter gradient, reversible vs vanilla backprop, on the
+    bottom ``layers`` layers (None: all of them), float64 streams."""
     grads = {}
-    for reversible in (SMOLLM2_LAYERS, 0):
+    for reversible in (None, 0):
+        base = _bottom_layers(model, layers) if layers else copy.deepcopy(model)
         converted = _meft(
-            _bottom_layers(model, SMOLLM2_LAYERS), variant, 0,
-            stream_dtype="float64", num_reversible_layers=reversible,
-        )  # fmt: skip
+            base, variant, 0, stream_dtype="float64", num_reversible_layers=reversible, **options
+        )
         converted.train()
         _lm_loss(converted, batch).backward()
         grads[reversible] = {
             name: p.grad.clone() for name, p in converted.named_parameters() if p.requires_grad
         }
+        del converted
     return max(
-        ((grads[SMOLLM2_LAYERS][name] - grad).norm() / grad.norm().clamp_min(1e-30)).item()
+        ((grads[None][name] - grad).norm() / grad.norm().clamp_min(1e-30)).item()
         for name, grad in grads[0].items()
     )
+
+
+def _saved_inputs_figures(model, batch) -> dict[str, Any]:
+    """The worst gradient difference with ``save_inputs_every`` = none, 10, 6, 3 on all layers,
+    and MEFT3's on the bottom layers with every second layer's inputs saved."""
+    all_layers = {
+        variant: {
+            str(every): _worst_gradient_difference(
+                model, batch, variant, None, save_inputs_every=every
+            )
+            for every in SAVE_INPUTS_EVERY
+        }
+        for variant in VARIANTS
+    }
+    bottom_meft3 = {
+        str(every): _worst_gradient_difference(model, batch, "meft3", save_inputs_every=every)
+        for every in (None, 2)
+    }
+    return {"all_layers": all_layers, f"bottom_{SMOLLM2_LAYERS}_layers_meft3": bottom_meft3}
 
 
 @torch.no_grad()
@@ -177,6 +203,9 @@ def smollm2_figures() -> dict[str, Any]:
         "worst_gradient_difference_float64_streams": {
             variant: _worst_gradient_difference(model, batch, variant) for variant in VARIANTS
         },
+        "worst_gradient_difference_float64_streams_saved_inputs": _saved_inputs_figures(
+            model, batch
+        ),
         "starting_point_all_layers_zero_up": {
             variant: _starting_point(model, batch, variant) for variant in VARIANTS
         },

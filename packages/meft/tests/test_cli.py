@@ -18,6 +18,7 @@ def test_help_lists_the_train_options(capsys):
         "--variant",
         "--stream-dtype",
         "--num-reversible-layers",
+        "--save-inputs-every",
         "--dataset",
         "--resume",
     ):
@@ -44,7 +45,8 @@ def _refuse_to_measure(*args, **kwargs):
 @pytest.mark.parametrize(
     ("options", "message"),
     [(["--adapter-dim", "0"], "MeftConfig.adapter_dim must be a positive integer"),
-     (["--num-reversible-layers", "99"], "num_reversible_layers=99 exceeds the 2 layers")],
+     (["--num-reversible-layers", "99"], "num_reversible_layers=99 exceeds the 2 layers"),
+     (["--save-inputs-every", "0"], "MeftConfig.save_inputs_every must be None or an integer")],
 )  # fmt: skip
 def test_bad_values_are_usage_errors_reported_before_any_work(
     options, message, monkeypatch, capsys, tmp_path

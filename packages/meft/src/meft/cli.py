@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--stream-dtype", choices=("float32", "float64"), default="float32")
     train.add_argument("--num-reversible-layers", type=int, default=None)
     train.add_argument(
+        "--save-inputs-every", type=int, default=None, metavar="K",
+        help="keep the exact inputs of every K-th reversible layer (deep stacks: bounds how far "
+        "reconstruction rounding compounds; the conversion warning suggests a K)",
+    )  # fmt: skip
+    train.add_argument(
         "--save-every", type=int, default=100, help="checkpoint interval in steps (for --resume)"
     )
     train.set_defaults(error=train.error)  # "meft train: error: ..." for values MEFT refuses
@@ -56,6 +61,7 @@ def _config(args: argparse.Namespace) -> MeftConfig:
     return MeftConfig(
         variant=args.variant, adapter_dim=args.adapter_dim, stream_dtype=args.stream_dtype,
         num_reversible_layers=args.num_reversible_layers,
+        save_inputs_every=args.save_inputs_every,
     )  # fmt: skip
 
 

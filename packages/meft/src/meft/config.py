@@ -36,6 +36,14 @@ class MeftConfig(MethodConfig):
             choice) the bottom layers of a deep MEFT3 stack are reconstructed with large error;
             ``"float64"`` keeps ~9 more digits for twice the (depth-independent) stream memory.
             Measure with ``check_reconstruction``.
+        save_inputs_every: keep the exact inputs (both streams) of every k-th reversible layer,
+            counting from the bottom one, and restart the reconstruction from them in backward:
+            rounding then compounds over at most k − 1 layers instead of the whole stack. Costs
+            one B×T×2d stream pair per saved layer (⌈N/k⌉ of them; the bottom layer's pair is the
+            stack's input, one B×T×d tensor), so memory grows with depth again, by a small
+            fraction of what vanilla backprop stores. Needed for deep stacks: on the real 30-layer
+            SmolLM2, MEFT2 with float64 streams reconstructs layer 0 with relative error ~6e12
+            and gradients are garbage without it. ``None`` = none (the paper).
         trainable: extra glob patterns of parameters to train besides the adapters (one string is
             one pattern); ``None`` = the model's task head, detected per architecture.
         check_reconstruction: debug mode: keep each layer's true inputs and compare the inputs
@@ -55,6 +63,7 @@ class MeftConfig(MethodConfig):
     adapter_dropout: float | None = None
     num_reversible_layers: int | None = None
     stream_dtype: str = "float32"
+    save_inputs_every: int | None = None
     trainable: tuple[str, ...] | None = None
     check_reconstruction: bool = False
     reconstruction_tolerance: float = 1e-3
@@ -81,6 +90,9 @@ class MeftConfig(MethodConfig):
         if layers is not None and not (_is_int(layers) and layers >= 0):
             _fail("num_reversible_layers", "None or an integer >= 0", layers)
         _one_of("stream_dtype", self.stream_dtype, STREAM_DTYPES)
+        every = self.save_inputs_every
+        if every is not None and not (_is_int(every) and every >= 1):
+            _fail("save_inputs_every", "None or an integer >= 1", every)
         if self.trainable is not None:
             try:
                 patterns = tuple(self.trainable)

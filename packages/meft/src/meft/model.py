@@ -98,6 +98,7 @@ class MeftStack:
             reconstruction_tolerance=self.config.reconstruction_tolerance,
             layer_outputs=outputs,
             on_reconstructed=self._record_reconstruction_errors,
+            save_inputs_every=self.config.save_inputs_every,
         )  # fmt: skip
         if outputs is None or len(outputs) == 1:
             return output
@@ -216,6 +217,10 @@ _EPSILON = {
     "float32": 6e-8, "float64": 1.1e-16, torch.float16: 4.9e-4, torch.bfloat16: 3.9e-3,
 }  # fmt: skip
 _UNSTABLE = 1e-2
+# What a suggested save_inputs_every aims at, far under the warning's level: a real model's
+# bottom layers can amplify more than 1/(λβ) per layer. On the real 30-layer SmolLM2 with float64
+# streams, the suggestion this gives (every 10th layer) leaves MEFT1/MEFT2 gradients within 1e-3.
+_SAFE = 1e-6
 
 
 def _warn_if_reconstruction_is_unstable(
@@ -231,19 +236,69 @@ def _warn_if_reconstruction_is_unstable(
     """
     x1_factor, x2_factor = config.factors
     growth = 1 / (x1_factor * x2_factor)
-    predicted = _EPSILON[config.stream_dtype] * growth**num_reversible
-    rounding = f"{config.stream_dtype} rounding"
-    if layer_dtype in _EPSILON and config.stream_dtype == "float32" and num_reversible > 0:
-        predicted = max(predicted, _EPSILON[layer_dtype] * growth ** (num_reversible - 1))
-        rounding = f"the {str(layer_dtype).removeprefix('torch.')} layers' rounding"
-    if predicted > _UNSTABLE:
-        warnings.warn(
-            f"MEFT ({config.variant}, λ={x1_factor}, β={x2_factor}): reconstructing the inputs of "
-            f"{num_reversible} reversible layers of {name} amplifies {rounding} by "
-            f"~{growth:.0f}x per layer (predicted relative error ~{predicted:.0e} at the bottom). "
-            "Use stream_dtype='float64', fewer num_reversible_layers, or check_reconstruction=True to measure.",
-            stacklevel=3,
+    every = config.save_inputs_every
+    predicted, rounding = _predicted_error(
+        config.stream_dtype, layer_dtype, growth, _compounding(num_reversible, every)
+    )
+    if predicted <= _UNSTABLE:
+        return
+    remedies = []
+    if config.stream_dtype == "float32":
+        remedies.append("stream_dtype='float64'")
+    safe = _safe_save_inputs_every(config.stream_dtype, layer_dtype, growth, num_reversible)
+    if safe is not None:
+        remedies.append(
+            f"save_inputs_every={safe} (keeps the inputs of {-(-num_reversible // safe)} layers; "
+            "predicted error below 1e-6)"
         )
+    remedies += ["fewer num_reversible_layers", "check_reconstruction=True to measure"]
+    saved = f" (saving those of every {_ordinal(every)} layer)" if every is not None else ""
+    warnings.warn(
+        f"MEFT ({config.variant}, λ={x1_factor}, β={x2_factor}): reconstructing the inputs of "
+        f"{num_reversible} reversible layers of {name}{saved} amplifies {rounding} by "
+        f"~{growth:.0f}x per layer (predicted relative error ~{predicted:.0e} at the worst "
+        f"layer). Use {', '.join(remedies[:-1])}, or {remedies[-1]}.",
+        stacklevel=3,
+    )
+
+
+def _ordinal(number: int) -> str:
+    if number == 1:
+        return ""
+    suffix = (
+        "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    )
+    return f"{number}{suffix}"
+
+
+def _compounding(num_reversible: int, every: int | None) -> int:
+    """Inversions the worst-reconstructed input goes through: the whole stack, or up to the next
+    saved input (layers 0, k, 2k, … are saved, so at most k − 1)."""
+    return num_reversible if every is None else min(num_reversible, every - 1)
+
+
+def _predicted_error(
+    stream_dtype: str, layer_dtype: torch.dtype | None, growth: float, inversions: int
+) -> tuple[float, str]:
+    """Predicted relative error after ``inversions`` inverses, and the rounding that grows."""
+    predicted = _EPSILON[stream_dtype] * growth**inversions if inversions else 0.0
+    rounding = f"{stream_dtype} rounding"
+    if layer_dtype in _EPSILON and stream_dtype == "float32" and inversions > 0:
+        predicted = max(predicted, _EPSILON[layer_dtype] * growth ** (inversions - 1))
+        rounding = f"the {str(layer_dtype).removeprefix('torch.')} layers' rounding"
+    return predicted, rounding
+
+
+def _safe_save_inputs_every(
+    stream_dtype: str, layer_dtype: torch.dtype | None, growth: float, num_reversible: int
+) -> int | None:
+    """The largest ``save_inputs_every`` whose predicted error stays below ``_SAFE`` (None where
+    only saving every input would, which is no longer MEFT's memory saving)."""
+    for every in range(num_reversible, 1, -1):
+        predicted, _ = _predicted_error(stream_dtype, layer_dtype, growth, every - 1)
+        if predicted <= _SAFE:
+            return every
+    return None
 
 
 def _lowest_precision(layers: list[nn.Module]) -> torch.dtype | None:

@@ -62,6 +62,8 @@ class StackRun:
     layer_outputs: list[torch.Tensor] | None = None
     # Called with the per-layer errors once a backward has measured them (debug mode).
     on_reconstructed: Callable[[list[float]], None] | None = None
+    # Layers whose exact inputs forward saves, so that backward restarts reconstruction there.
+    saved_input_layers: tuple[int, ...] = ()
 
     @property
     def grad_context_positions(self) -> list[int]:
@@ -91,8 +93,11 @@ class ReversibleStackFunction(torch.autograd.Function):
         run.rng_states = []
         if run.true_inputs is not None:
             run.true_inputs.clear()
+        saved_inputs: list[torch.Tensor] = []
         with torch.no_grad():
-            for layer in run.layers:
+            for index, layer in enumerate(run.layers):
+                if index in run.saved_input_layers:
+                    saved_inputs += [x1, x2]  # never written in place: no copy needed
                 if run.true_inputs is not None:
                     run.true_inputs.append((x1.clone(), x2.clone()))
                 states: dict[str, RngStates | None] = {"F": None, "G": None}
@@ -111,14 +116,20 @@ class ReversibleStackFunction(torch.autograd.Function):
         rng_tensors = [
             t for states in run.rng_states for s in states.values() if s for t in s.values()
         ]
-        ctx.save_for_backward(x1, x2, *context_tensors, *rng_tensors)
+        ctx.save_for_backward(x1, x2, *saved_inputs, *context_tensors, *rng_tensors)
         return x1, x2
 
     @staticmethod
     def backward(ctx, grad1: torch.Tensor | None, grad2: torch.Tensor | None):
         _refuse_higher_order_gradients()
         run: StackRun = ctx.run
-        out1, out2 = ctx.saved_tensors[:2]
+        saved = ctx.saved_tensors  # once: under torch.utils.checkpoint a second read raises
+        out1, out2 = saved[:2]
+        pairs = saved[2 : 2 + 2 * len(run.saved_input_layers)]
+        exact_inputs = {
+            index: (pairs[2 * i], pairs[2 * i + 1])
+            for i, index in enumerate(run.saved_input_layers)
+        }
         grad1 = torch.zeros_like(out1) if grad1 is None else grad1.to(out1.dtype)
         grad2 = torch.zeros_like(out2) if grad2 is None else grad2.to(out2.dtype)
         grad_positions = run.grad_context_positions
@@ -148,15 +159,16 @@ class ReversibleStackFunction(torch.autograd.Function):
                 return out, grad_x
 
             # 1. recompute G(y1), backprop g2 through it, invert for x2
+            exact = exact_inputs.get(index)
             g_out, dy1 = recompute(layer.G, y1, g2, states["G"])
             with torch.no_grad():
-                x2 = (y2 - g_out) / layer.x2_factor
+                x2 = (y2 - g_out) / layer.x2_factor if exact is None else exact[1]
                 g1 = g1 + dy1
             del g_out
             # 2. recompute F(x2), backprop the corrected g1 through it, invert for x1
             f_out, dx2 = recompute(layer.F, x2, g1, states["F"])
             with torch.no_grad():
-                x1 = (y1 - f_out) / layer.x1_factor
+                x1 = (y1 - f_out) / layer.x1_factor if exact is None else exact[0]
                 grad1, grad2 = layer.x1_factor * g1, layer.x2_factor * g2 + dx2
             out1, out2 = x1.detach(), x2.detach()
             if run.true_inputs is not None:
@@ -251,13 +263,15 @@ def run_stack(
     cache_arguments: tuple[str, ...] = (),
     layer_outputs: list[torch.Tensor] | None = None,
     on_reconstructed: Callable[[list[float]], None] | None = None,
+    save_inputs_every: int | None = None,
 ) -> tuple[torch.Tensor, StackRun | None]:
     """Run the coupled stack on ``hidden``: bottom ``num_reversible`` layers reversibly, the rest
     with vanilla autograd. Both streams start as ``hidden``; the result is their mean.
     ``cache_arguments`` name the context entries holding key/value caches, which the backward
     recompute runs without. ``layer_outputs``, if given, receives every layer's output (the mean
     of its streams; without a graph for the reversible layers, which run without autograd).
-    ``on_reconstructed`` receives the debug mode's per-layer errors after each backward."""
+    ``on_reconstructed`` receives the debug mode's per-layer errors after each backward.
+    ``save_inputs_every=k`` keeps the exact inputs of reversible layers 0, k, 2k, …"""
     dtype = hidden.dtype
     x1 = x2 = hidden.to(stream_dtype)
     run = None
@@ -275,6 +289,7 @@ def run_stack(
             cache_arguments=cache_arguments,
             layer_outputs=layer_outputs,
             on_reconstructed=on_reconstructed,
+            saved_input_layers=saved_input_layers(len(reversible), save_inputs_every),
         )  # fmt: skip
         grad_context = [leaves[p] for p in run.grad_context_positions]
         parameters = [p for layer in reversible for p in layer.trainable_parameters()]
@@ -288,3 +303,8 @@ def run_stack(
         if layer_outputs is not None:
             layer_outputs.append(((x1 + x2) / 2).to(dtype))
     return ((x1 + x2) / 2).to(dtype), run
+
+
+def saved_input_layers(num_reversible: int, every: int | None) -> tuple[int, ...]:
+    """The reversible layers whose inputs are saved: 0, k, 2k, … (none for ``every=None``)."""
+    return () if every is None else tuple(range(0, num_reversible, every))
