@@ -44,7 +44,9 @@ def test_bad_values_name_the_field(field, value):
 
 
 def test_json_round_trip_and_unknown_keys():
-    config = MeftConfig(variant="meft3", adapter_dim=4, trainable=("classifier.*",))
+    config = MeftConfig(
+        variant="meft3", adapter_dim=4, trainable=("classifier.*",), save_inputs_every=3
+    )
     assert MeftConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ConfigError, match="did you mean 'adapter_dim'"):
         MeftConfig.from_dict({**config.to_dict(), "adaptor_dim": 4})

@@ -263,8 +263,6 @@ def _warn_if_reconstruction_is_unstable(
 
 
 def _ordinal(number: int) -> str:
-    if number == 1:
-        return ""
     suffix = (
         "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
     )

@@ -242,7 +242,8 @@ def _record_reconstruction(run: StackRun, index: int, x1: torch.Tensor, x2: torc
         warnings.warn(
             f"MEFT: layer {index} inputs were reconstructed with relative error {error:.2e} "
             f"(tolerance {run.reconstruction_tolerance:.0e}); gradients below it are approximate. "
-            "Lower precision (fp16/bf16) or very small x1/x2 factors amplify rounding.",
+            "Lower precision (fp16/bf16), very small x1/x2 factors and deep stacks amplify "
+            "rounding; float64 streams or save_inputs_every bound it.",
             stacklevel=2,
         )
 
