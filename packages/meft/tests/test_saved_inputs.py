@@ -105,8 +105,18 @@ def test_the_conversion_warning_names_a_safe_save_inputs_every():
             tiny_bert(num_layers=30),
             MeftConfig("meft2", stream_dtype="float64", save_inputs_every=10),
         )
-    with pytest.warns(
-        UserWarning,
-        match=r"stream_dtype='float64', save_inputs_every=2 \(keeps the inputs of 15 layers",
-    ):
+    # With float32 streams: float64 streams and every 10th layer, or float32 and every 2nd.
+    with pytest.warns(UserWarning, match="amplifies float32 rounding") as caught:
         get_meft_model(tiny_bert(num_layers=30), MeftConfig("meft2"))
+    message = str(caught[0].message)
+    assert "stream_dtype='float64' with save_inputs_every=10 (keeps the inputs of 3" in message
+    assert (
+        "save_inputs_every=2 (keeps the inputs of 15 layers; predicted error below 1e-6) "
+        "with float32 streams" in message
+    )
+    # Layer 0 is always saved, so on a 3-layer MEFT3 stack every k >= 3 saves layer 0 alone and
+    # the worst input goes through two inverses (100x each): 6e-4 predicted, no warning.
+    for every in (3, 4, 100):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            get_meft_model(tiny_bert(num_layers=3), MeftConfig("meft3", save_inputs_every=every))

@@ -90,8 +90,12 @@ def test_interrupted_first_save_loads_without_its_config_file(tmp_path, monkeypa
     model = _apply(_trained(0), RankConfig())
     _interrupted_save(monkeypatch, model, tmp_path, RankConfig())
     assert not (tmp_path / CONFIG_NAME).exists()
-    with pytest.warns(UserWarning, match="adapter_config.json is unreadable"):
+    with pytest.warns(UserWarning, match="adapter_config.json is unreadable") as caught:
         assert load_trainable(_apply(Net(), RankConfig()), tmp_path) == LoadResult([], [])
+    assert [w.filename for w in caught] == [__file__]  # once, and pointing at the caller
+    with pytest.warns(UserWarning, match="adapter_config.json is unreadable") as caught:
+        peft_core.load(Net(), tmp_path)
+    assert [w.filename for w in caught] == [__file__]
 
 
 def test_config_edited_by_hand_is_honoured(tmp_path):
@@ -137,6 +141,11 @@ def test_digest_changes_with_any_byte_name_dtype_or_shape():
         {**base, "a": base["a"].reshape(2, 3)},
     ]
     assert len({digest, *(tensors_digest(v) for v in variants)}) == 1 + len(variants)
+    # Strided and non-contiguous tensors hash as their values.
+    strided = torch.arange(10.0)[2:8:2]
+    assert tensors_digest({"a": strided}) == tensors_digest({"a": strided.clone()})
+    matrix = torch.arange(6.0).reshape(2, 3)
+    assert tensors_digest({"a": matrix.t()}) == tensors_digest({"a": matrix.t().contiguous()})
 
 
 @dataclasses.dataclass

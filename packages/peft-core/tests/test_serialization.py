@@ -95,8 +95,9 @@ def test_only_trainable_tensors_are_saved(tmp_path):
     assert sorted(os.listdir(tmp_path)) == [CONFIG_NAME, WEIGHTS_NAME]
     assert record["method"] is None
     assert record["saved_buffers"] == []
-    assert "saved_parameters" not in record
-    assert record["format_version"] == 1  # readable by releases that know format 1 alone
+    assert record["saved_parameters"] == record["frozen_parameters"] == []
+    # Format 2: releases that read format 1 alone refuse it by name instead of by unknown key.
+    assert record["format_version"] == 2
     assert "peft_core_version" in record
 
 
@@ -203,7 +204,7 @@ def test_include_parameters_saves_frozen_parameters_and_load_restores_them(tmp_p
     assert {"embed.weight", "head.weight"} <= set(_saved_keys(tmp_path))
     record = json.loads((tmp_path / CONFIG_NAME).read_text())
     assert record["saved_parameters"] == ["embed.weight", "head.*"]
-    assert record["format_version"] == 2
+    assert record["frozen_parameters"] == ["embed.weight", "head.weight"]
 
     fresh = _model(seed=5)
     assert not torch.equal(fresh.embed.weight, model.embed.weight)
@@ -228,6 +229,26 @@ def test_config_saved_parameters_are_saved_and_a_file_without_them_is_refused(tm
     _rewrite_without_embedded_record(tmp_path / "without" / WEIGHTS_NAME)
     with pytest.raises(CheckpointError, match=r"missing keys: embed\.weight"):
         load_trainable(_model(), tmp_path / "without")
+
+
+def test_a_frozen_tied_parameter_is_matched_by_either_name(tmp_path):
+    model = TiedNet()
+    freeze(model, ["body.*"])  # the tied embedding / lm_head stays frozen
+    save_trainable(model, tmp_path, include_parameters=["lm_head.weight"])
+    assert _saved_keys(tmp_path) == ["body.bias", "body.weight", "embed.weight"]
+    fresh = TiedNet()
+    freeze(fresh, ["body.*"])
+    assert load_trainable(fresh, tmp_path) == LoadResult([], [])
+    assert torch.equal(fresh.lm_head.weight, model.embed.weight)
+
+
+def test_a_methodless_load_keeps_the_saved_frozen_parameters_frozen(tmp_path):
+    model = _model()  # body and bn affine trainable; embed and head frozen
+    save_trainable(model, tmp_path, include_parameters=["embed.weight"])
+    loaded = peft_core.load(Net(), tmp_path)
+    trainable = {n for n, p in loaded.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, p in model.named_parameters() if p.requires_grad}
+    assert torch.equal(loaded.embed.weight, model.embed.weight)
 
 
 def _rewrite_without_embedded_record(path) -> None:

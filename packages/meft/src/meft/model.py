@@ -244,13 +244,22 @@ def _warn_if_reconstruction_is_unstable(
         return
     remedies = []
     if config.stream_dtype == "float32":
-        remedies.append("stream_dtype='float64'")
+        wide, _ = _predicted_error(
+            "float64", layer_dtype, growth, _compounding(num_reversible, every)
+        )
+        wide_every = (
+            None
+            if wide <= _UNSTABLE
+            else _safe_save_inputs_every("float64", layer_dtype, growth, num_reversible)
+        )
+        remedies.append(
+            "stream_dtype='float64'"
+            + (f" with {_saving(wide_every, num_reversible)}" if wide_every else "")
+        )
     safe = _safe_save_inputs_every(config.stream_dtype, layer_dtype, growth, num_reversible)
     if safe is not None:
-        remedies.append(
-            f"save_inputs_every={safe} (keeps the inputs of {-(-num_reversible // safe)} layers; "
-            "predicted error below 1e-6)"
-        )
+        streams = " with float32 streams" if config.stream_dtype == "float32" else ""
+        remedies.append(f"{_saving(safe, num_reversible)}{streams}")
     remedies += ["fewer num_reversible_layers", "check_reconstruction=True to measure"]
     saved = f" (saving those of every {_ordinal(every)} layer)" if every is not None else ""
     warnings.warn(
@@ -259,6 +268,13 @@ def _warn_if_reconstruction_is_unstable(
         f"~{growth:.0f}x per layer (predicted relative error ~{predicted:.0e} at the worst "
         f"layer). Use {', '.join(remedies[:-1])}, or {remedies[-1]}.",
         stacklevel=3,
+    )
+
+
+def _saving(every: int, num_reversible: int) -> str:
+    return (
+        f"save_inputs_every={every} (keeps the inputs of {-(-num_reversible // every)} layers; "
+        "predicted error below 1e-6)"
     )
 
 
@@ -271,8 +287,10 @@ def _ordinal(number: int) -> str:
 
 def _compounding(num_reversible: int, every: int | None) -> int:
     """Inversions the worst-reconstructed input goes through: the whole stack, or up to the next
-    saved input (layers 0, k, 2k, … are saved, so at most k − 1)."""
-    return num_reversible if every is None else min(num_reversible, every - 1)
+    saved input (layers 0, k, 2k, … are saved, so at most k − 1, and layer 0 never)."""
+    if every is None:
+        return num_reversible
+    return max(0, min(num_reversible - 1, every - 1))
 
 
 def _predicted_error(

@@ -21,16 +21,23 @@ from peft_core._atomic import atomic_write_text
 CONFIG_FORMAT_VERSION = 1
 """The format configs are written in."""
 NEWEST_FORMAT_VERSION = 2
-"""The newest format this library reads. 2: a saved folder that keeps frozen parameters
-(``saved_parameters``); ``save_trainable`` writes it only for such folders, so that every other
-folder stays readable by releases that know format 1 alone."""
+"""The newest format this library reads. 2: what ``save_trainable`` writes since peft-core 0.2
+(``adapter_config.json`` with a digest of the weights and the frozen parameters it keeps, which
+0.1 would reject as unknown keys; it refuses the format by name instead). A config saved alone
+(:meth:`MethodConfig.save`) stays format 1."""
 # Keys written next to the fields; not constructor arguments.
 _STAMP_KEYS = frozenset({"method", "library", "library_version", "format_version"})
 # Keys save_trainable writes into a saved folder's adapter_config.json next to the config's fields:
 # from_dict ignores them, unless the config class has a field of that name, so that a folder's
 # record reads back as its config.
 SAVED_FOLDER_KEYS = frozenset(
-    {"peft_core_version", "saved_buffers", "saved_parameters", "weights_sha256"}
+    {
+        "peft_core_version",
+        "saved_buffers",
+        "saved_parameters",
+        "frozen_parameters",
+        "weights_sha256",
+    }
 )
 
 ConfigT = TypeVar("ConfigT", bound="MethodConfig")

@@ -12,7 +12,7 @@ from peft_core.config import check_format_version
 from peft_core.freezing import freeze
 from peft_core.registry import get_method
 from peft_core.saved_record import CONFIG_NAME, WEIGHTS_NAME, read_saved_record
-from peft_core.serialization import CheckpointError, load_trainable, read_trainable_file
+from peft_core.serialization import CheckpointError, load_with_record, read_trainable_file
 
 
 def load(model: nn.Module, directory: str | os.PathLike, *, strict: bool = True) -> nn.Module:
@@ -34,18 +34,19 @@ def load(model: nn.Module, directory: str | os.PathLike, *, strict: bool = True)
         ... )  # doctest: +SKIP
     """
     directory = Path(directory)
-    record = read_saved_record(directory)
+    record = read_saved_record(directory, stacklevel=2)
     # Before the model is touched: a method-less folder has no config class to check it later.
     check_format_version(record, str(directory / CONFIG_NAME))
+    saved = read_trainable_file(directory / WEIGHTS_NAME)
     method = record.get("method")
     if method:
         spec = get_method(method)
         config = spec.config_class.from_dict(record)  # ignores the keys save_trainable added
         model = spec.apply(model, config)
     else:
-        _freeze_to_saved(model, directory)
+        _freeze_to_saved(model, saved, record.get("frozen_parameters", []))
     try:
-        load_trainable(model, directory, strict=strict)
+        load_with_record(model, directory, saved, record, strict=strict)
     except CheckpointError as error:
         if method:
             raise CheckpointError(
@@ -56,9 +57,11 @@ def load(model: nn.Module, directory: str | os.PathLike, *, strict: bool = True)
     return model
 
 
-def _freeze_to_saved(model: nn.Module, directory: Path) -> None:
-    """Without a method to rebuild, the saved tensors say what was trained: only they stay
-    trainable (a fresh base model has everything trainable, which would all count as missing)."""
-    saved = read_trainable_file(directory / WEIGHTS_NAME)
+def _freeze_to_saved(model: nn.Module, saved: dict, frozen: list[str]) -> None:
+    """Without a method to rebuild, the saved tensors say what was trained: they stay trainable,
+    except those saved while frozen (``include_parameters``), and everything else is frozen (a
+    fresh base model has everything trainable, which would all count as missing)."""
     parameters = {name for name, _ in model.named_parameters(remove_duplicate=False)}
-    freeze(model, trainable=[glob.escape(name) for name in saved if name in parameters])
+    kept_frozen = set(frozen)
+    trainable = [n for n in saved if n in parameters and n not in kept_frozen]
+    freeze(model, trainable=[glob.escape(name) for name in trainable])

@@ -28,13 +28,15 @@ DIGEST_KEY = "weights_sha256"
 
 
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over names, dtypes, shapes and bytes of contiguous CPU ``tensors``, in name order."""
+    """SHA-256 over the names, dtypes, shapes and bytes of ``tensors``, in name order."""
     digest = hashlib.sha256()
     for name in sorted(tensors):
         tensor = tensors[name]
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        # uint8 views exist for every dtype, bfloat16 and float8 included (numpy lacks those).
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        # uint8 views exist for every dtype, bfloat16 and float8 included (numpy lacks those);
+        # they need contiguous memory, and memoryview hashes the bytes without another copy.
+        data = tensor.detach().to("cpu").reshape(-1).contiguous().view(torch.uint8)
+        digest.update(memoryview(data.numpy()))
     return digest.hexdigest()
 
 
@@ -63,12 +65,13 @@ def _embedded_record(weights_path: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def read_saved_record(directory: str | os.PathLike) -> dict[str, Any]:
+def read_saved_record(directory: str | os.PathLike, *, stacklevel: int = 1) -> dict[str, Any]:
     """The config record that belongs to ``directory``'s weights file.
 
     That is ``adapter_config.json`` unless it is missing or its digest differs from the copy inside
     ``adapter_model.safetensors`` (a save interrupted between its two files); then the embedded
-    copy, with a warning. A folder with neither raises ``FileNotFoundError``.
+    copy, with a warning (``stacklevel`` as ``warnings.warn``'s, counted from the caller). A folder
+    with neither raises ``FileNotFoundError``.
     """
     directory = Path(directory)
     config_path = directory / CONFIG_NAME
@@ -86,6 +89,6 @@ def read_saved_record(directory: str | os.PathLike) -> dict[str, Any]:
     warnings.warn(
         f"{directory}: {reason}; using the config stored inside {WEIGHTS_NAME} (a save "
         "interrupted between its two files leaves this; saving again rewrites both)",
-        stacklevel=3,
+        stacklevel=stacklevel + 1,
     )
     return embedded

@@ -14,11 +14,7 @@ import torch
 from torch import nn
 
 from peft_core._atomic import atomic_write, atomic_write_text
-from peft_core.config import (
-    CONFIG_FORMAT_VERSION,
-    MethodConfig,
-    check_format_version,
-)
+from peft_core.config import MethodConfig, check_format_version
 from peft_core.saved_record import (
     CONFIG_NAME,
     DIGEST_KEY,
@@ -28,8 +24,9 @@ from peft_core.saved_record import (
     weights_metadata,
 )
 
-# Format 2 (see peft_core.config.NEWEST_FORMAT_VERSION): the folder holds frozen parameters.
-SAVED_PARAMETERS_FORMAT_VERSION = 2
+# The format save_trainable writes (see peft_core.config.NEWEST_FORMAT_VERSION): the digest, the
+# embedded record and the frozen parameters' names are keys releases reading format 1 reject.
+FOLDER_FORMAT_VERSION = 2
 
 
 class CheckpointError(RuntimeError):
@@ -45,8 +42,9 @@ class LoadResult:
 
 
 def _config_patterns(config: MethodConfig | None, attribute: str, own: Iterable[str]) -> list[str]:
-    """The caller's patterns, then those the method config declares under ``attribute``."""
-    return list(own) + list(getattr(config, attribute, ()) or ())
+    """The caller's patterns, then those the method config declares under ``attribute``, each
+    once (a config whose field of that name was loaded from a record already holds the caller's)."""
+    return list(dict.fromkeys([*own, *(getattr(config, attribute, ()) or ())]))
 
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:
@@ -59,11 +57,13 @@ def trainable_state_dict(
     """Trainable parameters (tied ones once), plus frozen parameters whose names match
     ``include_parameters`` and buffers whose names match ``include_buffers`` (globs)."""
     parameter_patterns = list(include_parameters)
-    state = {
-        name: p
-        for name, p in model.named_parameters()
+    # Any name of a tied tensor may match a pattern; the tensor is kept once, under its first.
+    chosen = {
+        id(p)
+        for name, p in model.named_parameters(remove_duplicate=False)
         if p.requires_grad or _matches(name, parameter_patterns)
     }
+    state = {name: p for name, p in model.named_parameters() if id(p) in chosen}
     buffer_patterns = list(include_buffers)
     if buffer_patterns:
         for name, buffer in model.named_buffers():
@@ -86,7 +86,7 @@ def _refuse_unmatched_patterns(
         ("include_buffers", include_buffers, model.named_buffers),
         ("include_parameters", include_parameters, model.named_parameters),
     ):
-        names = [name for name, _ in named()]
+        names = [name for name, _ in named(remove_duplicate=False)]  # tied tensors by every name
         unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
         if unmatched:
             kind = argument.removeprefix("include_")
@@ -132,7 +132,10 @@ def save_trainable(
         )
     # safetensors refuses tensors that share memory; cloning trainable tensors is cheap.
     tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in state.items()}
-    record = _folder_record(config, buffer_patterns, parameter_patterns, tensors)
+    frozen = sorted(
+        name for name, t in state.items() if isinstance(t, nn.Parameter) and not t.requires_grad
+    )
+    record = _folder_record(config, buffer_patterns, parameter_patterns, frozen, tensors)
     atomic_write(
         directory / WEIGHTS_NAME,
         lambda tmp: save_file(tensors, str(tmp), metadata=weights_metadata(record)),
@@ -145,23 +148,20 @@ def _folder_record(
     config: MethodConfig | None,
     buffer_patterns: list[str],
     parameter_patterns: list[str],
+    frozen: list[str],
     tensors: dict[str, torch.Tensor],
 ) -> dict[str, Any]:
     """What ``adapter_config.json`` holds: the config, the version that saved it, the patterns of
-    the extra tensors, and the digest that ties it to its weights file."""
+    the extra tensors, which saved parameters were frozen, and the digest that ties it to its
+    weights file."""
     from peft_core import __version__
 
-    record: dict[str, Any] = (
-        config.to_dict()
-        if config is not None
-        else {"method": None, "format_version": CONFIG_FORMAT_VERSION}
-    )
+    record: dict[str, Any] = config.to_dict() if config is not None else {"method": None}
+    record["format_version"] = FOLDER_FORMAT_VERSION
     record["peft_core_version"] = __version__
     record["saved_buffers"] = buffer_patterns
-    if parameter_patterns:
-        # Only here: a release that reads format 1 alone would load such a folder without them.
-        record["saved_parameters"] = parameter_patterns
-        record["format_version"] = max(record["format_version"], SAVED_PARAMETERS_FORMAT_VERSION)
+    record["saved_parameters"] = parameter_patterns
+    record["frozen_parameters"] = frozen  # a method-less load keeps them frozen
     record[DIGEST_KEY] = tensors_digest(tensors)
     return record
 
@@ -181,15 +181,21 @@ def read_trainable_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def _saved_patterns(directory: Path) -> tuple[list[str], list[str]]:
+def _saved_patterns(record: dict[str, Any] | None, directory: Path) -> tuple[list[str], list[str]]:
     """The buffer and frozen-parameter patterns a folder was saved with (none for a folder saved
     without a config file); its format must be one this library reads."""
-    try:
-        record = read_saved_record(directory)
-    except FileNotFoundError:
+    if record is None:
         return [], []
     check_format_version(record, str(directory / CONFIG_NAME))
     return record.get("saved_buffers", []), record.get("saved_parameters", [])
+
+
+def folder_record_or_none(directory: Path, *, stacklevel: int) -> dict[str, Any] | None:
+    """:func:`read_saved_record`, or None for a folder saved without a config file."""
+    try:
+        return read_saved_record(directory, stacklevel=stacklevel + 1)
+    except FileNotFoundError:
+        return None
 
 
 def load_trainable(
@@ -204,7 +210,21 @@ def load_trainable(
     """
     directory = Path(directory)
     saved = read_trainable_file(directory / WEIGHTS_NAME)
-    buffer_patterns, parameter_patterns = _saved_patterns(directory)
+    record = folder_record_or_none(directory, stacklevel=2)
+    return load_with_record(model, directory, saved, record, strict=strict)
+
+
+def load_with_record(
+    model: nn.Module,
+    directory: Path,
+    saved: dict[str, torch.Tensor],
+    record: dict[str, Any] | None,
+    *,
+    strict: bool,
+) -> LoadResult:
+    """:func:`load_trainable` with the weights and the record already read (``peft_core.load``
+    reads them first, and must not warn twice about a torn folder)."""
+    buffer_patterns, parameter_patterns = _saved_patterns(record, directory)
 
     # Not state_dict(): it omits non-persistent buffers, which save_trainable does save when they
     # match include_buffers / saved_buffers (they are found with named_buffers() there too).

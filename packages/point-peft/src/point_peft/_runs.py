@@ -56,10 +56,12 @@ def prepare_output_dir(
         raise FileExistsError(refusal)
     elif earlier and record.is_file():
         saved = json.loads(record.read_text(encoding="utf-8"))
-        changes = setting_differences(
-            json.loads(comparable(saved)), json.loads(comparable(run_config))
-        )
-        if changes:
+        if comparable(saved) != comparable(run_config):
+            # The JSON texts decide (1 and 1.0, true and 1, null and a missing key differ there);
+            # setting_differences names what differs where Python's == can tell.
+            changes = setting_differences(
+                json.loads(comparable(saved)), json.loads(comparable(run_config))
+            ) or ["a setting differs only in its JSON type (1 vs 1.0) or in being null vs absent"]
             raise FileExistsError(
                 f"cannot resume {output_dir}: it was started with another {what}: "
                 f"{'; '.join(changes)} (recorded in {record}); use the same options, or "
