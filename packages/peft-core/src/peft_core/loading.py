@@ -8,10 +8,9 @@ from pathlib import Path
 
 from torch import nn
 
-from peft_core.config import check_format_version
 from peft_core.freezing import freeze
 from peft_core.registry import get_method
-from peft_core.saved_record import CONFIG_NAME, WEIGHTS_NAME, read_saved_record
+from peft_core.saved_record import WEIGHTS_NAME, read_saved_record
 from peft_core.serialization import CheckpointError, load_with_record, read_trainable_file
 
 
@@ -34,9 +33,7 @@ def load(model: nn.Module, directory: str | os.PathLike, *, strict: bool = True)
         ... )  # doctest: +SKIP
     """
     directory = Path(directory)
-    record = read_saved_record(directory, stacklevel=2)
-    # Before the model is touched: a method-less folder has no config class to check it later.
-    check_format_version(record, str(directory / CONFIG_NAME))
+    record = read_saved_record(directory, stacklevel=2)  # refuses a newer format up front
     saved = read_trainable_file(directory / WEIGHTS_NAME)
     method = record.get("method")
     if method:

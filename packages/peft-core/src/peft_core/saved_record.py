@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from peft_core.config import ConfigError, read_config_dict
+from peft_core.config import ConfigError, check_format_version, read_config_dict
 
 WEIGHTS_NAME = "adapter_model.safetensors"
 CONFIG_NAME = "adapter_config.json"
@@ -71,24 +71,32 @@ def read_saved_record(directory: str | os.PathLike, *, stacklevel: int = 1) -> d
     That is ``adapter_config.json`` unless it is missing or its digest differs from the copy inside
     ``adapter_model.safetensors`` (a save interrupted between its two files); then the embedded
     copy, with a warning (``stacklevel`` as ``warnings.warn``'s, counted from the caller). A folder
-    with neither raises ``FileNotFoundError``.
+    with neither raises ``FileNotFoundError``; a record of a newer format than this library reads
+    raises ``ConfigError``.
     """
     directory = Path(directory)
     config_path = directory / CONFIG_NAME
     embedded = _embedded_record(directory / WEIGHTS_NAME)
     if embedded is None:
-        return read_config_dict(config_path)
+        return _readable(read_config_dict(config_path), config_path)
     try:
         on_disk = read_config_dict(config_path)
     except (FileNotFoundError, ConfigError) as error:
         reason = f"{CONFIG_NAME} is unreadable ({error})"
     else:
         if on_disk.get(DIGEST_KEY) == embedded.get(DIGEST_KEY):
-            return on_disk
+            return _readable(on_disk, config_path)
         reason = f"{CONFIG_NAME} was saved with other weights"
     warnings.warn(
         f"{directory}: {reason}; using the config stored inside {WEIGHTS_NAME} (a save "
         "interrupted between its two files leaves this; saving again rewrites both)",
         stacklevel=stacklevel + 1,
     )
-    return embedded
+    return _readable(embedded, directory / WEIGHTS_NAME)
+
+
+def _readable(record: dict[str, Any], source: Path) -> dict[str, Any]:
+    """``record``, refused when its format is newer than this library reads: before any model is
+    touched, and on every load path (a method-less folder never reaches ``from_dict``'s check)."""
+    check_format_version(record, str(source))
+    return record

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from peft_core._atomic import atomic_write, atomic_write_text
-from peft_core.config import MethodConfig, check_format_version
+from peft_core.config import MethodConfig
 from peft_core.saved_record import (
     CONFIG_NAME,
     DIGEST_KEY,
@@ -181,15 +181,6 @@ def read_trainable_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def _saved_patterns(record: dict[str, Any] | None, directory: Path) -> tuple[list[str], list[str]]:
-    """The buffer and frozen-parameter patterns a folder was saved with (none for a folder saved
-    without a config file); its format must be one this library reads."""
-    if record is None:
-        return [], []
-    check_format_version(record, str(directory / CONFIG_NAME))
-    return record.get("saved_buffers", []), record.get("saved_parameters", [])
-
-
 def folder_record_or_none(directory: Path, *, stacklevel: int) -> dict[str, Any] | None:
     """:func:`read_saved_record`, or None for a folder saved without a config file."""
     try:
@@ -224,7 +215,9 @@ def load_with_record(
 ) -> LoadResult:
     """:func:`load_trainable` with the weights and the record already read (``peft_core.load``
     reads them first, and must not warn twice about a torn folder)."""
-    buffer_patterns, parameter_patterns = _saved_patterns(record, directory)
+    # The patterns of the extra tensors saved (none for a folder saved without a config file).
+    buffer_patterns = (record or {}).get("saved_buffers", [])
+    parameter_patterns = (record or {}).get("saved_parameters", [])
 
     # Not state_dict(): it omits non-persistent buffers, which save_trainable does save when they
     # match include_buffers / saved_buffers (they are found with named_buffers() there too).
