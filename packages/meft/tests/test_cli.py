@@ -38,6 +38,16 @@ def test_meft_train_writes_a_result(tmp_path):
     assert (output / "final" / "adapter_model.safetensors").is_file()
 
 
+def _usage_error(argv: list[str], capsys) -> str:
+    """Run ``meft`` expecting argparse's usage-error exit (2); returns what it printed to stderr."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "meft train: error:" in err
+    return err
+
+
 def _refuse_to_measure(*args, **kwargs):
     raise AssertionError("the configuration should have been refused before any measurement")
 
@@ -59,11 +69,7 @@ def test_bad_values_are_usage_errors_reported_before_any_work(
     monkeypatch.setattr(peft_core.recipes, "task_from_arguments", lambda args: object())
     monkeypatch.setattr(peft_core.recipes, "load_classifier", lambda task, seed: tiny_bert())
     monkeypatch.setattr(meft.cli, "_full_fine_tuning_activation_bytes", _refuse_to_measure)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--output-dir", str(tmp_path), *options])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "meft train: error:" in err
+    err = _usage_error(["train", "--output-dir", str(tmp_path), *options], capsys)
     assert message in err
     assert "Traceback" not in err
 
@@ -74,11 +80,7 @@ def test_an_earlier_runs_checkpoints_are_refused_before_any_work(monkeypatch, ca
     (tmp_path / "checkpoints" / "step-00000100").mkdir(parents=True)
     (tmp_path / "checkpoints" / "step-00000100" / "trainer_state.json").write_text("{}")
     monkeypatch.setattr(peft_core.recipes, "task_from_arguments", _refuse_to_measure)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--output-dir", str(tmp_path)])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "meft train: error:" in err
+    err = _usage_error(["train", "--output-dir", str(tmp_path)], capsys)
     assert "holds checkpoints of an earlier run (newest: step-00000100)" in err
     assert "--resume" in err
     assert "--overwrite" in err
@@ -128,10 +130,7 @@ def test_a_resume_with_other_options_is_a_usage_error(
     common = ["train", "--output-dir", str(tmp_path), "--batch-size", "16", "--save-every", "1"]
     assert main(common) == 0
     capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main([*common, "--resume", *changed])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+    err = _usage_error([*common, "--resume", *changed], capsys)
     assert "meft train: error: cannot --resume the run in" in err
     assert named in err
     assert "--overwrite" in err
@@ -150,8 +149,5 @@ def test_a_missing_hf_extra_is_a_usage_error_naming_the_install(monkeypatch, cap
         lambda name: None if name == "transformers" else real_find_spec(name),
     )
     monkeypatch.setattr(peft_core.recipes, "task_from_arguments", _refuse_to_measure)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--output-dir", str(tmp_path)])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+    err = _usage_error(["train", "--output-dir", str(tmp_path)], capsys)
     assert 'needs transformers, which is not installed: pip install "meft[hf]"' in err
