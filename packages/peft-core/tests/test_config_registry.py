@@ -314,10 +314,8 @@ def test_unknown_method_raises_key_error_with_install_hints(isolated_registry):
         assert package in message
 
 
-def test_entry_points_are_discovered_lazily_and_once(tmp_path, monkeypatch, isolated_registry):
-    unique = uuid.uuid4().hex
-    method_name = f"toy-ep-{unique}"
-    module_name = f"toy_plugin_{unique}"
+def _write_plugin_module(tmp_path, module_name: str, method_name: str, monkeypatch) -> None:
+    """An importable plugin module registering ``method_name`` (its ``IMPORTS`` counts imports)."""
     (tmp_path / f"{module_name}.py").write_text(
         textwrap.dedent(
             f"""
@@ -345,6 +343,13 @@ def test_entry_points_are_discovered_lazily_and_once(tmp_path, monkeypatch, isol
         )
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_entry_points_are_discovered_lazily_and_once(tmp_path, monkeypatch, isolated_registry):
+    unique = uuid.uuid4().hex
+    method_name = f"toy-ep-{unique}"
+    module_name = f"toy_plugin_{unique}"
+    _write_plugin_module(tmp_path, module_name, method_name, monkeypatch)
     monkeypatch.delitem(sys.modules, module_name, raising=False)
 
     groups: list[str | None] = []
@@ -386,27 +391,7 @@ def test_a_broken_plugin_does_not_hide_the_other_methods(tmp_path, monkeypatch, 
     unique = uuid.uuid4().hex
     method_name = f"toy-ok-{unique}"
     module_name = f"toy_ok_plugin_{unique}"
-    (tmp_path / f"{module_name}.py").write_text(
-        textwrap.dedent(
-            f"""
-            import dataclasses
-            from typing import ClassVar
-
-            from peft_core import MethodConfig, register_method
-
-
-            @dataclasses.dataclass
-            class PluginConfig(MethodConfig):
-                method: ClassVar[str] = {method_name!r}
-
-
-            @register_method({method_name!r}, PluginConfig)
-            def apply(model, config):
-                return model
-            """
-        )
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
+    _write_plugin_module(tmp_path, module_name, method_name, monkeypatch)
     broken = metadata.EntryPoint(
         name="broken", value=f"missing_module_{unique}", group="peft_core.methods"
     )
