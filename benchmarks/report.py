@@ -13,11 +13,11 @@ from typing import Any
 from benchmarks.deft.bench_sparse import render_section as render_deft_sparse
 from benchmarks.deft.report_sections import RENDERERS as DEFT_RENDERERS
 from benchmarks.meft.report_sections import RENDERERS as MEFT_RENDERERS
+from benchmarks.plotting import bar_plot, figure_name
 from benchmarks.point.report_sections import RENDERERS as POINT_RENDERERS
-from benchmarks.records import RESULTS_DIR, read_records, slug
+from benchmarks.records import RESULTS_DIR, read_records
 
 REPORT = Path(__file__).parent / "REPORT.md"
-PLOTS = Path(__file__).parent / "plots"
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -54,40 +54,38 @@ def activation_memory_section(record: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {setting} | {row['activation_mib']:.1f} | {row['ratio_to_full']:.3f} | {row['trainable_params']:,} |"
         )
-    plot = _bar_plot(
-        slug(record["name"]),
+    return lines + bar_plot(
+        figure_name(record),
         {k: v["activation_mib"] for k, v in rows.items()},
-        "MiB saved for backward",
-        record["name"],
+        ylabel="MiB saved for backward",
+        title=record["name"],
     )
-    if plot:
-        lines.append(f"\n![{record['name']}]({plot.relative_to(REPORT.parent).as_posix()})")
-    return lines
 
 
-def _bar_plot(name: str, values: dict[str, float], ylabel: str, title: str) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    PLOTS.mkdir(exist_ok=True)
-    figure, axis = plt.subplots(figsize=(6, 3.2))
-    axis.bar(list(values), list(values.values()), color="#4c72b0")
-    axis.set_ylabel(ylabel)
-    axis.set_title(title, fontsize=10)
-    figure.tight_layout()
-    path = PLOTS / f"{name}.png"
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+def trainer_overhead_section(record: dict[str, Any]) -> list[str]:
+    info = record["train_info"]
+    runs = len(next(iter(info["step_time_s"].values()))["all"])
+    lines = [
+        f"Seconds per step: each run's mean over {info['steps_per_run']} steps, {runs} runs of "
+        "each loop, interleaved after a warm-up round; the median over runs:",
+        "",
+        "| loop | median s | each run |",
+        "|---|---:|---|",
+    ]
+    for loop, times in info["step_time_s"].items():
+        runs = " / ".join(f"{t:.3f}" for t in times["all"])
+        lines.append(f"| {loop} | {times['median']:.4f} | {runs} |")
+    return [
+        *lines,
+        "",
+        f"peft-core Trainer / hand-written loop: {info['trainer_to_hand_loop_ratio']:.3f}×",
+    ]
 
 
 # record-name prefix -> renderer; each suite keeps its renderers beside its benchmark.
 RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "core activation memory": activation_memory_section,
+    "core trainer overhead": trainer_overhead_section,
     **MEFT_RENDERERS,
     "deft sparse inference": render_deft_sparse,
     **DEFT_RENDERERS,

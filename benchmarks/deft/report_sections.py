@@ -7,12 +7,10 @@ matplotlib is installed).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from benchmarks.records import slug, summary
-
-PLOTS = Path(__file__).resolve().parent.parent / "plots"
+from benchmarks.plotting import figure_name, line_plot
+from benchmarks.records import summary
 
 # The issue's targets, checked in the rendered tables.
 REDUCTION_TARGET_PERCENT = 50.0  # relative density reduction vs the same PEFT method (masked)
@@ -41,39 +39,6 @@ def _ordered_methods(record: dict[str, Any]) -> dict[str, Any]:
     rank = {name: index for index, name in enumerate(METHODS)}
     methods = record["eval_info"]["methods"]
     return dict(sorted(methods.items(), key=lambda item: rank.get(item[0], len(rank))))
-
-
-def _line_plot(
-    name: str, series: dict[str, list[float]], labels: list[str], ylabel: str, title: str
-) -> str | None:
-    """Save a per-layer line plot to benchmarks/plots/<name>.png; its path relative to the report."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    PLOTS.mkdir(exist_ok=True)
-    figure, axis = plt.subplots(figsize=(7, 3.6))
-    for key, values in series.items():
-        axis.plot(
-            range(len(values)),
-            values,
-            marker="o",
-            label=key,
-            linestyle="--" if "PEFT" in key else "-",
-        )
-    axis.set_xticks(range(len(labels)), labels, fontsize=8)
-    axis.set_xlabel("layer")
-    axis.set_ylabel(ylabel)
-    axis.set_title(title, fontsize=10)
-    axis.legend(fontsize=7)
-    figure.tight_layout()
-    path = PLOTS / f"{name}.png"
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return f"plots/{path.name}"
 
 
 def _layer_index(name: str) -> str:
@@ -122,19 +87,20 @@ def minilm_section(record: dict[str, Any]) -> list[str]:
         verdicts.append(text)
     lines += ["", *verdicts, "", *_variant_table(methods), "", *_zeroed_table(methods), ""]
     lines += _per_layer_table(methods)
-    plot = _line_plot(
-        slug(record["name"]),
+    layers = [_layer_index(layer) for layer in next(iter(methods.values()))["layers"]]
+    lines += line_plot(
+        figure_name(record),
         {
-            f"{name} {label.upper()}": row["per_layer_masked_percent"][label]
+            f"{name} {label.upper()}": (range(len(layers)), row["per_layer_masked_percent"][label])
             for name, row in methods.items()
             for label in ("peft", "deft")
         },
-        [_layer_index(layer) for layer in next(iter(methods.values()))["layers"]],
-        "% non-zero (masked)",
-        record["name"],
+        xlabel="layer",
+        ylabel="% non-zero (masked)",
+        title=record["name"],
+        xticks=list(enumerate(layers)),
+        dashed=lambda label: label.endswith("PEFT"),
     )
-    if plot:
-        lines.append(f"\n![{record['name']}]({plot})")
     return lines
 
 

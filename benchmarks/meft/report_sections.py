@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.plotting import figure_name, line_plot, scatter_plot
+
 MIB = 2**20
 
 # The issue's targets, checked in the rendered tables.
@@ -79,20 +81,34 @@ def memory_speed_section(record: dict[str, Any]) -> list[str]:
         if time:
             text += f"; step time {time:.2f}× vanilla backprop ({_mark(time <= TIME_TARGET)} ≤ {TIME_TARGET})"
         lines.append(text)
-    return lines
+    return lines + scatter_plot(
+        figure_name(record),
+        {
+            name: (row["activation_ratio_to_full"], row["time_ratio_to_full"])
+            for name, row in rows.items()
+        },
+        xlabel="activation memory × full fine-tuning (log)",
+        ylabel="step time × full fine-tuning",
+        title=f"{record['name']}: memory against time",
+        log_x=True,
+    )
 
 
 def depth_sweep_section(record: dict[str, Any]) -> list[str]:
-    sweep = _in_table_order(record["train_info"]["activation_bytes_by_depth"])
-    depths = sorted({int(d) for values in sweep.values() for d in values})
+    sweep = {
+        name: {int(depth): value for depth, value in values.items()}
+        for name, values in _in_table_order(
+            record["train_info"]["activation_bytes_by_depth"]
+        ).items()
+    }
+    depths = sorted({depth for by_depth in sweep.values() for depth in by_depth})
     lines = [
         "| setting | "
         + " | ".join(f"{d} layers MiB" for d in depths)
         + " | ratio deepest/previous |",
         "|---|" + "---:|" * (len(depths) + 1),
     ]
-    for name, values in sweep.items():
-        by_depth = {int(d): v for d, v in values.items()}
+    for name, by_depth in sweep.items():
         ratio = by_depth[depths[-1]] / by_depth[depths[-2]]
         cells = " | ".join(f"{by_depth[d] / MIB:.1f}" for d in depths)
         if "save_inputs_every" in name:  # keeps the inputs of every k-th layer: grows by design
@@ -102,7 +118,16 @@ def depth_sweep_section(record: dict[str, Any]) -> list[str]:
         else:
             mark = ""
         lines.append(f"| {name} | {cells} | {ratio:.3f}{mark} |")
-    return lines
+    return lines + line_plot(
+        figure_name(record),
+        {name: (depths, [by_depth[d] / MIB for d in depths]) for name, by_depth in sweep.items()},
+        xlabel="layers",
+        ylabel="MiB saved for backward (log)",
+        title=record["name"],
+        log_y=True,
+        xticks=[(d, str(d)) for d in depths],
+        dashed=lambda name: "MEFT" not in name,
+    )
 
 
 def accuracy_section(record: dict[str, Any]) -> list[str]:
@@ -192,7 +217,67 @@ def reconstruction_section(record: dict[str, Any]) -> list[str]:
             f"| {gradient:.1e} | {start['relative_logit_deviation']:.2f} "
             f"| {100 * start['top1_agreement']:.0f} % |"
         )
-    return lines
+    saved = smollm2.get("worst_gradient_difference_float64_streams_saved_inputs")
+    return (
+        lines
+        if saved is None
+        else lines + _saved_inputs_lines(record, saved, smollm2["num_layers"])
+    )
+
+
+def _every(k: str) -> str:
+    return "nothing saved" if k == "None" else f"every {k}{_ordinal_suffix(int(k))}"
+
+
+def _ordinal_suffix(number: int) -> str:
+    return "nd" if number == 2 else "rd" if number == 3 else "th"
+
+
+def _sparsest_first(keys) -> list[str]:
+    """Nothing saved first, then ever denser saving: every 10th, 6th, 3rd layer."""
+    return sorted(keys, key=lambda k: (0, 0) if k == "None" else (1, -int(k)))
+
+
+def _error_value(value: float | str) -> float:
+    return float(value)  # non-finite errors are recorded as the strings "nan" / "inf"
+
+
+def _saved_inputs_lines(
+    record: dict[str, Any], saved: dict[str, Any], num_layers: int
+) -> list[str]:
+    """The worst adapter-gradient difference against how often exact layer inputs are saved."""
+    by_variant = saved["all_layers"]
+    columns = _sparsest_first(next(iter(by_variant.values())))
+    lines = [
+        "",
+        f"Worst relative adapter-gradient difference, reversible against vanilla backprop, all "
+        f"{num_layers} layers reversible, float64 streams, with the exact inputs of every k-th "
+        "layer saved (`save_inputs_every=k`):",
+        "",
+        "| variant | " + " | ".join(_every(k) for k in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for variant, errors in by_variant.items():
+        cells = " | ".join(f"{_error_value(errors[k]):.1e}" for k in columns)
+        lines.append(f"| {variant} | {cells} |")
+    for key, errors in saved.items():
+        if key.startswith("bottom_"):  # e.g. bottom_4_layers_meft3
+            shown = ", ".join(
+                f"{_every(k)}: {_error_value(errors[k]):.1e}" for k in _sparsest_first(errors)
+            )
+            lines.append(f"\n{key.replace('_', ' ')}: {shown}.")
+    return lines + line_plot(
+        figure_name(record, "saved inputs"),
+        {
+            variant: (range(len(columns)), [_error_value(errors[k]) for k in columns])
+            for variant, errors in by_variant.items()
+        },
+        xlabel="exact layer inputs saved",
+        ylabel="worst relative gradient difference (log)",
+        title=f"SmolLM2, {num_layers} reversible layers: gradient error against saving",
+        log_y=True,
+        xticks=[(i, _every(k)) for i, k in enumerate(columns)],
+    )
 
 
 RENDERERS = {

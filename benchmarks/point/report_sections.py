@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.plotting import figure_name, scatter_plot
+
 MIB = 2**20
 
 # The issue's targets, checked in the rendered tables.
@@ -67,7 +69,20 @@ def finetune_section(record: dict[str, Any]) -> list[str]:
             f"- Cached queries: accuracy {points:+.2f} points against queries per step, "
             f"training-loop step {speed:.2f}× theirs"
         )
-    return lines
+    return lines + scatter_plot(
+        figure_name(record),
+        {
+            SETTINGS.get(method, method): (
+                row["trainable_percent"],
+                100 * row["test_accuracy"]["mean"],
+            )
+            for method, row in rows
+        },
+        xlabel="trainable parameters, % of the model (log)",
+        ylabel="test accuracy %, mean over seeds",
+        title=f"{record['name']}: accuracy against what trains",
+        log_x=True,
+    )
 
 
 def _peak(row: dict[str, Any]) -> tuple[str, str]:
@@ -211,7 +226,43 @@ def pretraining_section(record: dict[str, Any]) -> list[str]:
     return lines
 
 
+# Columns of the grouping table: (timed row in the record, heading).
+GROUPING_COLUMNS = (
+    ("ours: fps", "ours FPS"),
+    ("fpsample fps_sampling: fps", "fpsample FPS"),
+    ("fpsample bucket_fps_kdline_sampling: fps", "fpsample bucket FPS"),
+    ("naive loop: fps", "per-cloud loop FPS"),
+    ("ours: group", "ours FPS + kNN"),
+    ("fpsample fps_sampling + ours knn: group", "fpsample FPS + our kNN"),
+    ("naive loop: group", "per-cloud loop FPS + kNN"),
+)
+
+
+def grouping_section(record: dict[str, Any]) -> list[str]:
+    """Median milliseconds per batch for each FPS / grouping implementation, per configuration."""
+    timings, info = record["train_info"]["time_ms"], record["eval_info"]
+    lines = [
+        "Median ms per batch (B clouds of N points → G centres, k neighbours each); "
+        "rows interleaved per round.",
+        "",
+        "| configuration | "
+        + " | ".join(heading for _, heading in GROUPING_COLUMNS)
+        + " | FPS picks equal to fps_sampling's |",
+        "|---|" + "---:|" * (len(GROUPING_COLUMNS) + 1),
+    ]
+    for configuration, measured in timings.items():
+        cells = " | ".join(
+            f"{measured[key]['median_ms']:.1f}" if key in measured else "-"
+            for key, _ in GROUPING_COLUMNS
+        )
+        agreement = info["fps_sequence_agreement_with_fpsample"].get(configuration)
+        shown = "-" if agreement is None else f"{100 * agreement:.0f} %"
+        lines.append(f"| {configuration} | {cells} | {shown} |")
+    return [*lines, "", *(f"- {note}" for note in info.get("notes", []))]
+
+
 RENDERERS = {
+    "point grouping": grouping_section,
     "point-peft finetune": finetune_section,
     "point-peft step cost": cost_section,
     "point-peft pretraining": pretraining_section,
