@@ -34,6 +34,18 @@ def test_normalize_matches_the_official_formula_and_keeps_normals():
     assert float(result[:, :3].norm(dim=1).max()) == pytest.approx(1.0)
 
 
+def test_normalize_by_a_reference_cloud_uses_its_centroid_and_radius():
+    whole = cloud(seed=3) * 2 + 1
+    part = whole[:7]
+    result = normalize_to_unit_sphere(part, reference=whole)
+    assert torch.allclose(result, normalize_to_unit_sphere(whole)[:7])
+    assert not torch.allclose(result, normalize_to_unit_sphere(part), atol=1e-3)
+    with pytest.raises(ValueError, match="reference must have the batch shape"):
+        normalize_to_unit_sphere(part[None], reference=whole)
+    with pytest.raises(ValueError, match="reference must have shape"):
+        normalize_to_unit_sphere(part, reference=whole[:, :2])
+
+
 def test_normalize_batched_equals_one_by_one_and_degenerate_clouds_are_centred_only():
     batch = torch.stack([cloud(seed=s) * (s + 1) for s in range(3)])
     together = normalize_to_unit_sphere(batch)

@@ -14,6 +14,7 @@ from point_peft.data import (
     SCANOBJECTNN_CLASSES,
     DatasetFileError,
     ScanObjectNN,
+    normalize_to_unit_sphere,
     scanobjectnn_file,
 )
 from point_peft.ops import farthest_point_sample
@@ -131,6 +132,10 @@ def test_normalize_option_and_transforms(h5_root):
     points = dataset[0]["points"]
     assert float(points.norm(dim=1).max()) == pytest.approx(3.0)
     assert torch.allclose(points.mean(dim=0), torch.zeros(3), atol=1e-5)
+    # A sample of the object keeps the object's frame: normalised over all its points first.
+    stored = torch.from_numpy(h5_root[1]["PB_T50_RS", "test"][0][0]).float()
+    first = ScanObjectNN(root, "test", num_points=20, sampling="first", normalize=True)[0]
+    assert torch.allclose(first["points"], normalize_to_unit_sphere(stored)[:20], atol=1e-6)
     shrinking = ScanObjectNN(
         root, "test", num_points=POINTS, return_mask=True, transform=lambda points: points[:10]
     )

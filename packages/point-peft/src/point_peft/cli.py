@@ -292,7 +292,11 @@ def add_train_command(commands: Any) -> None:
         help="default: the method's (point-peft 5e-3, full fine-tuning 2e-3, the others 1e-2)",
     )  # fmt: skip
     train.add_argument("--weight-decay", type=float, default=0.05)
-    train.add_argument("--warmup-ratio", type=float, default=0.1)
+    train.add_argument(
+        "--warmup-ratio", type=float, default=0.1,
+        help="share of the run's optimizer steps that warm the learning rate up (the official "
+        "recipe's 10 of 300 epochs: 0.0333)",
+    )  # fmt: skip
     train.add_argument("--augmentation", choices=AUGMENTATIONS, default="scale-rotate")
     train.add_argument("--label-smoothing", type=float, default=None,
                        help="default: the backbone's (Point-BERT 0.2)")  # fmt: skip

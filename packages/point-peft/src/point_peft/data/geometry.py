@@ -49,28 +49,41 @@ def rotation_about_axis(angles: torch.Tensor, axis: str | int = "y") -> torch.Te
     return matrices
 
 
-def normalize_to_unit_sphere(points: torch.Tensor) -> torch.Tensor:
+def normalize_to_unit_sphere(
+    points: torch.Tensor, reference: torch.Tensor | None = None
+) -> torch.Tensor:
     """Centre xyz on the centroid and divide by the largest norm, as ModelNet loaders' ``pc_normalize``.
 
     Works on (num_points, channels) and batched (..., num_points, channels) clouds; channels after the
     first three (normals) are returned unchanged. A cloud whose points all coincide is only centred.
+    ``reference`` (default: ``points``) is the cloud the centroid and radius come from: the whole
+    shape when ``points`` is a sample of it, as Point-MAE normalises its 8,192 stored points before
+    its runner picks 1,024 of them.
 
     Example:
         >>> cloud = torch.tensor([[1.0, 1.0, 1.0], [3.0, 1.0, 1.0]])
         >>> normalize_to_unit_sphere(cloud)
         tensor([[-1.,  0.,  0.],
                 [ 1.,  0.,  0.]])
+        >>> normalize_to_unit_sphere(cloud[:1], reference=cloud)
+        tensor([[-1.,  0.,  0.]])
     """
-    if points.dim() < 2 or points.shape[-1] < 3:
+    reference = points if reference is None else reference
+    for name, cloud in (("points", points), ("reference", reference)):
+        if cloud.dim() < 2 or cloud.shape[-1] < 3:
+            raise ValueError(
+                f"{name} must have shape (..., num_points, channels>=3), got {tuple(cloud.shape)}"
+            )
+    if reference.shape[:-2] != points.shape[:-2]:
         raise ValueError(
-            f"points must have shape (..., num_points, channels>=3), got {tuple(points.shape)}"
+            f"reference must have the batch shape of points {tuple(points.shape[:-2])}, got "
+            f"{tuple(reference.shape[:-2])}"
         )
-    xyz = points[..., :3]
-    centred = xyz - xyz.mean(dim=-2, keepdim=True)
-    radius = centred.norm(dim=-1).amax(dim=-1, keepdim=True).unsqueeze(-1)
+    centroid = reference[..., :3].mean(dim=-2, keepdim=True)
+    radius = (reference[..., :3] - centroid).norm(dim=-1).amax(dim=-1, keepdim=True).unsqueeze(-1)
     # Degenerate clouds (one repeated point) would divide by zero: leave them centred at the origin.
     radius = torch.where(radius > 0, radius, torch.ones_like(radius))
-    return torch.cat([centred / radius, points[..., 3:]], dim=-1)
+    return torch.cat([(points[..., :3] - centroid) / radius, points[..., 3:]], dim=-1)
 
 
 def rotate_points(points: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:

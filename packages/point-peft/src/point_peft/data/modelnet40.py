@@ -110,8 +110,10 @@ class ModelNet40(PointCloudDataset):
             Point-MAE's ``uniform=False``) or ``"random"`` (a fixed random subset per item, drawn
             from ``seed`` and the index).
         use_normals: keep the normals as channels 3:6.
-        normalize: centre on the centroid and scale into the unit sphere, as the official loaders do
-            (after sampling; normals are unchanged).
+        normalize: centre on the centroid and scale into the unit sphere, as the official loaders do;
+            the centroid and radius are those of every point in the file, so a sample of the shape
+            keeps the shape's frame, as in Point-MAE, which normalises its stored clouds before its
+            runner samples them (normals are unchanged).
         seed: seeds ``sampling="random"``.
         transform: callable applied to each item's points (an augmentation).
 
@@ -185,10 +187,10 @@ class ModelNet40(PointCloudDataset):
                 f"{path} has {table.shape[0]} points, fewer than num_points={self.num_points}"
             )
         points = torch.from_numpy(table[:, :columns].copy())
+        if self.normalize:  # over the whole shape, before sampling (see the class docstring)
+            points = normalize_to_unit_sphere(points)
         generator = None
         if self.sampling == "random":
             generator = keyed_generator(self.seed, index)
         points = resample_points(points, self.num_points, self.sampling, generator=generator)
-        if self.normalize:
-            points = normalize_to_unit_sphere(points)
         return points.contiguous(), self._labels[index], None

@@ -3,9 +3,10 @@
 The file ``<variant>_<split>_<n>pts_fps.dat`` (in the ``modelnet40_normal_resampled`` folder) is a
 pickle of ``[list_of_points, list_of_labels]``: one float32 array (n, 6) per shape (x, y, z, nx, ny,
 nz, not normalised) in farthest-point-sampling order, and one int32 array of shape (1,) per shape
-holding its label. Point-MAE normalises each cloud after loading and, at test time, runs FPS down
-to 1,024 points starting from index 0 — which gives exactly the file's first 1,024 points, since an
-FPS order is an FPS sample of every length. This reader takes those first ``num_points`` points.
+holding its label. Point-MAE normalises each stored cloud (all its points) after loading and, at
+test time, runs FPS down to 1,024 points starting from index 0 — which gives exactly the file's
+first 1,024 points, since an FPS order is an FPS sample of every length. This reader normalises
+each whole cloud the same way and keeps those first ``num_points`` points.
 
 The pickles are read with an unpickler that rebuilds numpy arrays and nothing else, so a tampered
 file cannot run code.
@@ -61,7 +62,8 @@ class ModelNet40Preprocessed(PointCloudDataset):
         variant: ``"modelnet40"`` or ``"modelnet10"``.
         file_points: the point count in the file name (8192 for the distributed files).
         use_normals: keep the normals as channels 3:6.
-        normalize: centre and scale into the unit sphere (after taking the first points).
+        normalize: centre and scale into the unit sphere, with the centroid and radius of all the
+            file's points of that shape (Point-MAE's order: normalise, then take the first points).
         transform: callable applied to each item's points.
 
     Class names come from ``<variant>_shape_names.txt`` beside the pickle when it is there, and
@@ -111,16 +113,18 @@ class ModelNet40Preprocessed(PointCloudDataset):
         columns = 6 if use_normals else 3
         # Keep only what items use: the whole training pickle is ~1.9 GB, its first 1,024 xyz 120 MB.
         self._points = (
-            torch.stack(
-                [
-                    torch.from_numpy(np.ascontiguousarray(cloud[:num_points, :columns]))
-                    for cloud in clouds
-                ]
-            )
+            torch.stack([self._kept_points(cloud, columns) for cloud in clouds])
             if clouds
             else torch.empty(0, num_points, columns)
         )
         self._labels = labels
+
+    def _kept_points(self, cloud: np.ndarray, columns: int) -> torch.Tensor:
+        """The first ``num_points`` points, normalised by the whole stored cloud when asked."""
+        kept = torch.from_numpy(np.ascontiguousarray(cloud[: self.num_points, :columns]))
+        if not self.normalize:
+            return kept
+        return normalize_to_unit_sphere(kept, reference=torch.from_numpy(cloud[:, :3]))
 
     def _unpack(self, content: object) -> tuple[list[np.ndarray], list[int]]:
         if not (isinstance(content, (list, tuple)) and len(content) == 2):
@@ -165,9 +169,7 @@ class ModelNet40Preprocessed(PointCloudDataset):
         return self._labels
 
     def _load(self, index: int) -> tuple[torch.Tensor, int, None]:
-        points = self._points[index]
-        points = normalize_to_unit_sphere(points) if self.normalize else points.clone()
-        return points, self._labels[index], None
+        return self._points[index].clone(), self._labels[index], None
 
 
 def write_modelnet_preprocessed(

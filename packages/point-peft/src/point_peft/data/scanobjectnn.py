@@ -96,8 +96,9 @@ class ScanObjectNN(PointCloudDataset):
             ``"OBJ_ONLY"``.
         num_points: points per item; the files hold 2,048, all of which Point-MAE and Point-PEFT
             use. Fewer are chosen by ``sampling`` (default FPS, see :mod:`point_peft.data.sampling`).
-        normalize: centre and scale into the unit sphere. Off by default, as in Point-MAE: the
-            files are already normalised.
+        normalize: centre and scale into the unit sphere, with the centroid and radius of all
+            the file's points of the object (before any sampling). Off by default, as in
+            Point-MAE: the files are already normalised.
         return_mask: add each item's object mask (transforms must then keep points in place).
         seed: seeds ``sampling="random"`` (a fixed subset per item, from ``seed`` and the index).
         transform: callable applied to each item's points (an augmentation).
@@ -190,7 +191,9 @@ class ScanObjectNN(PointCloudDataset):
         return self._labels
 
     def _load(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor | None]:
-        points = self._points[index]
+        stored = self._points[index]
+        # Over all the file's points, before any sampling, as the ModelNet readers normalise.
+        points = normalize_to_unit_sphere(stored) if self.normalize else stored
         mask = self._masks[index] if self._masks is not None else None
         if points.shape[0] != self.num_points:
             generator = keyed_generator(self.seed, index) if self.sampling == "random" else None
@@ -199,5 +202,6 @@ class ScanObjectNN(PointCloudDataset):
             both = resample_points(both, self.num_points, self.sampling, generator=generator)
             points = both[:, :3]
             mask = None if mask is None else both[:, 3] > 0.5
-        points = normalize_to_unit_sphere(points) if self.normalize else points.clone()
+        # Unnormalised points may still be the storage itself or a view of it: hand out a copy.
+        points = points if self.normalize else points.clone()
         return points, self._labels[index], mask
