@@ -348,3 +348,31 @@ def test_prompt_learning_without_a_task_type_is_a_clear_error(method):
     vit = transformers.ViTForImageClassification(config)
     with pytest.raises(ValueError, match=f"{method}: peft's prompt learning needs a task_type"):
         apply_method(vit, method, num_virtual_tokens=2)
+
+
+@pytest.mark.parametrize(
+    ("config_class", "expected"),
+    [
+        ("PhiConfig", ["q_proj", "v_proj"]),  # peft's default adds the MLP's fc1 and fc2
+        ("GPT2Config", ["c_attn"]),  # fused Q/K/V: the only attention input there is
+        ("LlamaConfig", ["q_proj", "v_proj"]),
+    ],
+)
+def test_lora_adapts_the_attention_inputs_and_never_the_mlp_it_penalises(config_class, expected):
+    import transformers
+
+    config = getattr(transformers, config_class)(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, n_embd=32, n_layer=1, n_head=2, n_inner=64,
+    )  # fmt: skip
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    assert sorted(method_config("lora", model).target_modules) == expected
+
+
+def test_a_regex_default_of_peft_falls_back_to_the_query_value_names(monkeypatch):
+    from peft.utils import constants
+
+    model = _bert()
+    regex = {"bert": r".*\.(query|value)"}
+    monkeypatch.setattr(constants, "TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING", regex)
+    assert sorted(method_config("lora", model).target_modules) == ["query", "value"]

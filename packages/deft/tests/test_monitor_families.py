@@ -96,6 +96,11 @@ def _timm_swiglu():
     return torch.nn.Sequential(timm_layers.SwiGLU(8, 16), timm_layers.SwiGLU(8, 16))
 
 
+def _timm_glu():
+    timm_layers = pytest.importorskip("timm.layers")
+    return torch.nn.Sequential(timm_layers.GluMlp(8, 16), timm_layers.SwiGLUPacked(8, 16))
+
+
 def _image():
     return {"pixel_values": torch.randn(2, 3, 32, 32)}
 
@@ -156,6 +161,7 @@ FAMILIES = {
     "timm swiglu": Family(
         _timm_swiglu, lambda: (torch.randn(2, 3, 8),), ({"model": 2},), r"\d\.act"
     ),
+    "timm glu": Family(_timm_glu, lambda: (torch.randn(2, 3, 8),), ({"model": 2},), r"\d\.act"),
 }  # fmt: skip
 
 
@@ -246,6 +252,8 @@ def test_the_activation_is_the_activation_function_of_the_named_projection(famil
         pre_activation = outputs[name]
         if family == "phi-3":  # fused: the gate is the first half of gate_up_proj's output
             pre_activation = pre_activation.chunk(2, dim=-1)[0]
+        if family == "timm glu":  # fused too: the gate is the half gate_last names
+            pre_activation = pre_activation.chunk(2, dim=-1)[int(container.gate_last)]
         expected = _activation_of(container, target.family)(pre_activation)
         torch.testing.assert_close(monitor.activations[target.name], expected)
     monitor.remove()

@@ -489,6 +489,29 @@ def test_timm_swiglu_is_gated():
         assert_close(model(x), dense)
 
 
+@pytest.mark.parametrize("gate_last", [True, False])  # GluMlp's default, and SwiGLUPacked's
+def test_timm_glu_mlp_is_gated_on_the_half_its_act_sees(gate_last):
+    timm_layers = pytest.importorskip("timm.layers")
+    torch.manual_seed(0)
+    model = nn.Sequential(timm_layers.GluMlp(8, 32, act_layer=nn.GELU, gate_last=gate_last)).eval()
+    x = torch.randn(2, 5, 8)
+    (target,) = find_targets(model)
+    assert target.family == "timm GluMlp (fused fc1)"
+    with DensityMonitor(model) as monitor, torch.no_grad():
+        model(x)
+        assert monitor.activations[target.name].shape == (2, 5, 16)  # the gate half only
+    with torch.no_grad():
+        dense = model(x)
+        with apply_threshold(model, 0.3):
+            thresholded = model(x)
+        assert not torch.allclose(thresholded, dense, atol=1e-3)  # the threshold bites
+        sparsify(model, 0.3, strategy="gather")
+        assert isinstance(model[0], SparseGatedMLP)
+        assert_close(model(x), thresholded)  # the same τ zeroes the same neurons
+        densify(model)
+        assert_close(sparsify(model, strategy="rows")(x), dense)
+
+
 def test_dtype_conversion_and_deepcopy_of_a_sparse_model():
     model = _build("llama")
     inputs = _text(2)

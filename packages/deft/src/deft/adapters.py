@@ -24,7 +24,8 @@ container's parent; BERT splits its FFN into ``intermediate`` and ``output``):
     OPT, HF ViT (5.x), CLIP, timm Mlp      fc2
     Llama family, Phi-3                    down_proj
     T5, Flan-T5                            wo
-    GPT-2 c_proj · GPT-NeoX dense_4h_to_h · GPT-J fc_out · DistilBERT lin2 · timm SwiGLU fc2
+    GPT-2 c_proj · GPT-NeoX dense_4h_to_h · GPT-J fc_out · DistilBERT lin2
+    timm SwiGLU, timm GluMlp               fc2
 
 Initialisation: ``init="normal"`` (the default, as adapter-transformers' "bert" init: weights
 N(0, 0.02²), biases 0) starts *near* the base model — on a random 2-layer BERT (hidden 32) the
@@ -76,6 +77,7 @@ FFN_OUTPUT_PROJECTIONS: dict[str, str] = {
     "Llama-family gated": "down_proj",
     "Phi-3 fused gate_up": "down_proj",
     "timm SwiGLU": "fc2",
+    "timm GluMlp (fused fc1)": "fc2",
     "OPT / ViT / CLIP (fc1, fc2)": "fc2",
     "timm Mlp (fc1, fc2)": "fc2",
     "BERT / RoBERTa / ELECTRA": "^.output.dense",

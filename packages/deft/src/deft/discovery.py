@@ -11,6 +11,7 @@ attribute name) are found too. The table (first match wins):
     Llama family (Mistral …)  gate_proj, up_proj, down_proj, act_fn  act_fn                 down_proj
     Phi-3 (fused gate_up)     gate_up_proj, down_proj, activation_fn activation_fn          down_proj
     timm SwiGLU               fc1_g, fc1_x, fc2, act                 act                    drop1
+    timm GluMlp (fused fc1)   fc1, fc2, act, gate_last               act                    drop1
     OPT, HF ViT (5.x), CLIP   fc1, fc2, activation_fn                activation_fn
     timm Mlp (ViT …)          fc1, fc2, act                          act
     BERT, RoBERTa, ViT (4.x)  dense, intermediate_act_fn             intermediate_act_fn *
@@ -55,11 +56,16 @@ class MLPLayout:
     # The container's own output is exactly A, so it can be hooked when ``activation`` is a
     # plain function rather than a module (BertIntermediate returns act(dense(x))).
     container_returns_activation: bool = False
+    # An attribute only this layout's containers have: timm's GluMlp has the children of a plain
+    # Mlp, but its act sees half of fc1's output and the gate multiplies the other half.
+    marker: str | None = None
 
     def matches(self, container: nn.Module) -> bool:
         children = container._modules
-        return all(children.get(name) is not None for name in self.siblings) and callable(
-            getattr(container, self.activation, None)
+        return (
+            all(children.get(name) is not None for name in self.siblings)
+            and callable(getattr(container, self.activation, None))
+            and (self.marker is None or hasattr(container, self.marker))
         )
 
     def describe(self) -> str:
@@ -73,6 +79,7 @@ MLP_LAYOUTS: tuple[MLPLayout, ...] = (
     MLPLayout("Phi-3 fused gate_up", "activation_fn", ("gate_up_proj", "down_proj"), "down_proj"),
     MLPLayout("timm SwiGLU", "act", ("fc1_g", "fc1_x", "fc2"), "drop1"),
     MLPLayout("OPT / ViT / CLIP (fc1, fc2)", "activation_fn", ("fc1", "fc2")),
+    MLPLayout("timm GluMlp (fused fc1)", "act", ("fc1", "fc2"), "drop1", marker="gate_last"),
     MLPLayout("timm Mlp (fc1, fc2)", "act", ("fc1", "fc2")),
     MLPLayout(
         "BERT / RoBERTa / ELECTRA",

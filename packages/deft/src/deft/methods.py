@@ -74,7 +74,16 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 # Query/value projection names by convention, for models peft has no LoRA default for (HF ViT).
-_QUERY_VALUE_NAMES = (("query", "value"), ("q_proj", "v_proj"), ("q", "v"), ("q_lin", "v_lin"))
+_QUERY_VALUE_NAMES = (
+    ("query", "value"), ("q_proj", "v_proj"), ("q", "v"), ("q_lin", "v_lin"),
+    ("query_proj", "value_proj"),
+)  # fmt: skip
+# One projection computing Q, K and V together (GPT-2, Falcon, GPT-NeoX, MPT, ...): LoRA on it
+# adapts K too, which a fused layout leaves no way around.
+_FUSED_QKV_NAMES = ("c_attn", "query_key_value", "Wqkv", "qkv_proj", "in_proj")
+_ATTENTION_INPUT_NAMES = frozenset(
+    {name for pair in _QUERY_VALUE_NAMES for name in pair} | set(_FUSED_QKV_NAMES)
+)
 _HEAD_NAMES = ("classifier", "score")
 _TASK_BY_CLASS_SUFFIX = (
     ("ForSequenceClassification", "SEQ_CLS"),
@@ -108,12 +117,22 @@ def infer_task_type(model: nn.Module) -> str | None:
 
 
 def _query_value_targets(model: nn.Module) -> list[str]:
-    """LoRA's Q/V targets: peft's default for the architecture, else found by common names."""
+    """LoRA's Q/V targets: the query/value names of peft's default for the architecture, else
+    found by common names.
+
+    peft's defaults are LoRA's usual targets, not always Q and V alone: Phi's adds the MLP's
+    ``fc1``/``fc2``, the very layers whose activations DEFT penalises, and BTLM's ``c_proj`` is
+    also the MLP's output. Only attention-input names are kept, so that "LoRA" means the paper's
+    setup on every family (``mlp_inputs=True`` adds the MLP inputs deliberately).
+    """
     from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    if model_type in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING:
-        return list(TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING[model_type])
+    default = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type)
+    if isinstance(default, list | tuple):  # some defaults are a regex string: names them below
+        kept = [name for name in default if name in _ATTENTION_INPUT_NAMES]
+        if kept:
+            return kept
     leaves = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()}
     for pair in _QUERY_VALUE_NAMES:
         if set(pair) <= leaves:

@@ -11,7 +11,7 @@ discovery table, so they can be handed to peft as LoRA targets::
     model = peft.get_peft_model(model, LoraConfig(target_modules=targets, bias="lora_only"))
 
 For gated MLPs the projection is the gate's (the activation is computed from it alone); Phi-3's
-fused ``gate_up_proj`` is adapted whole.
+fused ``gate_up_proj`` and timm ``GluMlp``'s fused ``fc1`` are adapted whole.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ MLP_INPUT_PROJECTIONS: dict[str, str] = {
     "Llama-family gated": "gate_proj",
     "Phi-3 fused gate_up": "gate_up_proj",
     "timm SwiGLU": "fc1_g",
+    "timm GluMlp (fused fc1)": "fc1",
     "OPT / ViT / CLIP (fc1, fc2)": "fc1",
     "timm Mlp (fc1, fc2)": "fc1",
     "BERT / RoBERTa / ELECTRA": "dense",

@@ -13,6 +13,7 @@ row of that table has a conversion rule here:
     Llama family, Flan-T5 gated the whole MLP container            SparseGatedMLP
     Phi-3 (fused gate_up)       the whole MLP container            SparseGatedMLP
     timm SwiGLU (needs no norm) the whole MLP container            SparseGatedMLP
+    timm GluMlp (fused fc1)     the whole MLP container            SparseGatedMLP
 
 Hugging Face peft: a ``PeftModel`` is looked through, and MLPs whose projections are plain
 ``nn.Linear`` are converted (LoRA on attention only is fine). An MLP projection that carries an
@@ -65,6 +66,9 @@ class SparseRule:
     # Children that must be nn.Identity: a norm between activation and down projection would
     # turn the zeros into non-zeros (and the gated path does not run it).
     must_be_identity: tuple[str, ...] = ()
+    # Fused [gate; up] projections: the container's attribute saying the gate is the second half
+    # (timm's GluMlp.gate_last); without one the gate is the first half (Phi-3).
+    gate_last_attribute: str | None = None
 
     @property
     def gated(self) -> bool:
@@ -78,6 +82,9 @@ RULES: dict[str, SparseRule] = {
     "Phi-3 fused gate_up": SparseRule("down_proj", gate="gate_up_proj", act="activation_fn"),
     "timm SwiGLU": SparseRule(
         "fc2", gate="fc1_g", up="fc1_x", act="act", must_be_identity=("norm",)
+    ),
+    "timm GluMlp (fused fc1)": SparseRule(
+        "fc2", gate="fc1", act="act", must_be_identity=("norm",), gate_last_attribute="gate_last"
     ),
     "OPT / ViT / CLIP (fc1, fc2)": SparseRule("fc2"),
     "timm Mlp (fc1, fc2)": SparseRule("fc2", must_be_identity=("norm",)),
@@ -296,9 +303,13 @@ def sparsify(
         )
         rule = plan.rule
         if rule.gated:
-            sparse = SparseGatedMLP(
-                plan.container, gate=rule.gate, up=rule.up, down=rule.down, act=rule.act, **options
+            gate_last = rule.gate_last_attribute is not None and bool(
+                getattr(plan.container, rule.gate_last_attribute)
             )
+            sparse = SparseGatedMLP(
+                plan.container, gate=rule.gate, up=rule.up, down=rule.down, act=rule.act,
+                gate_last=gate_last, **options,
+            )  # fmt: skip
         else:
             sparse = SparseLinear(plan.module, **options)
         replacements.append((plan.parent, plan.attribute, sparse))

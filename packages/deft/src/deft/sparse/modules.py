@@ -193,7 +193,8 @@ class SparseGatedMLP(_InferenceOnly):
             same names (``gate_proj``, ``up_proj``, ``down_proj``, ``act_fn`` …).
         gate, up, down, act: the attribute names of the projections and the activation in ``mlp``.
             ``up=None`` means ``gate`` is a fused [2F, d] projection whose first half is the gate
-            (Phi-3's ``gate_up_proj``).
+            (Phi-3's ``gate_up_proj``), or its second half with ``gate_last=True`` (timm's
+            ``GluMlp``, which computes ``x1 * act(x2)``).
         threshold: |act(gate)| ≤ threshold counts as zero (CATS); 0 keeps exact zeros only.
         strategy, dense_above: see :mod:`deft.sparse.kernels`.
         name: the layer's name, shown in errors.
@@ -220,6 +221,7 @@ class SparseGatedMLP(_InferenceOnly):
         up: str | None,
         down: str,
         act: str,
+        gate_last: bool = False,
         threshold: float = 0.0,
         strategy: Strategy = "auto",
         dense_above: float = DEFAULT_DENSE_ABOVE,
@@ -227,6 +229,9 @@ class SparseGatedMLP(_InferenceOnly):
     ) -> None:
         super().__init__()
         self._setup(name, threshold, strategy, dense_above)
+        if gate_last and up is not None:
+            raise ValueError(f"{name}: gate_last=True needs a fused projection (up=None)")
+        self.gate_last = gate_last
         for child_name, child in mlp.named_children():
             self.add_module(child_name, child)
         for projection in (gate, up, down):
@@ -250,13 +255,15 @@ class SparseGatedMLP(_InferenceOnly):
         if self.up_name is not None:
             up = self._modules[self.up_name]
             return gate.weight, gate.bias, up.weight, up.bias
-        half = gate.weight.shape[0] // 2  # fused [gate; up]
+        half = gate.weight.shape[0] // 2  # fused [gate; up], or [up; gate] with gate_last
+        first, second = slice(None, half), slice(half, None)
+        gate_rows, up_rows = (second, first) if self.gate_last else (first, second)
         bias = gate.bias
         return (
-            gate.weight[:half],
-            None if bias is None else bias[:half],
-            gate.weight[half:],
-            None if bias is None else bias[half:],
+            gate.weight[gate_rows],
+            None if bias is None else bias[gate_rows],
+            gate.weight[up_rows],
+            None if bias is None else bias[up_rows],
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
