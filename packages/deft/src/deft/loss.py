@@ -44,8 +44,10 @@ class _Saturation(torch.autograd.Function):
     """s(a) = a²/(a²+ε) in fp32 (or fp64), saving only ``a`` for backward.
 
     Autograd of the literal formula would save a² and a²+ε, two fp32 copies of every activation;
-    here the only saved tensor is the activation itself, which the following linear layer keeps
-    anyway, so the loss adds no activation memory of its own.
+    here the only saved tensor is the activation itself. Where the down projection trains,
+    autograd keeps that tensor anyway and the loss adds nothing; where it is frozen (LoRA on Q/V,
+    prompt tuning) the loss keeps one activation per layer that backward would otherwise not
+    need (a test pins both).
     """
 
     @staticmethod
