@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import pytest
 import torch
@@ -243,3 +244,24 @@ def test_unload_removes_the_config_and_leaves_the_base_frozen():
     assert model.meft_stacks == []
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"classifier.weight", "classifier.bias"}  # as documented
+
+
+def test_a_model_activation_without_an_adapter_counterpart_names_the_fix():
+    model = tiny_bert()
+    model.config.hidden_act = "gelu_fast"  # a transformers name peft-core does not build
+    with pytest.raises(ValueError, match=r"'gelu_fast' \(from its config\).*adapter_activation"):
+        get_meft_model(model, MeftConfig())
+    assert not hasattr(model, "meft_config")
+    converted = get_meft_model(model, MeftConfig(adapter_activation="gelu_tanh"))
+    assert converted.meft_config.adapter_activation == "gelu_tanh"
+
+
+def test_trainable_patterns_replace_the_head_and_a_frozen_head_is_warned_about():
+    with pytest.warns(UserWarning, match=r"'classifier' stays frozen; add 'classifier\.\*'"):
+        model = get_meft_model(tiny_bert(), MeftConfig(trainable=("*.LayerNorm.*",)))
+    assert not model.classifier.weight.requires_grad
+    assert model.bert.encoder.layer[0].output.LayerNorm.weight.requires_grad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        both = get_meft_model(tiny_bert(), MeftConfig(trainable=("*.LayerNorm.*", "classifier.*")))
+    assert both.classifier.weight.requires_grad

@@ -164,11 +164,26 @@ def _next_token_logits(model, input_ids, **kwargs):
     return model(input_ids=input_ids, **kwargs).logits[:, -1]
 
 
+def tiny_bert_decoder():
+    from transformers import BertConfig, BertLMHeadModel
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        vocab_size=100, max_position_embeddings=64, is_decoder=True, pad_token_id=1,
+        eos_token_id=2, attn_implementation="eager",
+    )  # fmt: skip
+    return BertLMHeadModel(config)
+
+
 @pytest.mark.parametrize(
     ("build", "variant"),
-    [(tiny_llama, "meft1"), (tiny_llama, "meft2"), (tiny_llama, "meft3"), (tiny_opt, "meft2")],
-    ids=["llama-meft1", "llama-meft2", "llama-meft3", "opt-meft2"],
-)
+    [
+        (tiny_llama, "meft1"), (tiny_llama, "meft2"), (tiny_llama, "meft3"), (tiny_opt, "meft2"),
+        (tiny_bert_decoder, "meft1"),
+    ],
+    ids=["llama-meft1", "llama-meft2", "llama-meft3", "opt-meft2", "bert-decoder-meft1"],
+)  # fmt: skip
 def test_cached_decoding_matches_recomputing_the_coupled_stack(build, variant):
     # Each layer's attention runs once per step whichever sub-function holds it, so the key/value
     # cache of an incremental step holds what recomputing the whole prefix would compute.
@@ -317,6 +332,27 @@ def test_use_cache_in_training_warns_once_and_writes_nothing():
         model(**batch, use_cache=True)
     assert sum("caching is incompatible" in str(w.message) for w in caught) == 1
     assert output.cache is None or output.cache.get_seq_length() == 0
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        (lambda: tiny_bert(dropout=0.1), 0.1),
+        (lambda: tiny_opt(dropout=0.1), 0.1),
+        (lambda: timm_vit(dropout=0.1), 0.1),  # proj_drop_rate
+        (lambda: tiny_llama(dropout=0.3), 0.0),  # only attention dropout: no hidden dropout
+    ],
+    ids=["bert", "opt", "timm-vit", "llama"],
+)
+def test_adapters_drop_out_as_the_models_hidden_states_do(build, expected):
+    model = get_meft_model(build(), MeftConfig())
+    rates = {
+        module.dropout.p
+        for layer in model.modules()
+        if hasattr(layer, "meft_adapters")
+        for module in layer.meft_adapters.children()
+    }
+    assert rates == {expected}
 
 
 def test_bert_with_cross_attention_is_refused():

@@ -44,8 +44,10 @@ class MeftConfig(MethodConfig):
             fraction of what vanilla backprop stores. Needed for deep stacks: on the real 30-layer
             SmolLM2, MEFT2 with float64 streams reconstructs layer 0 with relative error ~6e12
             and gradients are garbage without it. ``None`` = none (the paper).
-        trainable: extra glob patterns of parameters to train besides the adapters (one string is
-            one pattern); ``None`` = the model's task head, detected per architecture.
+        trainable: glob patterns of the parameters to train besides the adapters (one string is
+            one pattern), in place of the default; ``None`` = the model's task head, detected per
+            architecture. To train the head too, include it (``("classifier.*", ...)``); a head
+            left frozen this way is warned about.
         check_reconstruction: debug mode: keep each layer's true inputs and compare the inputs
             reconstructed in backward with them (relative error per layer, warning past
             ``reconstruction_tolerance``). Costs the memory MEFT saves; never use it for training.

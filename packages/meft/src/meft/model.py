@@ -20,6 +20,7 @@ from meft.config import MeftConfig
 from meft.coupling import CoupledLayer
 from meft.precision import lowest_precision, warn_if_reconstruction_is_unstable
 from meft.reversible import StackRun, run_stack
+from peft_core.activations import activation_names
 
 
 class MeftStack:
@@ -255,6 +256,32 @@ def _head_patterns(model: nn.Module, architecture: Architecture) -> list[str]:
     return [f"{head}.*" for head in architecture.head if head in names]
 
 
+def _warn_about_a_frozen_head(model: nn.Module, architecture: Architecture) -> None:
+    """``trainable`` replaces the default (the task head): say so when the head is left frozen,
+    which for a freshly initialised head is almost never what was meant."""
+    for head in architecture.head:
+        module = dict(model.named_modules()).get(head)
+        parameters = [] if module is None else list(module.parameters())
+        if parameters and not any(p.requires_grad for p in parameters):
+            warnings.warn(
+                f"MEFT: MeftConfig.trainable replaces the default trainable parameters (the task "
+                f"head), so {head!r} stays frozen; add '{head}.*' to trainable to train it",
+                stacklevel=3,
+            )
+
+
+def _model_activation(model: nn.Module, architecture: Architecture) -> str:
+    """The adapters' activation when the config names none: the model's own, if peft-core knows it."""
+    name = architecture.activation(model)
+    if isinstance(name, str) and name.lower().replace("-", "_") not in activation_names():
+        raise ValueError(
+            f"MEFT: the adapters would use {type(model).__name__}'s activation {name!r} (from its "
+            f"config), which has no adapter counterpart here; pass MeftConfig(adapter_activation=...) "
+            f"with one of {', '.join(activation_names())}, or an nn.Module"
+        )
+    return name
+
+
 @peft_core.register_method("meft", MeftConfig)
 def get_meft_model(model: nn.Module, config: MeftConfig | None = None) -> nn.Module:
     """Make ``model`` reversible in place and return it, with only adapters and the task head trainable.
@@ -282,7 +309,7 @@ def get_meft_model(model: nn.Module, config: MeftConfig | None = None) -> nn.Mod
     architecture = find_architecture(model)
     if architecture.check is not None:
         architecture.check(model)
-    activation = config.adapter_activation or architecture.activation(model)
+    activation = config.adapter_activation or _model_activation(model, architecture)
     dropout = (
         config.adapter_dropout
         if config.adapter_dropout is not None
@@ -314,6 +341,8 @@ def get_meft_model(model: nn.Module, config: MeftConfig | None = None) -> nn.Mod
         for layer in adapters:
             delattr(layer, ATTRIBUTE)
         raise
+    if config.trainable is not None:
+        _warn_about_a_frozen_head(model, architecture)
     meft_stacks = []
     for name, layers in stacks:  # a loop, not a comprehension: warnings point at the caller
         host = model.get_submodule(name.rpartition(".")[0])  # "" is the model itself

@@ -1,6 +1,7 @@
 """BERT and RoBERTa (post-LN encoders): LN(x + Attn(x)) then LN(a + FFN(a)).
 
-Also used as a causal decoder (``is_decoder=True``: the host passes the causal mask). Layers with
+Also used as a causal decoder (``is_decoder=True``: the host passes the causal mask, and generation
+writes the key/value cache as the original layers do). Layers with
 cross-attention (``add_cross_attention=True``) are refused: the description has no cross-attention
 block, and skipping it would silently ignore the encoder states.
 """
@@ -10,12 +11,18 @@ from __future__ import annotations
 from meft.architectures._residual import attention_residual, ffn_residual
 from meft.architectures.base import Architecture, model_type_is, register_architecture
 
+# Layer arguments that belong to the cross-attention block, which this description refuses.
+_CROSS_ATTENTION_ARGUMENTS = ("encoder_hidden_states", "encoder_attention_mask")
+
 
 def attention_half(layer, x, context, adapters):
     output = layer.attention.output
+    # Everything else the layer received (mask, key/value cache of a causal decoder, …) goes to
+    # self-attention, as BertLayer.forward passes it.
+    arguments = {k: v for k, v in context.items() if k not in _CROSS_ATTENTION_ARGUMENTS}
 
     def attend(hidden):
-        hidden, _ = layer.attention.self(hidden, attention_mask=context.get("attention_mask"))
+        hidden, _ = layer.attention.self(hidden, **arguments)
         return output.dropout(output.dense(hidden))
 
     return attention_residual(x, attend, output.LayerNorm, adapters, pre_norm=False)
@@ -51,5 +58,6 @@ BERT = register_architecture(
         dropout=lambda model: model.config.hidden_dropout_prob,
         head=("classifier", "qa_outputs"),
         check=refuse_cross_attention,
+        cache_arguments=("cache",),  # a causal decoder (is_decoder=True) writes one
     )
 )

@@ -35,7 +35,8 @@ LLAMA = register_architecture(
         ffn=ffn_half,
         hidden_size=lambda model: model.config.hidden_size,
         activation=lambda model: model.config.hidden_act,
-        dropout=lambda model: getattr(model.config, "attention_dropout", 0.0) or 0.0,
+        # No hidden dropout in the family (attention_dropout acts on attention probabilities).
+        dropout=lambda model: 0.0,
         # The causal LM head (often tied to the input embeddings) stays frozen.
         head=("score", "qa_outputs"),
         check=refuse_mixed_layer_types,

@@ -60,6 +60,12 @@ def activation_name(model: nn.Module) -> str:
     return _ACTIVATIONS[name]
 
 
+def hidden_dropout(model: nn.Module) -> float:
+    """timm's hidden dropout (``proj_drop_rate``): the one after each block's MLP output."""
+    dropout = getattr(model.blocks[0].mlp, "drop2", None)
+    return float(dropout.p) if isinstance(dropout, nn.Dropout) else 0.0
+
+
 def attention_half(block, x, context, adapters):
     def attend(hidden):
         hidden = block.attn(
@@ -86,7 +92,7 @@ TIMM_VIT = register_architecture(
         ffn=ffn_half,
         hidden_size=lambda model: model.embed_dim,
         activation=activation_name,
-        dropout=lambda model: 0.0,
+        dropout=hidden_dropout,
         head=("head",),
         check=check_blocks,
         layer_output_methods=("forward_intermediates",),
