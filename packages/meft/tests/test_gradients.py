@@ -87,6 +87,20 @@ def test_reversible_gradients_are_exact_in_float64(variant):
     assert _worst_relative_difference(vanilla, reversible) < 1e-9
 
 
+def test_sub_block_outputs_come_back_in_the_streams_dtype():
+    # A float64 model on float64 streams keeps every digit of F and G (rounding them to float32
+    # cost ~1e-8 relative per layer, the same in forward and recompute, so the gradient checks
+    # above could not see it); a half-precision model's outputs join float32 streams.
+    from meft.coupling import run_sub_function
+
+    stream = torch.ones(2, dtype=torch.float64)
+    out = run_sub_function(lambda x, context: x + 1e-12, stream, {}, torch.float64)
+    assert out.dtype == torch.float64
+    assert out[0].item() == 1 + 1e-12
+    half = run_sub_function(lambda x, context: x * 2, torch.ones(2), {}, torch.bfloat16)
+    assert half.dtype == torch.float32
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_partially_reversible_stack_matches_too(variant):
     build, make_batch, _ = FAMILIES["bert"]

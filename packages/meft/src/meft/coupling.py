@@ -40,8 +40,9 @@ class CoupledLayer:
 def run_sub_function(
     fn: SubFunction, x: torch.Tensor, context: dict[str, Any], dtype: torch.dtype
 ) -> torch.Tensor:
-    """Call F or G on a float32 stream cast to the model's dtype; return its output as float32."""
-    return fn(x.to(dtype), context).float()
+    """Call F or G on a stream cast to the model's dtype; return its output in the stream's dtype
+    (float32, or float64: a float64 model's sub-blocks then keep every digit)."""
+    return fn(x.to(dtype), context).to(x.dtype)
 
 
 def couple(
