@@ -151,3 +151,13 @@ def test_a_missing_hf_extra_is_a_usage_error_naming_the_install(monkeypatch, cap
     monkeypatch.setattr(peft_core.recipes, "task_from_arguments", _refuse_to_measure)
     err = _usage_error(["train", "--output-dir", str(tmp_path)], capsys)
     assert 'needs transformers, which is not installed: pip install "meft[hf]"' in err
+
+
+def test_the_command_uses_float64_streams_unless_told_otherwise():
+    # The README's accuracy runs use float64 streams: the default command must train the same way.
+    from meft.cli import _config, _parser
+
+    default = _config(_parser().parse_args(["train"]))
+    assert default.stream_dtype == "float64"
+    paper = _config(_parser().parse_args(["train", "--stream-dtype", "float32"]))
+    assert paper.stream_dtype == "float32"
