@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import warnings
 
 import pytest
 import torch
@@ -115,8 +116,15 @@ def test_an_existing_monitor_is_used_and_left_in_place():
 
 
 def test_the_dtype_the_activations_were_computed_in_is_stated():
-    report = _report([{"values": VALUES.to(torch.bfloat16)}])
+    with pytest.warns(UserWarning, match=r"computed in bfloat16; .* measure a float32 copy"):
+        report = _report([{"values": VALUES.to(torch.bfloat16)}])
     assert report.dtype == "bfloat16"
+
+
+def test_float32_measurements_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _report([{"values": VALUES}]).dtype == "float32"
 
 
 def test_reduction_relative_and_in_percentage_points_by_hand():

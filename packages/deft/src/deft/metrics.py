@@ -9,6 +9,7 @@ code), ``masked`` (real tokens only) and ``thresholded`` (real tokens, |a| ≤ �
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -129,7 +130,22 @@ def measure_density(
             monitor.remove()
     if not tallies:
         raise ValueError("measure_density got no batches (or the model computed no activation)")
+    _warn_about_low_precision(dtypes)
     return _report(tallies, dtypes, samples, thresholds, baseline)
+
+
+def _warn_about_low_precision(dtypes: Mapping[str, None]) -> None:
+    """Exact zeros depend on the dtype: say so when the activations were not fp32 (spec §3)."""
+    low = [dtype for dtype in dtypes if dtype not in ("float32", "float64")]
+    if low:
+        warnings.warn(
+            f"measure_density: the MLP activations were computed in {', '.join(low)}; which outputs "
+            "are exactly zero depends on the dtype (tanh-GELU reaches 0 below about -3.06 in "
+            "bfloat16 but -5.16 in float32), so these densities do not compare with float32 "
+            "ones (the paper's, and every recorded benchmark's); measure a float32 copy of the "
+            "model for figures that do",
+            stacklevel=4,  # past this helper, measure_density and torch.no_grad's wrapper
+        )
 
 
 def _tally_batch(
