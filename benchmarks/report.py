@@ -73,8 +73,8 @@ def trainer_overhead_section(record: dict[str, Any]) -> list[str]:
         "|---|---:|---|",
     ]
     for loop, times in info["step_time_s"].items():
-        runs = " / ".join(f"{t:.3f}" for t in times["all"])
-        lines.append(f"| {loop} | {times['median']:.4f} | {runs} |")
+        each = " / ".join(f"{t:.3f}" for t in times["all"])
+        lines.append(f"| {loop} | {times['median']:.4f} | {each} |")
     return [
         *lines,
         "",

@@ -226,11 +226,17 @@ def reconstruction_section(record: dict[str, Any]) -> list[str]:
 
 
 def _every(k: str) -> str:
-    return "nothing saved" if k == "None" else f"every {k}{_ordinal_suffix(int(k))}"
+    if k == "None":
+        return "nothing saved"
+    return "every layer" if k == "1" else f"every {_ordinal(int(k))}"
 
 
-def _ordinal_suffix(number: int) -> str:
-    return "nd" if number == 2 else "rd" if number == 3 else "th"
+def _ordinal(number: int) -> str:
+    """2 → 2nd, 3 → 3rd, 11 → 11th, 21 → 21st."""
+    suffix = (
+        "th" if 11 <= number % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    )
+    return f"{number}{suffix}"
 
 
 def _sparsest_first(keys) -> list[str]:

@@ -20,7 +20,7 @@ from meft.config import MeftConfig
 from meft.coupling import CoupledLayer
 from meft.precision import lowest_precision, warn_if_reconstruction_is_unstable
 from meft.reversible import StackRun, run_stack
-from peft_core.activations import activation_names
+from peft_core.activations import activation_names, get_activation
 
 
 class MeftStack:
@@ -259,9 +259,9 @@ def _head_patterns(model: nn.Module, architecture: Architecture) -> list[str]:
 def _warn_about_a_frozen_head(model: nn.Module, architecture: Architecture) -> None:
     """``trainable`` replaces the default (the task head): say so when the head is left frozen,
     which for a freshly initialised head is almost never what was meant."""
+    modules = dict(model.named_modules())
     for head in architecture.head:
-        module = dict(model.named_modules()).get(head)
-        parameters = [] if module is None else list(module.parameters())
+        parameters = list(modules[head].parameters()) if head in modules else []
         if parameters and not any(p.requires_grad for p in parameters):
             warnings.warn(
                 f"MEFT: MeftConfig.trainable replaces the default trainable parameters (the task "
@@ -273,12 +273,14 @@ def _warn_about_a_frozen_head(model: nn.Module, architecture: Architecture) -> N
 def _model_activation(model: nn.Module, architecture: Architecture) -> str:
     """The adapters' activation when the config names none: the model's own, if peft-core knows it."""
     name = architecture.activation(model)
-    if isinstance(name, str) and name.lower().replace("-", "_") not in activation_names():
+    try:
+        get_activation(name)  # peft-core builds the adapters' activation: ask it, not a copy
+    except ValueError:
         raise ValueError(
             f"MEFT: the adapters would use {type(model).__name__}'s activation {name!r} (from its "
             f"config), which has no adapter counterpart here; pass MeftConfig(adapter_activation=...) "
             f"with one of {', '.join(activation_names())}, or an nn.Module"
-        )
+        ) from None
     return name
 
 
