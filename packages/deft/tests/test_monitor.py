@@ -448,3 +448,18 @@ def test_warns_when_no_activation_can_carry_a_gradient():
     model(IDS % 32)
     with pytest.warns(UserWarning, match="use_reentrant=False"):
         monitor.loss()
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # transformers renames past_key_values
+def test_warns_when_one_stack_depends_on_nothing_trainable():
+    pytest.importorskip("peft")
+    from deft.methods import apply_method
+
+    model = apply_method(_t5(), "prefix", num_virtual_tokens=3)
+    monitor = DensityMonitor(model)
+    model(input_ids=IDS, attention_mask=MASK, labels=IDS[:, :3].clone())
+    by_group = monitor.activations_by_group  # prefixes reach the decoder only
+    assert not any(a.requires_grad for a in by_group["encoder"].values())
+    assert all(a.requires_grad for a in by_group["decoder"].values())
+    with pytest.warns(UserWarning, match="the encoder term of the density loss is a constant"):
+        monitor.loss(MASK)

@@ -272,21 +272,35 @@ class DensityMonitor:
 
     def _warn_if_nothing_can_learn(self, by_group: dict[str, dict[str, torch.Tensor]]) -> None:
         # Single layers without a gradient are expected (with adapters after the FFN, layer 0's
-        # input depends on no trainable parameter); none at all means the loss trains nothing.
+        # input depends on no trainable parameter); a whole stack without one is worth a word.
         if self._warned or not torch.is_grad_enabled():
             return
-        tensors = [t for group in by_group.values() for t in group.values()]
-        if any(t.requires_grad for t in tensors) or not any(
-            p.requires_grad for p in self.model.parameters()
-        ):
+        if not any(p.requires_grad for p in self.model.parameters()):
+            return
+        frozen_groups = [
+            group
+            for group, tensors in by_group.items()
+            if not any(t.requires_grad for t in tensors.values())
+        ]
+        if not frozen_groups:
             return
         self._warned = True
-        warnings.warn(
-            "DensityMonitor: no captured activation requires grad although the model has "
-            "trainable parameters, so the density loss cannot train anything. Re-entrant gradient "
-            "checkpointing runs the forward without autograd: use use_reentrant=False.",
-            stacklevel=4,
-        )
+        if len(frozen_groups) == len(by_group):
+            message = (
+                "DensityMonitor: no captured activation requires grad although the model has "
+                "trainable parameters, so the density loss cannot train anything. Re-entrant "
+                "gradient checkpointing runs the forward without autograd: use use_reentrant=False."
+            )
+        else:
+            # Hugging Face peft's prefix tuning on an encoder-decoder gives its prefixes to the
+            # decoder only, so the encoder's MLPs see nothing that trains.
+            message = (
+                f"DensityMonitor: the {' and '.join(frozen_groups)} term of the density loss is a "
+                "constant: no trainable parameter reaches those MLP activations (prefix tuning "
+                "on an encoder-decoder adapts the decoder only), so only "
+                f"{' and '.join(g for g in by_group if g not in frozen_groups)} can become sparser"
+            )
+        warnings.warn(message, stacklevel=4)
 
     # -- lifetime --------------------------------------------------------------------------------
     def remove(self) -> None:
