@@ -167,6 +167,9 @@ def learning_rate_section(record: dict[str, Any]) -> list[str]:
     lines = [
         f"Picked by validation accuracy (ties kept): {picked}.",
         "",
+        "The validation figures were recorded while peft-core's trainer skipped the evaluation at "
+        "the end of the last epoch (fixed since): each is the best of epochs 1 to N − 1.",
+        "",
         "| learning rate | best validation accuracy | test accuracy (final weights) |",
         "|---:|---:|---:|",
     ]

@@ -206,8 +206,19 @@ def test_a_csv_row_with_more_fields_than_the_header_is_an_error(tmp_path: Path) 
     ):
         load_text_classification(path, **ALL)
     tsv = _write(tmp_path / "d.tsv", "text\tlabel\na\tb\tc\n")
-    with pytest.raises(ValueError, match=r"d\.tsv: line 2 has 3 fields.*a tab must be quoted"):
+    with pytest.raises(ValueError, match=r"d\.tsv: line 2 has 3 fields.*cannot contain a tab"):
         load_text_classification(tsv, **ALL)
+
+
+def test_tsv_is_read_without_quoting_as_glue_writes_it(tmp_path: Path) -> None:
+    # A sentence opening with a quote is text: read as a CSV quote it swallowed the next lines.
+    tsv = _write(
+        tmp_path / "d.tsv",
+        'sentence\tlabel\n" bad \t0\nplain sentence\t1\nhe said "no" twice\t0\n',
+    )
+    split = read_file(tsv, text_column="sentence", label_column="label")
+    assert split.texts == ['" bad ', "plain sentence", 'he said "no" twice']
+    assert split.labels == ["0", "1", "0"]
 
 
 def test_invalid_json_names_the_file_and_its_line(tmp_path: Path) -> None:

@@ -19,6 +19,18 @@ def test_encode_int_labels() -> None:
     assert encode_labels([], label_names=None) == ([], [])
 
 
+def test_booleans_and_ids_read_as_text_are_class_ids() -> None:
+    assert encode_labels([True, False]) == ([1, 0], ["0", "1"])
+    # A CSV file's 0/1 are strings; named classes make them ids rather than unknown names.
+    assert encode_labels(["1", "0"], label_names=["neg", "pos"]) == ([1, 0], ["neg", "pos"])
+    assert encode_labels(["1"], label_names=["0", "1"]) == (
+        [1],
+        ["0", "1"],
+    )  # names when they match
+    with pytest.raises(ValueError, match="out of range"):
+        encode_labels(["2"], label_names=["neg", "pos"])
+
+
 def test_label_names_must_be_unique() -> None:
     with pytest.raises(ValueError, match="duplicates"):
         encode_labels(["a"], label_names=["a", "a"])

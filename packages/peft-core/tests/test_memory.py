@@ -92,6 +92,20 @@ def test_views_of_one_storage_count_the_storage_once():
     assert measure_activation_memory(lambda: (x[0] * x[1]).sum()) == 6 * 5 * F32
 
 
+def test_a_measurement_inside_another_counts_for_both():
+    x = torch.randn(6, 5, requires_grad=True)
+    y = torch.randn(6, 5, requires_grad=True)
+    inner: list[int] = []
+
+    def step():
+        first = (x * 2).exp()  # exp saves its output: 30 floats, seen by the outer only
+        inner.append(measure_activation_memory(lambda: (first * y).sum()))  # first and y
+        return first
+
+    assert measure_activation_memory(step) == 2 * 6 * 5 * F32  # first (once) and y
+    assert inner == [2 * 6 * 5 * F32]
+
+
 def test_parameters_are_excluded_but_plain_tensors_are_not():
     x = torch.randn(3, 4, requires_grad=True)
     weight = torch.randn(4, 2, requires_grad=True)

@@ -236,3 +236,90 @@ def test_final_evaluation_reuses_an_evaluation_of_the_same_step(tmp_path, monkey
     result = trainer.train()
     assert len(calls) == 2  # once per epoch; the last epoch's result is the final one
     assert result["eval_loss"] == trainer._last_evaluation["eval_loss"]
+
+
+def _trainer(tmp_path, model=None, **overrides) -> Trainer:
+    return Trainer(
+        model or _model(), _args(tmp_path, **overrides), TokenParityDataset(64, seed=1),
+        TokenParityDataset(32, seed=2), collate_fn=collate_token_batches,
+    )  # fmt: skip
+
+
+def test_a_run_that_early_stopped_stays_stopped_when_started_again(tmp_path):
+    # Evaluation and checkpoint share a step, so the checkpoint already counts the stall: started
+    # again (a crash in the final save, a scheduler's retry), the run must not train on.
+    settings = dict(
+        num_epochs=20, eval_strategy="steps", eval_every=2, save_every=2, greater_is_better=True,
+        early_stopping_patience=2,
+    )  # fmt: skip
+    first = _trainer(tmp_path, **settings).train()
+    assert first["global_step"] < 160
+    again = _trainer(tmp_path, **settings).train()
+    assert again["resumed_from_step"] == again["global_step"] == first["global_step"]
+    assert again["best_step"] == first["best_step"]
+    assert again["eval_loss"] == first["eval_loss"]
+
+
+def test_the_last_epochs_evaluation_is_a_candidate_for_the_best_weights(tmp_path):
+    # Lowering the loss every epoch, the last epoch is the best one; and a one-epoch run has one.
+    trainer = _trainer(tmp_path / "three", num_epochs=3, learning_rate=1e-2)
+    result = trainer.train()
+    evaluations = [r for r in map(json.loads, trainer.log_path.read_text().splitlines())]
+    assert [r["step"] for r in evaluations if r["type"] == "eval"] == [8, 16, 24]
+    best = min(r["eval_loss"] for r in evaluations if r["type"] == "eval")
+    assert result["best_metric"] == best
+    one = _trainer(tmp_path / "one", num_epochs=1).train()
+    assert one["best_step"] == 8
+    assert (tmp_path / "one" / "best").is_dir()
+
+
+def test_a_run_ending_between_evaluations_counts_its_final_one(tmp_path):
+    result = _trainer(tmp_path, max_steps=5, eval_strategy="steps", eval_every=4).train()
+    assert result["best_step"] in (4, 5)
+    assert result["best_metric"] == min(result["eval_loss"], result["best_metric"])
+
+
+def test_early_stopping_without_an_eval_set_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"early_stopping_patience=2 needs evaluations"):
+        _train(_model(), _args(tmp_path, early_stopping_patience=2))
+
+
+def test_metric_for_best_takes_the_name_with_or_without_its_eval_prefix(tmp_path):
+    assert _args(tmp_path, metric_for_best="accuracy").metric_for_best == "eval_accuracy"
+    assert _args(tmp_path, metric_for_best="eval_macro_f1").metric_for_best == "eval_macro_f1"
+    for bad in ("step", "eval_", "", None):
+        with pytest.raises(ValueError, match="metric_for_best"):
+            _args(tmp_path, metric_for_best=bad)
+
+
+def test_a_fresh_run_refuses_an_earlier_runs_weights_without_checkpoints(tmp_path):
+    _trainer(tmp_path, num_epochs=1).train()  # no save_every: final/ and best/, no checkpoint
+    with pytest.raises(FileExistsError, match=r"weights \(final, best\).*overwrite_output_dir"):
+        Trainer(
+            _model(), _args(tmp_path, num_epochs=1), TokenParityDataset(64, seed=1),
+            collate_fn=collate_token_batches,
+        ).train()  # fmt: skip
+    Trainer(
+        _model(), _args(tmp_path, num_epochs=1, overwrite_output_dir=True),
+        TokenParityDataset(64, seed=1), collate_fn=collate_token_batches,
+    ).train()  # fmt: skip
+    assert not (
+        tmp_path / "best"
+    ).exists()  # the earlier run's best is not passed off as this one's
+
+
+def test_training_again_in_the_same_trainer_keeps_its_log(tmp_path):
+    trainer = _trainer(tmp_path, num_epochs=1)
+    trainer.train()
+    log = trainer.log_path.read_text()
+    assert trainer.train()["global_step"] == 8  # nothing left to train
+    assert trainer.log_path.read_text().startswith(log)
+
+
+def test_a_checkpoint_left_half_written_by_a_kill_is_cleaned_up(tmp_path):
+    staging = tmp_path / "checkpoints" / ".step-00000008.x1y2z3.tmp"
+    staging.mkdir(parents=True)
+    (staging / "optimizer.pt").write_bytes(b"half")
+    _trainer(tmp_path, num_epochs=1, save_every=4).train()
+    assert not staging.exists()
+    assert _checkpoint_steps(tmp_path) == [4, 8]

@@ -63,6 +63,38 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert [r["loss"] for r in resumed_log] == [r["loss"] for r in reference_log]
 
 
+def test_a_resumed_log_and_best_weights_equal_the_uninterrupted_ones(tmp_path):
+    # 3 steps per epoch and a checkpoint every 3: each checkpoint is written at an epoch's last
+    # step, before that epoch's evaluation, which the killed run had logged already. Logging every
+    # 2 steps, the record at step 4 averages steps 3 and 4, across the checkpoint at 3.
+    common = ["--save-every", "3", "--log-every", "2", "--evaluate", "--epochs", "4"]
+    common += ["--dataset-size", "24"]
+    reference = _train(tmp_path / "reference", *common)
+    assert reference.returncode == 0, reference.stderr
+    killed = _train(tmp_path / "interrupted", *common, "--kill-at-step", "4")
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr[-2000:])
+    resumed = _train(tmp_path / "interrupted", *common)
+    assert resumed.returncode == 0, resumed.stderr
+
+    def log_without_times(output_dir: Path) -> list[dict]:
+        lines = (output_dir / "log.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k != "time"} for line in lines]
+
+    expected = log_without_times(tmp_path / "reference")
+    assert [(r["type"], r["step"]) for r in expected] == [
+        ("train", 2), ("eval", 3), ("train", 4), ("train", 6), ("eval", 6),
+        ("train", 8), ("eval", 9), ("train", 10), ("train", 12), ("eval", 12),
+    ]  # fmt: skip
+    assert log_without_times(tmp_path / "interrupted") == expected
+    for folder in ("best", "final"):
+        expected_weights = load_file(
+            str(tmp_path / "reference" / folder / "adapter_model.safetensors")
+        )
+        actual = load_file(str(tmp_path / "interrupted" / folder / "adapter_model.safetensors"))
+        for name in expected_weights:
+            assert torch.equal(expected_weights[name], actual[name]), f"{folder}/{name} differs"
+
+
 def _train_records(output_dir: Path) -> list[dict]:
     lines = (output_dir / "log.jsonl").read_text().splitlines()
     return [record for record in map(json.loads, lines) if record["type"] == "train"]

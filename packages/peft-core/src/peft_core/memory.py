@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -26,6 +27,17 @@ def _storage_bytes(tensor: torch.Tensor) -> int:
     return tensor.untyped_storage().nbytes()
 
 
+# Only the innermost saved_tensors_hooks see a saved tensor, so a measurement inside another
+# records for every enclosing one too (per thread, as autograd's hook stack is).
+_open_measurements = threading.local()
+
+
+def _measurement_stack() -> list[tuple[set[int], dict[int, int]]]:
+    if not hasattr(_open_measurements, "stack"):
+        _open_measurements.stack = []
+    return _open_measurements.stack
+
+
 def _exempt_storages(modules: Iterable[nn.Module]) -> set[int]:
     keys = set()
     for module in modules:
@@ -46,6 +58,7 @@ def measure_activation_memory(
     storages that belong to parameters are never counted — they exist whether or not you train.
     Pass ``model`` (or several modules) to also exclude their buffers (position ids, BatchNorm
     statistics). Call ``backward`` *outside* ``fn`` so that the graph is still alive while counting.
+    A measurement inside ``fn`` counts its tensors for this one too.
 
     The count is exact and deterministic, unlike allocator peaks, and works on CPU and on the meta
     device (a model too large to allocate). It is the memory
@@ -60,18 +73,25 @@ def measure_activation_memory(
     """
     exempt = _exempt_storages([model] if isinstance(model, nn.Module) else (model or ()))
     seen: dict[int, int] = {}
+    stack = _measurement_stack()
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         base = tensor._base if tensor._base is not None else tensor
         if isinstance(tensor, nn.Parameter) or isinstance(base, nn.Parameter):
             return tensor
         key = _storage_key(tensor)
-        if key is not None and key not in exempt and key not in seen:
-            seen[key] = _storage_bytes(tensor)
+        if key is not None:
+            for exempt_here, seen_here in stack:
+                if key not in exempt_here and key not in seen_here:
+                    seen_here[key] = _storage_bytes(tensor)
         return tensor
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        fn()
+    stack.append((exempt, seen))
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            fn()
+    finally:
+        stack.pop()
     return sum(seen.values())
 
 

@@ -62,6 +62,8 @@ def main() -> None:
     parser.add_argument("--result-json", default=None)
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--augment", action="store_true")
+    parser.add_argument("--log-every", type=int, default=1)
+    parser.add_argument("--evaluate", action="store_true", help="evaluate at every epoch's end")
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -76,7 +78,7 @@ def main() -> None:
         weight_decay=0.01,
         warmup_steps=2,
         save_every=args.save_every,
-        log_every=1,
+        log_every=args.log_every,
         progress_bar=False,
         cpu=True,
         seed=7,
@@ -89,6 +91,7 @@ def main() -> None:
         AugmentedTokens(args.dataset_size)
         if args.augment
         else TokenParityDataset(args.dataset_size, seed=3),
+        TokenParityDataset(16, seed=4) if args.evaluate else None,
         collate_fn=collate_token_batches,
         callbacks=callbacks,
     )

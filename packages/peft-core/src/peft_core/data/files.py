@@ -48,7 +48,8 @@ def read_file(
     """Read one file of labelled texts; the format follows the suffix.
 
     * ``.csv`` / ``.tsv``: a header row names the columns; every value is a string, so labels are
-      class names (``"0"``/``"1"`` included, mapped in numeric order).
+      class names (``"0"``/``"1"`` included, mapped in numeric order). CSV values may be quoted;
+      TSV is read as GLUE writes it, without quoting (a ``"`` is text, a value holds no tab).
     * ``.jsonl``: one JSON object per line. ``.json``: a list of objects, or JSON lines.
       Labels may be names (strings) or class ids (ints).
 
@@ -88,17 +89,24 @@ def read_file(
 
 def _read_delimited(path: Path, delimiter: str) -> tuple[list[str], list[tuple[str, dict]]]:
     # utf-8-sig: spreadsheets often save CSV with a byte-order mark glued to the first column name.
+    tabs = delimiter == "\t"
+    # TSV files (GLUE's among them) do not quote: a sentence opening with " is text, and reading
+    # it as a quote would merge every line up to the next " into one example.
+    quoting = csv.QUOTE_NONE if tabs else csv.QUOTE_MINIMAL
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
+        reader = csv.DictReader(handle, delimiter=delimiter, quoting=quoting)
         rows = []
         for row in reader:
             where = f"line {reader.line_num}"
             if None in row:  # DictReader's key for the fields beyond the header's
+                fix = (
+                    "a TSV value cannot contain a tab (TSV is read without quoting)"
+                    if tabs
+                    else 'a value containing a comma must be quoted, e.g. "great movie, loved it"'
+                )
                 raise ValueError(
                     f"{path}: {where} has {len(reader.fieldnames or []) + len(row[None])} fields "
-                    f"but the header names {len(reader.fieldnames or [])}; a value containing "
-                    f"{'a tab' if delimiter == chr(9) else 'a comma'} must be quoted, "
-                    'e.g. "great movie, loved it"'
+                    f"but the header names {len(reader.fieldnames or [])}; {fix}"
                 )
             rows.append((where, row))
         present = list(reader.fieldnames or [])

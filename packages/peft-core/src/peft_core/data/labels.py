@@ -26,7 +26,8 @@ def encode_labels(
     * ``str`` values are class names: with ``label_names`` given, a name's id is its index there;
       otherwise names are sorted (numerically when all are integers) and numbered from 0.
     * ``int`` values are already class ids; ``label_names`` (default ``"0"``, ``"1"``, ...) only
-      names them and bounds them.
+      names them and bounds them. ``bool`` values are ids 0 and 1. Integer strings none of which
+      is in ``label_names`` are ids too: a CSV file's ``0``/``1`` read as text.
 
     Example:
         >>> encode_labels(["pos", "neg", "pos"])
@@ -42,14 +43,21 @@ def encode_labels(
             raise ValueError(f"label_names has duplicates: {label_names}")
     kinds = {type(v) for v in values}
     if kinds <= {str}:
-        return _encode_names([str(v) for v in values], label_names)
-    if kinds <= {int}:
+        names = [str(v) for v in values]
+        if label_names is not None and _ids_as_text(names, label_names):
+            return _encode_ids([int(v) for v in names], label_names)
+        return _encode_names(names, label_names)
+    if kinds <= {int, bool}:
         return _encode_ids([int(v) for v in values], label_names)  # type: ignore[call-overload]
     found = sorted(kind.__name__ for kind in kinds)
     raise TypeError(
         f"labels must be all class names (str) or all class ids (int); found {found}. "
         "Float labels (regression) are not supported."
     )
+
+
+def _ids_as_text(values: list[str], label_names: list[str]) -> bool:
+    return all(_is_int(v) for v in values) and not set(values) & set(label_names)
 
 
 def _encode_names(values: list[str], label_names: list[str] | None) -> tuple[list[int], list[str]]:

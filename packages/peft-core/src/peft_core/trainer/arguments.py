@@ -56,7 +56,7 @@ class TrainingArguments:
     save_every: int | None = None  # steps between resumable checkpoints; None = no checkpoints
     save_total_limit: int = 2  # checkpoints kept on disk
     log_every: int = 10
-    metric_for_best: str = "eval_loss"
+    metric_for_best: str = "eval_loss"  # "accuracy" means "eval_accuracy"
     greater_is_better: bool | None = None  # None: False for metrics containing "loss", else True
     early_stopping_patience: int | None = None  # evaluations without improvement before stopping
     resume: bool = True  # continue from the newest checkpoint in output_dir when there is one
@@ -128,6 +128,11 @@ class TrainingArguments:
                 _fail(name, f"one of {allowed}", getattr(self, name))
         if self.eval_strategy == "steps" and self.eval_every is None:
             _fail("eval_every", "set when eval_strategy='steps'", self.eval_every)
+        metric = self.metric_for_best
+        if not isinstance(metric, str) or metric.removeprefix("eval_") in ("", "step"):
+            _fail("metric_for_best", "the name of an eval metric, e.g. 'eval_accuracy'", metric)
+        # Evaluation names its metrics eval_<name>; the Hugging Face Trainer adds the prefix too.
+        self.metric_for_best = metric if metric.startswith("eval_") else f"eval_{metric}"
         self.adam_betas = tuple(float(beta) for beta in betas)  # type: ignore[assignment]
 
     @property

@@ -37,6 +37,12 @@ class TrainerState:
     # training seconds of the segments before this one, up to the checkpoint (0 in a fresh run;
     # checkpoints written before this field existed read as 0 too)
     train_seconds: float = 0.0
+    # What a resume needs to continue the log exactly (absent in older checkpoints): the lines
+    # log.jsonl held, the training values not yet averaged into a log line, and the last
+    # scheduled evaluation (the final one reuses it when no step was taken since).
+    log_lines: int | None = None
+    unlogged: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    last_evaluation: dict[str, float] | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
@@ -98,6 +104,15 @@ def checkpoint_path(output_dir: str | Path, step: int) -> Path:
 def prune_checkpoints(output_dir: str | Path, keep: int) -> None:
     for path in checkpoint_directories(output_dir)[:-keep]:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_unfinished_checkpoints(output_dir: str | Path) -> None:
+    """Delete the staging folders of checkpoints whose writer was killed mid-write (a finished
+    checkpoint is renamed into place, so these never hold anything a resume could use)."""
+    root = Path(output_dir) / CHECKPOINT_DIR
+    if root.is_dir():
+        for path in root.glob(".step-*.tmp"):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 # The weights a run leaves when it ends: the final ones, and the best evaluated ones.

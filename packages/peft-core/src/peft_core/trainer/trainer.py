@@ -92,6 +92,11 @@ class Trainer:
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
+        if eval_dataset is None and args.early_stopping_patience is not None:
+            raise ValueError(
+                f"early_stopping_patience={args.early_stopping_patience} needs evaluations: pass "
+                "Trainer(eval_dataset=...), or leave early_stopping_patience=None"
+            )
         self.args = args
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
@@ -120,6 +125,7 @@ class Trainer:
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.history: list[dict[str, Any]] = []
         self._last_evaluation: dict[str, float] | None = None
+        self._unlogged: dict[str, list[float]] = {}  # training values since the last log line
 
     # -- sizes -----------------------------------------------------------------------------
     def _epoch_sampler(self, epoch: int, start_batch: int = 0) -> EpochBatchSampler:
@@ -164,39 +170,43 @@ class Trainer:
         from accelerate.utils import set_seed
 
         resumed_from = self._resume() if self.args.resume else None
-        if resumed_from is None:
+        # A second train() of this Trainer with nothing to resume continues the run it holds.
+        if resumed_from is None and self.state.global_step == 0:
             self._clear_earlier_run()
             set_seed(self.args.seed)
             self._truncate_log(after_step=0)
+        if self.is_main_process:
+            ckpt.remove_unfinished_checkpoints(self.output_dir)
         progress = self._progress_bar()
         for callback in self.callbacks:
             callback.on_train_begin(self)
-        window: dict[str, list[float]] = {}
-        stop = False
+        stop = self._patience_ran_out()  # a run that early-stopped before its last checkpoint
         self._segment_started = started = time.perf_counter()
         earlier_seconds = self.state.train_seconds  # segments before a resume, as checkpointed
         while self.state.global_step < self.total_steps and not stop:
             for micro_batches in self._steps_of_current_epoch():
                 logs = self._optimizer_step(micro_batches)
                 for key, value in logs.items():
-                    window.setdefault(key, []).append(value)
+                    self._unlogged.setdefault(key, []).append(value)
                 self.state.global_step += 1
                 progress.update(1)
                 if (
                     self.state.global_step % self.args.log_every == 0
                     or self.state.global_step == self.total_steps
                 ):
-                    record = self._log_window(window)
+                    record = self._log_window(self._unlogged)
                     progress.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
-                    window = {}
+                    self._unlogged = {}
                 stop = self._maybe_evaluate(at_epoch_end=False)
                 self._maybe_checkpoint()
                 if stop or self.state.global_step >= self.total_steps:
                     break
-            else:  # the epoch ran out of batches
+            # The last step of a run that ends with an epoch is that epoch's end too: its
+            # evaluation counts for the best weights and early stopping like any other.
+            if self.state.batches_into_epoch >= self.micro_batches_per_epoch:
                 self.state.epoch += 1
                 self.state.batches_into_epoch = 0
-                stop = self._maybe_evaluate(at_epoch_end=True)
+                stop = stop or self._maybe_evaluate(at_epoch_end=True)
         progress.close()
         segment_seconds = time.perf_counter() - started
         final = self._final_evaluation()
@@ -334,7 +344,9 @@ class Trainer:
         last = self._last_evaluation
         if last is not None and last["step"] == self.state.global_step:
             return last
-        return self.evaluate()
+        metrics = self.evaluate()  # a run that stopped between scheduled evaluations
+        self._update_early_stopping(metrics)  # the final weights may be the best ones
+        return metrics
 
     def _maybe_evaluate(self, *, at_epoch_end: bool) -> bool:
         """Evaluate when the schedule says so; return True when early stopping says stop."""
@@ -366,6 +378,9 @@ class Trainer:
                 save_trainable(self.unwrapped_model, self.output_dir / "best", self.method_config)
         else:
             self.state.evaluations_without_improvement += 1
+        return self._patience_ran_out()
+
+    def _patience_ran_out(self) -> bool:
         patience = self.args.early_stopping_patience
         return patience is not None and self.state.evaluations_without_improvement >= patience
 
@@ -402,16 +417,23 @@ class Trainer:
         with open(self.log_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({**record, "time": time.time()}) + "\n")
 
-    def _truncate_log(self, after_step: int) -> None:
-        """Drop log lines a killed run wrote after its last checkpoint; the resumed run rewrites them."""
+    def _truncate_log(self, after_step: int | None = None, keep_lines: int | None = None) -> None:
+        """Drop log lines a killed run wrote after its last checkpoint (the first ``keep_lines``
+        lines stay, or those up to ``after_step``); the resumed run rewrites them."""
         if not self.is_main_process or not self.log_path.exists():
             return
-        kept = [
-            line
-            for line in self.log_path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= after_step
-        ]
+        lines = [line for line in self.log_path.read_text(encoding="utf-8").splitlines() if line]
+        if keep_lines is not None:
+            kept = lines[:keep_lines]
+        else:
+            kept = [line for line in lines if json.loads(line).get("step", 0) <= after_step]
         atomic_write_text(self.log_path, "".join(line + "\n" for line in kept))
+
+    def _count_log_lines(self) -> int:
+        if not self.log_path.exists():
+            return 0
+        text = self.log_path.read_text(encoding="utf-8")
+        return sum(1 for line in text.splitlines() if line)
 
     # -- checkpoints -----------------------------------------------------------------------------
     def _maybe_checkpoint(self) -> None:
@@ -426,7 +448,13 @@ class Trainer:
         rng_states = gather_object([ckpt.capture_rng_state()])
         started = self._segment_started
         segment = 0.0 if started is None else time.perf_counter() - started
-        state = dataclasses.replace(self.state, train_seconds=self.state.train_seconds + segment)
+        state = dataclasses.replace(
+            self.state,
+            train_seconds=self.state.train_seconds + segment,
+            log_lines=self._count_log_lines(),
+            unlogged=self._unlogged,
+            last_evaluation=self._last_evaluation,
+        )
         path = ckpt.checkpoint_path(self.output_dir, self.state.global_step)
         if self.is_main_process:
             with atomic_directory(path) as staging:
@@ -449,20 +477,26 @@ class Trainer:
 
     def _clear_earlier_run(self) -> None:
         """Before a fresh start (``resume=False``, or nothing to resume): refuse, or with
-        ``overwrite_output_dir`` delete, an earlier run's checkpoints. Left in place they would
-        outrank this run's own: pruning keeps the highest steps, so this run's checkpoints would
-        be deleted as they appear, and a later resume would continue the earlier run."""
+        ``overwrite_output_dir`` delete, an earlier run's checkpoints and weights. Left in place,
+        checkpoints would outrank this run's own (pruning keeps the highest steps, so this run's
+        would be deleted as they appear, and a later resume would continue the earlier run), and
+        an earlier ``best/`` would pass for this run's when this one never evaluates."""
         earlier = ckpt.checkpoint_directories(self.output_dir)
-        if not earlier:
+        finished = ckpt.finished_run_outputs(self.output_dir)
+        if not earlier and not finished:
             return
         if not self.args.overwrite_output_dir:
-            raise FileExistsError(
-                f"{self.output_dir} holds checkpoints of an earlier run (newest: "
-                f"{earlier[-1].name}) and this run starts afresh (resume=False): pass resume=True "
-                "to continue that run, overwrite_output_dir=True to delete it, or use another "
-                "output_dir"
+            what = (
+                f"checkpoints of an earlier run (newest: {earlier[-1].name})"
+                if earlier
+                else f"an earlier run's weights ({', '.join(finished)}) and no checkpoint to resume"
             )
-        self.accelerator.wait_for_everyone()  # every process has seen the checkpoints above
+            raise FileExistsError(
+                f"{self.output_dir} holds {what} and this run starts afresh: "
+                + ("pass resume=True to continue that run, " if earlier else "")
+                + "pass overwrite_output_dir=True to delete it, or use another output_dir"
+            )
+        self.accelerator.wait_for_everyone()  # every process has seen the outputs above
         if self.is_main_process:
             ckpt.delete_run_outputs(self.output_dir)
         self.accelerator.wait_for_everyone()
@@ -495,5 +529,11 @@ class Trainer:
             ckpt.load_torch(path / "rng_state.pt")[self.accelerator.process_index]
         )
         self.state = state
-        self._truncate_log(after_step=state.global_step)
+        self._unlogged = {key: list(values) for key, values in state.unlogged.items()}
+        self._last_evaluation = state.last_evaluation
+        if state.log_lines is not None:
+            self._truncate_log(keep_lines=state.log_lines)
+        else:  # a checkpoint from before log_lines was recorded
+            self._truncate_log(after_step=state.global_step)
+        self.history = [record for record in self.history if record["step"] <= state.global_step]
         return state.global_step
