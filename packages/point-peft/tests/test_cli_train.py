@@ -270,6 +270,30 @@ def test_a_point_bert_file_trains_with_its_label_smoothing(tmp_path):
     assert result["label_smoothing"] == 0.2
 
 
+def test_patch_options_on_an_official_point_bert_file_keep_point_berts_architecture(tmp_path):
+    # Official files record no architecture: the file's family gives it (Point-BERT's patch width
+    # 256 and label smoothing 0.2), and --num-groups / --group-size change only the patches.
+    import argparse
+
+    from point_peft.cli import UsageError, train_backbone_config
+
+    classifier = PointBERT(PointTransformerConfig.point_bert(depth=1))
+    state = {f"transformer_q.{name}": tensor for name, tensor in classifier.state_dict().items()
+             if not name.startswith("cls_head_finetune.")}  # fmt: skip
+    torch.save({"base_model": state}, tmp_path / "Point-BERT.pth")
+    args = argparse.Namespace(
+        backbone=tmp_path / "Point-BERT.pth", backbone_config=None, num_groups=128, group_size=None
+    )
+    config = train_backbone_config(args)
+    official = PointTransformerConfig.point_bert()
+    assert config == official.replace(num_groups=128)
+    assert (config.patch_dim, config.label_smoothing) == (256, 0.2)
+    (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
+    args.backbone = tmp_path / "garbage.pth"
+    with pytest.raises(UsageError, match=r"garbage\.pth cannot be read"):
+        train_backbone_config(args)
+
+
 def write_modelnet_folder(root, classes=("cone", "cup", "night_stand"), shapes_per_class=4):
     """The ``modelnet40_normal_resampled`` layout: name and split lists, one text file a shape."""
     generator = torch.Generator().manual_seed(0)

@@ -369,7 +369,7 @@ def train_recipe(args: argparse.Namespace):
 
 def train_backbone_config(args: argparse.Namespace):
     """The backbone architecture the options give, or None (the file's, else the official)."""
-    from peft_core import ConfigError
+    from peft_core import CheckpointError, ConfigError
     from point_peft.models import PointTransformerConfig
 
     overrides = {
@@ -383,16 +383,13 @@ def train_backbone_config(args: argparse.Namespace):
         if args.backbone_config is not None:
             base = PointTransformerConfig.from_json_file(args.backbone_config)
         elif args.backbone is not None:
-            from point_peft.pretrained import read_pretrained_config
+            from point_peft.finetuning_methods import backbone_config_of
 
-            try:
-                base = read_pretrained_config(args.backbone)
-            except ValueError:  # an official file
-                base = PointTransformerConfig.point_mae()
+            base = backbone_config_of(args.backbone)
         else:
             raise UsageError("--num-groups / --group-size describe a --backbone file")
         return base.replace(**overrides)
-    except (ConfigError, FileNotFoundError) as error:
+    except (ConfigError, CheckpointError, FileNotFoundError) as error:
         raise UsageError(str(error)) from None
 
 

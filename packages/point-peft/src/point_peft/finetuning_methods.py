@@ -57,6 +57,26 @@ def augmentation(name: str):
 # -- the backbone ---------------------------------------------------------------------------------
 
 
+def _model_class(state: dict[str, torch.Tensor]) -> type[PointTransformerClassifier]:
+    family = checkpoint_family(detect_checkpoint_kind(state))
+    return PointMAE if family == "point_mae" else PointBERT
+
+
+def backbone_config_of(
+    checkpoint: str | os.PathLike, state: dict[str, torch.Tensor] | None = None
+) -> PointTransformerConfig:
+    """The architecture of a backbone file: the one a ``point-peft pretrain`` file records, else
+    the official one of the file's family (Point-MAE's or Point-BERT's: their patch widths and
+    label smoothing differ). ``state``: the file's tensors when already read."""
+    from point_peft.pretrained import read_pretrained_config
+
+    state = read_checkpoint(checkpoint) if state is None else state  # a clear error if unreadable
+    try:
+        return read_pretrained_config(checkpoint)
+    except ValueError:  # an official file: it records no architecture
+        return _model_class(state).default_config()
+
+
 def load_backbone(
     checkpoint: str | os.PathLike | None,
     num_classes: int,
@@ -79,7 +99,7 @@ def load_backbone(
         The model (its head initialised from torch's global RNG: seed first) and a description
         for the result: path, checkpoint kind, architecture, missing and unexpected keys.
     """
-    from point_peft.pretrained import default_backbone_checkpoint, read_pretrained_config
+    from point_peft.pretrained import default_backbone_checkpoint
 
     default = checkpoint is None
     path = Path(
@@ -88,13 +108,9 @@ def load_backbone(
     if not path.is_file():
         raise FileNotFoundError(f"no backbone checkpoint at {path}")
     state = read_checkpoint(path)
-    family = checkpoint_family(detect_checkpoint_kind(state))
-    model_class = PointMAE if family == "point_mae" else PointBERT
+    model_class = _model_class(state)
     if config is None:
-        try:
-            config = read_pretrained_config(path)
-        except ValueError:  # an official file: it records no architecture
-            config = model_class.default_config()
+        config = backbone_config_of(path, state)
     model, report = model_class.from_pretrained(
         state, num_classes=num_classes, config=config.replace(num_classes=num_classes),
         output_loading_info=True,
