@@ -463,3 +463,16 @@ def test_warns_when_one_stack_depends_on_nothing_trainable():
     assert all(a.requires_grad for a in by_group["decoder"].values())
     with pytest.warns(UserWarning, match="the encoder term of the density loss is a constant"):
         monitor.loss(MASK)
+
+
+def test_a_forward_through_the_backbone_alone_is_captured_also_after_a_full_one():
+    # Custom heads and embedding losses call model.bert(...) directly; an evaluation step may
+    # have run the whole model before. Such a capture is a new forward, not a recomputation.
+    model = _bert_classifier()
+    monitor = DensityMonitor(model)
+    model(input_ids=IDS, attention_mask=MASK)
+    longer = torch.randint(1, 100, (3, 9))
+    model.bert(input_ids=longer)
+    assert [tuple(a.shape) for a in monitor.activations.values()] == [(3, 9, 64)] * 2
+    model.bert(input_ids=IDS)  # the next one replaces it
+    assert [tuple(a.shape) for a in monitor.activations.values()] == [(2, 5, 64)] * 2

@@ -55,6 +55,14 @@ def _refuse_to_measure(*args, **kwargs):
 @pytest.mark.parametrize(
     ("options", "message"),
     [(["--adapter-dim", "0"], "MeftConfig.adapter_dim must be a positive integer"),
+     (["--epochs", "0"], "argument --epochs: must be a positive number, got '0'"),
+     (["--batch-size", "0"], "argument --batch-size: must be a positive integer"),
+     (["--learning-rate", "nan"], "argument --learning-rate: must be a positive number"),
+     (["--max-length", "0"], "argument --max-length: must be a positive integer"),
+     (["--max-train", "0"], "argument --max-train: must be a positive integer"),
+     (["--save-every", "0"], "argument --save-every: must be a positive integer"),
+     (["--model", "/no/such/model"], "--model: model '/no/such/model': no such folder"),
+     (["--dataset", "missing.csv"], "--dataset: no file at missing.csv"),
      (["--num-reversible-layers", "99"], "num_reversible_layers=99 exceeds the 2 layers"),
      (["--save-inputs-every", "0"], "MeftConfig.save_inputs_every must be None or an integer")],
 )  # fmt: skip

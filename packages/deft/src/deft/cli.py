@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,6 +59,13 @@ DISPLAY_NAMES = {
 
 
 def _parser() -> argparse.ArgumentParser:
+    from peft_core.argument_types import (
+        fraction,
+        non_negative_float,
+        open_fraction,
+        positive_float,
+        positive_int,
+    )
     from peft_core.recipes import add_recipe_arguments
 
     parser = argparse.ArgumentParser(
@@ -74,27 +80,27 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--method", choices=CLI_METHODS, default="lora")
     train.add_argument(
         "--density-weight",
-        type=_finite_non_negative,
+        type=non_negative_float,
         default=1.0,
         help="λ of L_task + λ·L_density (default 1.0, the paper's); 0 trains plain PEFT",
     )
     train.add_argument(
         "--density-delay",
-        type=_fraction,
+        type=fraction,
         default=0.0,
         help="fraction of the training steps with λ = 0, so the task is learned first "
         "(default 0, the paper's constant λ)",
     )
     train.add_argument(
         "--density-ramp",
-        type=_fraction,
+        type=fraction,
         default=0.0,
         help="fraction of the training steps over which λ then rises linearly to "
         "--density-weight (default 0)",
     )
     train.add_argument(
         "--density-eps",
-        type=_positive,
+        type=positive_float,
         default=None,
         help="ε of s(a) = a²/(a²+ε) in the density loss (default 1e-7, the paper's): s(a) is "
         "close to 1 wherever |a| >> sqrt(ε), so a larger ε lets the loss reach larger activations",
@@ -113,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--threshold-density",
-        type=_open_fraction,
+        type=open_fraction,
         default=None,
         help="zero every MLP activation |a| <= τ, τ per layer calibrated on training sentences so "
         "that this fraction (0-1) stays non-zero; accuracy and density are measured with the "
@@ -125,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
         help="with --threshold-density: calibrate τ on the starting model and keep the zeros in "
         "every training step (default: calibrate and apply after training)",
     )
-    train.add_argument("--lora-rank", type=_positive_int, default=8, help="LoRA r (alpha = 2r)")
+    train.add_argument("--lora-rank", type=positive_int, default=8, help="LoRA r (alpha = 2r)")
     train.add_argument(
         "--lora-mlp-inputs",
         action="store_true",
@@ -133,63 +139,25 @@ def _parser() -> argparse.ArgumentParser:
         "then acts on the pre-activations directly (default: Q/V only, the paper's)",
     )
     train.add_argument(
-        "--adapter-reduction", type=_positive_int, default=16, help="adapter d / bottleneck"
+        "--adapter-reduction", type=positive_int, default=16, help="adapter d / bottleneck"
     )
     train.add_argument(
-        "--num-virtual-tokens", type=_positive_int, default=60, help="prompt/prefix tuning tokens"
+        "--num-virtual-tokens", type=positive_int, default=60, help="prompt/prefix tuning tokens"
     )
     train.add_argument(
         "--density-samples",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="test examples the density is measured on (default: the whole test split)",
     )
     train.add_argument(
         "--save-every",
-        type=_positive_int,
+        type=positive_int,
         default=100,
         help="checkpoint interval in steps (for --resume)",
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
-
-
-def _finite_non_negative(text: str) -> float:
-    value = float(text)
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite non-negative number, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer (>= 1), got {text}")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def _open_fraction(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be a fraction strictly between 0 and 1, got {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a fraction of the run, 0 - 1, got {text}")
-    return value
 
 
 def _density_schedule(args: argparse.Namespace):
@@ -408,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     from peft_core.command_checks import (
         earlier_run_refusal,
         missing_packages_refusal,
+        recipe_source_refusal,
         resume_mismatch_refusal,
     )
     from peft_core.trainer import ResumeMismatchError
@@ -423,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare_baseline:
         folders.insert(0, args.output_dir / "baseline")
     if (refusal := earlier_run_refusal(args, *folders)) is not None:
+        args.error(refusal)
+    if (refusal := recipe_source_refusal(args)) is not None:
         args.error(refusal)
     try:
         result = train(args)

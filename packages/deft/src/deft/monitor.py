@@ -108,10 +108,11 @@ class DensityMonitor:
 
     def _store(self, name: str, tensor: Any) -> None:
         if self._depth == 0:
-            if self._managed:
+            if self._managed and _in_backward():
                 return  # outside model's forward: gradient-checkpoint recomputation in backward
-            # no hook of model or of a model it wraps ever ran (the caller skipped their
-            # __call__): a layer firing a second time is the start of the next forward.
+            # A forward that skipped the hooks of model and of every model it wraps (a call of
+            # a submodule such as model.bert, or of their forward methods): a layer firing a
+            # second time is the start of the next forward.
             if name in self._captured:
                 self._captured = {}
         if not isinstance(tensor, torch.Tensor):
@@ -319,6 +320,12 @@ class DensityMonitor:
     def __repr__(self) -> str:
         groups = ", ".join(f"{group}: {len(names)}" for group, names in self.groups.items())
         return f"DensityMonitor({type(self.model).__name__}, {groups} layers, gated={self.gated!r})"
+
+
+def _in_backward() -> bool:
+    """Whether autograd runs a backward pass in this thread (where checkpointing recomputes)."""
+    graph_task_id = getattr(torch._C, "_current_graph_task_id", None)
+    return graph_task_id is None or graph_task_id() != -1
 
 
 def _is_token_labels(labels: Any) -> bool:

@@ -24,6 +24,7 @@ from peft_core import ConfigError, atomic_write_text
 
 
 def _parser() -> argparse.ArgumentParser:
+    from peft_core.argument_types import positive_int
     from peft_core.recipes import add_recipe_arguments
 
     parser = argparse.ArgumentParser(
@@ -32,7 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="fine-tune with MEFT and report accuracy and memory")
     add_recipe_arguments(train)
-    train.add_argument("--variant", choices=VARIANTS, default="meft1")
+    train.add_argument(
+        "--variant", choices=VARIANTS, default="meft1", help="(default: %(default)s)"
+    )
     train.add_argument("--adapter-dim", type=int, default=8)
     train.add_argument(
         "--stream-dtype", choices=("float32", "float64"), default="float64",
@@ -46,8 +49,9 @@ def _parser() -> argparse.ArgumentParser:
         "reconstruction rounding compounds; the conversion warning suggests a K)",
     )  # fmt: skip
     train.add_argument(
-        "--save-every", type=int, default=100, help="checkpoint interval in steps (for --resume)"
-    )
+        "--save-every", type=positive_int, default=100,
+        help="checkpoint interval in steps, for --resume (default: %(default)s)",
+    )  # fmt: skip
     train.set_defaults(error=train.error)  # "meft train: error: ..." for values MEFT refuses
     return parser
 
@@ -110,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     from peft_core.command_checks import (
         earlier_run_refusal,
         missing_packages_refusal,
+        recipe_source_refusal,
         resume_mismatch_refusal,
     )
     from peft_core.trainer import ResumeMismatchError
@@ -120,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     if (refusal := missing_packages_refusal(["transformers"], install)) is not None:
         args.error(refusal)
     if (refusal := earlier_run_refusal(args)) is not None:
+        args.error(refusal)
+    if (refusal := recipe_source_refusal(args)) is not None:
         args.error(refusal)
     try:  # bad values are reported at once, as argparse reports its own, not after the run
         config = _config(args)

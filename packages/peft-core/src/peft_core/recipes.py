@@ -51,8 +51,28 @@ class TextTask:
 
 
 def resolve_model_path(model: str) -> str:
-    """An offline model name, a local folder, or a Hub id (the latter needs network access)."""
-    return str(offline_model_path(model)) if model in OFFLINE_MODELS else model
+    """An offline model name, a local folder, or a Hub id (the latter needs network access).
+
+    A name that can only be a folder (absolute, ``./``, ``~``, or more than one ``/``; a Hub id
+    is ``name`` or ``owner/name``) must exist: otherwise the Hub client would report it as a
+    malformed repository id.
+    """
+    if model in OFFLINE_MODELS:
+        return str(offline_model_path(model))
+    if _names_a_folder(model) and not Path(model).expanduser().is_dir():
+        raise FileNotFoundError(
+            f"model {model!r}: no such folder (give an offline name, one of "
+            f"{sorted(OFFLINE_MODELS)}, a local folder, or a Hub id such as owner/name)"
+        )
+    return str(Path(model).expanduser()) if model.startswith("~") else model
+
+
+def _names_a_folder(model: str) -> bool:
+    return (
+        Path(model).is_absolute()
+        or model.startswith(("./", "../", "~", ".\\"))
+        or model.count("/") > 1
+    )
 
 
 def model_display_name(model_path: str) -> str:
@@ -242,13 +262,17 @@ def fine_tune(
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
-    """The command-line options every ``<method> train`` shares."""
+    """The command-line options every ``<method> train`` shares; numbers are checked as parsed."""
+    from peft_core.argument_types import non_negative_int, positive_float, positive_int
+
     parser.add_argument(
-        "--model", default=DEFAULT_MODEL, help="offline name, local folder or Hub id"
-    )
+        "--model", default=DEFAULT_MODEL,
+        help="offline name, local folder or Hub id (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument(
-        "--dataset", default=DEFAULT_DATASET, help="embedded corpus, CSV/JSONL file, or hf:<id>"
-    )
+        "--dataset", default=DEFAULT_DATASET,
+        help="embedded corpus, CSV/TSV/JSONL file, or hf:<id> (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument("--text-column", default=None, help="text column of a file or Hub data set")
     parser.add_argument(
         "--label-column", default=None, help="label column of a file or Hub data set"
@@ -256,18 +280,29 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset-subset", default=None, help="configuration name of a Hub data set"
     )
-    parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=None, help="default: the method's")
-    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--epochs", type=positive_float, default=1.0, help="(default: %(default)s)")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=32, help="(default: %(default)s)"
+    )
+    parser.add_argument(
+        "--learning-rate", type=positive_float, default=None, help="default: the method's"
+    )
+    parser.add_argument(
+        "--max-length", type=positive_int, default=64,
+        help="tokens kept per example (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument(
         "--pad-to-max-length",
         action="store_true",
         help="pad every batch to --max-length (default: to its longest sentence)",
     )
-    parser.add_argument("--max-train", type=int, default=None, help="cap the training examples")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output-dir", type=Path, default=Path("runs/train"))
+    parser.add_argument(
+        "--max-train", type=positive_int, default=None, help="cap the training examples"
+    )
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="(default: %(default)s)")
+    parser.add_argument(
+        "--output-dir", type=Path, default=Path("runs/train"), help="(default: %(default)s)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     parser.add_argument(
         "--overwrite",
