@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import math
 import subprocess
 import sys
@@ -42,6 +43,24 @@ def test_bad_factors_name_the_field(field, value):
 def test_bad_values_name_the_field(field, value):
     with pytest.raises(ConfigError, match=field):
         MeftConfig(**{field: value})
+
+
+def test_numpy_scalars_are_numbers_and_stored_as_pythons():
+    np = pytest.importorskip("numpy")
+    config = MeftConfig(
+        adapter_dim=np.int64(8), x1_factor=np.float32(0.5), adapter_dropout=np.float64(0)
+    )
+    assert (type(config.adapter_dim), type(config.x1_factor)) == (int, float)
+    assert MeftConfig.from_dict(json.loads(config.to_json_string())) == config  # Python numbers
+    with pytest.raises(ConfigError, match="adapter_dim"):
+        MeftConfig(adapter_dim=np.float64(8))
+
+
+def test_a_field_changed_after_construction_is_checked_at_conversion():
+    config = MeftConfig()
+    config.variant = "meft9"
+    with pytest.raises(ConfigError, match=r"MeftConfig\.variant must be one of"):
+        get_meft_model(tiny_bert(), config)
 
 
 def test_json_round_trip_and_unknown_keys():
@@ -254,6 +273,19 @@ def test_a_model_activation_without_an_adapter_counterpart_names_the_fix():
     assert not hasattr(model, "meft_config")
     converted = get_meft_model(model, MeftConfig(adapter_activation="gelu_tanh"))
     assert converted.meft_config.adapter_activation == "gelu_tanh"
+
+
+def test_a_hugging_face_peft_model_is_refused_with_the_way_to_convert_it():
+    peft = pytest.importorskip("peft")
+    wrapped = peft.get_peft_model(
+        tiny_bert(), peft.LoraConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS")
+    )
+    trainable = {n for n, p in wrapped.named_parameters() if p.requires_grad}
+    with pytest.raises(ValueError, match=r"not a Hugging Face peft .*merge_and_unload\(\) first"):
+        get_meft_model(wrapped, MeftConfig())
+    assert trainable == {n for n, p in wrapped.named_parameters() if p.requires_grad}
+    merged = get_meft_model(wrapped.merge_and_unload(), MeftConfig())
+    assert merged.classifier.weight.requires_grad
 
 
 def test_trainable_patterns_replace_the_head_and_a_frozen_head_is_warned_about():

@@ -111,8 +111,9 @@ def test_the_conversion_warning_names_a_safe_save_inputs_every():
     message = str(caught[0].message)
     assert "stream_dtype='float64' with save_inputs_every=10 (keeps the inputs of 3" in message
     assert (
-        "save_inputs_every=2 (keeps the inputs of 15 layers; predicted error below 1e-6) "
-        "with float32 streams" in message
+        "save_inputs_every=2 (keeps the inputs of 15 layers; below 1e-6 if each layer amplifies "
+        "by 1/(λβ) only, which real bottom layers can exceed: measure it) with float32 streams"
+        in message
     )
     # Layer 0 is always saved, so on a 3-layer MEFT3 stack every k >= 3 saves layer 0 alone and
     # the worst input goes through two inverses (100x each): 6e-4 predicted, no warning.

@@ -6,6 +6,7 @@ import dataclasses
 import math
 
 from peft_core import ConfigError, MethodConfig
+from peft_core.number_checks import is_integer, is_real, plain_number
 
 VARIANTS = ("meft1", "meft2", "meft3")
 # (λ = x1_factor, β = x2_factor). The sub-blocks already carry a residual, so 1/1 would count the
@@ -13,6 +14,10 @@ VARIANTS = ("meft1", "meft2", "meft3")
 DEFAULT_FACTORS = {"meft1": (0.1, 1.0), "meft2": (1.0, 0.1), "meft3": (0.1, 0.1)}
 ADAPTER_INITS = ("normal", "zero_up")
 STREAM_DTYPES = ("float32", "float64")
+_NUMBER_FIELDS = (
+    "adapter_dim", "x1_factor", "x2_factor", "adapter_dropout", "num_reversible_layers",
+    "save_inputs_every", "reconstruction_tolerance",
+)  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -71,14 +76,16 @@ class MeftConfig(MethodConfig):
     reconstruction_tolerance: float = 1e-3
 
     def validate(self) -> None:
+        for name in _NUMBER_FIELDS:  # numpy scalars from a sweep: checked, then stored as Python's
+            setattr(self, name, plain_number(getattr(self, name)))
         if isinstance(self.trainable, str):  # one pattern, not a sequence of one-letter patterns
             self.trainable = (self.trainable,)
         _one_of("variant", self.variant, VARIANTS)
-        if not _is_int(self.adapter_dim) or self.adapter_dim < 1:
+        if not is_integer(self.adapter_dim) or self.adapter_dim < 1:
             _fail("adapter_dim", "a positive integer", self.adapter_dim)
         for name in ("x1_factor", "x2_factor"):
             value = getattr(self, name)
-            if value is not None and not (_is_real(value) and math.isfinite(value) and value > 0):
+            if value is not None and not (is_real(value) and math.isfinite(value) and value > 0):
                 _fail(name, "None or a positive finite number (the inverse divides by it)", value)
         _one_of("adapter_init", self.adapter_init, ADAPTER_INITS)
         if self.adapter_activation is not None and not (
@@ -86,14 +93,14 @@ class MeftConfig(MethodConfig):
         ):
             _fail("adapter_activation", "None or an activation name", self.adapter_activation)
         dropout = self.adapter_dropout
-        if dropout is not None and not (_is_real(dropout) and 0 <= dropout < 1):
+        if dropout is not None and not (is_real(dropout) and 0 <= dropout < 1):
             _fail("adapter_dropout", "None or a number in [0, 1)", dropout)
         layers = self.num_reversible_layers
-        if layers is not None and not (_is_int(layers) and layers >= 0):
+        if layers is not None and not (is_integer(layers) and layers >= 0):
             _fail("num_reversible_layers", "None or an integer >= 0", layers)
         _one_of("stream_dtype", self.stream_dtype, STREAM_DTYPES)
         every = self.save_inputs_every
-        if every is not None and not (_is_int(every) and every >= 1):
+        if every is not None and not (is_integer(every) and every >= 1):
             _fail("save_inputs_every", "None or an integer >= 1", every)
         if self.trainable is not None:
             try:
@@ -106,7 +113,7 @@ class MeftConfig(MethodConfig):
         if not isinstance(self.check_reconstruction, bool):
             _fail("check_reconstruction", "True or False", self.check_reconstruction)
         tolerance = self.reconstruction_tolerance
-        if not (_is_real(tolerance) and math.isfinite(tolerance) and tolerance > 0):
+        if not (is_real(tolerance) and math.isfinite(tolerance) and tolerance > 0):
             _fail("reconstruction_tolerance", "a positive finite number", tolerance)
 
     @property
@@ -117,14 +124,6 @@ class MeftConfig(MethodConfig):
             float(self.x1_factor if self.x1_factor is not None else default_x1),
             float(self.x2_factor if self.x2_factor is not None else default_x2),
         )
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _fail(field: str, expected: str, value: object) -> None:

@@ -251,6 +251,10 @@ def _couple_layer(
     return CoupledLayer(*parts, x1_factor, x2_factor, swap=variant != "meft3", module=layer)
 
 
+def _is_peft_model(model: nn.Module) -> bool:
+    return hasattr(model, "peft_config") and type(model).__module__.startswith("peft.")
+
+
 def _head_patterns(model: nn.Module, architecture: Architecture) -> list[str]:
     names = {name for name, _ in model.named_modules()}
     return [f"{head}.*" for head in architecture.head if head in names]
@@ -279,7 +283,7 @@ def _model_activation(model: nn.Module, architecture: Architecture) -> str:
         raise ValueError(
             f"MEFT: the adapters would use {type(model).__name__}'s activation {name!r} (from its "
             f"config), which has no adapter counterpart here; pass MeftConfig(adapter_activation=...) "
-            f"with one of {', '.join(activation_names())}, or an nn.Module"
+            f"with one of {', '.join(activation_names())}"
         ) from None
     return name
 
@@ -306,8 +310,17 @@ def get_meft_model(model: nn.Module, config: MeftConfig | None = None) -> nn.Mod
         trainable params: 2,274 || all params: 40,130 || trainable%: 5.6666
     """
     config = config or MeftConfig()
+    config.validate()  # again: a field may have been changed since the config was built
     if getattr(model, "meft_stacks", None):
         raise ValueError("this model is already a MEFT model; call meft.unload(model) first")
+    if _is_peft_model(model):
+        # Its layers would be found through the wrapper, but not its head, and the freeze would
+        # leave only MEFT's adapters trainable: the LoRA weights and peft's copy of the head too.
+        raise ValueError(
+            f"MEFT converts a transformers or timm model, not a Hugging Face peft "
+            f"{type(model).__name__}: call model.merge_and_unload() first; MEFT then trains its "
+            "adapters and the task head"
+        )
     architecture = find_architecture(model)
     if architecture.check is not None:
         architecture.check(model)

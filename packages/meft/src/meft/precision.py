@@ -77,7 +77,8 @@ def warn_if_reconstruction_is_unstable(
 def _saving(every: int, num_reversible: int) -> str:
     return (
         f"save_inputs_every={every} (keeps the inputs of {-(-num_reversible // every)} layers; "
-        "predicted error below 1e-6)"
+        "below 1e-6 if each layer amplifies by 1/(λβ) only, which real bottom layers can exceed: "
+        "measure it)"
     )
 
 

@@ -17,6 +17,7 @@ class QuickGELU(nn.Module):
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "gelu": nn.GELU,
+    "gelu_python": nn.GELU,  # transformers' pure-Python form of the exact GELU
     "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
     "gelu_new": lambda: nn.GELU(approximate="tanh"),  # Hugging Face's name for the tanh form
     "gelu_pytorch_tanh": lambda: nn.GELU(approximate="tanh"),
@@ -24,6 +25,7 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "quickgelu": QuickGELU,
     "relu": nn.ReLU,
     "silu": nn.SiLU,
+    "mish": nn.Mish,
     "swish": nn.SiLU,
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
+
+from peft_core.number_checks import is_finite_real, is_integer
 
 SCHEDULES = ("linear", "cosine", "constant")
 PRECISIONS = ("no", "fp16", "bf16")
@@ -16,13 +16,13 @@ def _fail(name: str, expected: str, value: object) -> None:
 
 
 def _is_number(value: object) -> bool:
-    """A finite int or float; not a bool, not a string such as "1e-3"."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float (numpy's too); not a bool, not a string such as "1e-3"."""
+    return is_finite_real(value)
 
 
 def _is_int(value: object, minimum: int) -> bool:
     """An integer (numpy's too, not a bool) of at least ``minimum``."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
+    return is_integer(value) and value >= minimum
 
 
 @dataclasses.dataclass
