@@ -356,6 +356,7 @@ def test_prompt_learning_without_a_task_type_is_a_clear_error(method):
         ("PhiConfig", ["q_proj", "v_proj"]),  # peft's default adds the MLP's fc1 and fc2
         ("GPT2Config", ["c_attn"]),  # fused Q/K/V: the only attention input there is
         ("LlamaConfig", ["q_proj", "v_proj"]),
+        ("Phi3Config", ["qkv_proj"]),  # peft has no default; found by its fused name
     ],
 )
 def test_lora_adapts_the_attention_inputs_and_never_the_mlp_it_penalises(config_class, expected):
@@ -363,7 +364,7 @@ def test_lora_adapts_the_attention_inputs_and_never_the_mlp_it_penalises(config_
 
     config = getattr(transformers, config_class)(
         vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=2, n_embd=32, n_layer=1, n_head=2, n_inner=64,
+        num_attention_heads=2, n_embd=32, n_layer=1, n_head=2, n_inner=64, pad_token_id=0,
     )  # fmt: skip
     model = transformers.AutoModelForCausalLM.from_config(config)
     assert sorted(method_config("lora", model).target_modules) == expected

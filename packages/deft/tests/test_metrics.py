@@ -202,3 +202,26 @@ def test_a_model_on_the_meta_device_is_a_clear_error_and_keeps_no_hooks():
     with pytest.raises(ValueError, match="measure_density: the model's parameters are on the meta"):
         measure_density(model, [torch.ones(2, 2, 3, 4)])
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_a_baseline_of_other_layers_is_refused_before_measuring():
+    from peft_core.testing import TinyClassifier
+
+    baseline = _report([{"values": VALUES, "attention_mask": MASK}])
+    assert measure_density(Echo(), [{"values": VALUES}], baseline=baseline).baseline is baseline
+    calls = []
+    model = TinyClassifier(num_layers=2)
+    model.register_forward_hook(lambda *args: calls.append(1))
+    with pytest.raises(ValueError, match=r"baseline report has other layers.*layers\.0\.act"):
+        measure_density(model, [{"input_ids": torch.randint(0, 32, (2, 4))}], baseline=baseline)
+    assert calls == []  # refused before the first batch
+    assert not model._forward_pre_hooks  # the monitor it made is removed
+
+
+def test_tuple_batches_warn_that_no_mask_is_read():
+    from peft_core.testing import TinyClassifier
+
+    batches = [(torch.randint(0, 32, (2, 4)),), (torch.randint(0, 32, (2, 4)),)]
+    with pytest.warns(UserWarning, match="tuple batch names none of its tensors") as caught:
+        measure_density(TinyClassifier(num_layers=1), batches)
+    assert len([w for w in caught if "names none" in str(w.message)]) == 1  # once per monitor

@@ -476,3 +476,29 @@ def test_a_forward_through_the_backbone_alone_is_captured_also_after_a_full_one(
     assert [tuple(a.shape) for a in monitor.activations.values()] == [(3, 9, 64)] * 2
     model.bert(input_ids=IDS)  # the next one replaces it
     assert [tuple(a.shape) for a in monitor.activations.values()] == [(2, 5, 64)] * 2
+
+
+def test_a_loss_after_a_no_grad_forward_says_so():
+    model = _bert_classifier()
+    monitor = DensityMonitor(model)
+    with torch.no_grad():
+        model(input_ids=IDS, attention_mask=MASK)
+    with pytest.warns(UserWarning, match=r"last forward ran without autograd \(torch\.no_grad"):
+        monitor.loss(MASK)
+
+
+def test_fused_mixture_of_experts_blocks_left_out_are_named():
+    if not hasattr(transformers, "Qwen2MoeForCausalLM"):
+        pytest.skip("this transformers has no Qwen2-MoE")
+    config = transformers.Qwen2MoeConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+        intermediate_size=64, vocab_size=100, num_experts=4, num_experts_per_tok=2,
+        moe_intermediate_size=32, shared_expert_intermediate_size=64,
+    )  # fmt: skip
+    model = transformers.Qwen2MoeForCausalLM(config)
+    with pytest.warns(
+        UserWarning, match=r"2 mixture-of-experts blocks \(e\.g\. model\.layers\.0\.mlp\.experts"
+    ) as caught:
+        monitor = DensityMonitor(model)
+    assert caught[0].filename == __file__  # points at the caller
+    assert monitor.layer_names == [f"model.layers.{i}.mlp.shared_expert.act_fn" for i in (0, 1)]

@@ -34,6 +34,7 @@ relative to the unwrapped model, so a plain model and its peft-wrapped copy name
 from __future__ import annotations
 
 import fnmatch
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -264,7 +265,32 @@ def _auto_targets(inner: nn.Module, prefix: str, gated: GatedMode) -> list[Activ
             "Name the activation modules yourself with targets=['pattern', ...] "
             "(module names or glob patterns; suffix ':input' to capture a module's input)."
         )
+    _warn_about_uncovered_experts(inner, prefix, found)
     return found
+
+
+def _warn_about_uncovered_experts(
+    inner: nn.Module, prefix: str, found: list[ActivationTarget]
+) -> None:
+    """Mixture-of-experts blocks keep their experts' weights fused in one module (Qwen2-MoE's
+    ``experts``) that no MLP layout matches; their activations would be missing from the loss and
+    the report while a shared expert beside them is found, so say what is left out."""
+    covered = [target.module_name for target in found]
+    uncovered = [
+        name
+        for name, module in inner.named_modules()
+        if name
+        and type(module).__name__.endswith("Experts")
+        and not any(target.startswith(prefix + name + ".") for target in covered)
+    ]
+    if uncovered:
+        warnings.warn(
+            f"DensityMonitor: {len(uncovered)} mixture-of-experts blocks (e.g. "
+            f"{prefix + uncovered[0]}, {type(inner.get_submodule(uncovered[0])).__name__}) hold "
+            "fused experts no MLP layout matches: their activations are not in the loss or the "
+            "density report. Name their activation modules with targets=[...] to include them.",
+            stacklevel=5,  # DensityMonitor(...)'s caller
+        )
 
 
 def _named_targets(

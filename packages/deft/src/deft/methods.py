@@ -137,9 +137,13 @@ def _query_value_targets(model: nn.Module) -> list[str]:
     for pair in _QUERY_VALUE_NAMES:
         if set(pair) <= leaves:
             return list(pair)
+    for fused in _FUSED_QKV_NAMES:  # e.g. Phi-3's qkv_proj, for which peft has no default
+        if fused in leaves:
+            return [fused]
     raise ValueError(
         f"no query/value projections found in {type(model).__name__} (looked for "
-        f"{_QUERY_VALUE_NAMES}); pass target_modules=[...] to choose LoRA's targets"
+        f"{_QUERY_VALUE_NAMES} and the fused {_FUSED_QKV_NAMES}); pass target_modules=[...] to "
+        "choose LoRA's targets"
     )
 
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from deft._shapes import align_mask, as_batch_tokens_features
 from deft.monitor import DensityMonitor
-from deft.report import DensityReport, threshold_variant
+from deft.report import DensityReport, check_same_layers, threshold_variant
 
 DEFAULT_THRESHOLDS = (1e-6, 1e-4, 1e-3)
 
@@ -112,6 +112,13 @@ def measure_density(
         )
     own_monitor = monitor is None
     monitor = DensityMonitor(model) if monitor is None else monitor
+    if baseline is not None:  # before the measurement, not when the report is exported
+        try:
+            check_same_layers(baseline.layers, monitor.layer_names)
+        except ValueError:
+            if own_monitor:
+                monitor.remove()
+            raise
     modes = {module: module.training for module in model.modules()}
     tallies: dict[str, _LayerTally] = {}
     dtypes: dict[str, None] = {}

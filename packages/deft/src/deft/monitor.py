@@ -69,6 +69,8 @@ class DensityMonitor:
         self._depth = 0  # how deep inside model.forward (or a wrapped model's) we are
         self._managed = False  # True once the hooks on model (or a wrapped model) were seen to run
         self._warned = False
+        self._warned_positional = False
+        self._forward_had_grad = True  # whether the last forward ran with autograd on
         self._handles: list[Any] = []
         # A forward may enter through the wrapper or through any model it wraps: peft's
         # generate() calls the wrapped model's generate, which calls that model, never the
@@ -93,6 +95,7 @@ class DensityMonitor:
     def _enter(self, module: nn.Module, args: Any) -> None:
         if self._depth == 0:
             self._captured = {}
+            self._forward_had_grad = torch.is_grad_enabled()
         self._depth += 1
         self._managed = True
 
@@ -210,6 +213,16 @@ class DensityMonitor:
         label is -100 (ignored by the task loss) are padding.
         """
         if not isinstance(batch, Mapping):
+            if isinstance(batch, (tuple, list)) and not self._warned_positional:
+                # A TensorDataset's (input_ids, attention_mask[, labels]): nothing names the mask.
+                self._warned_positional = True
+                warnings.warn(
+                    f"DensityMonitor: a {type(batch).__name__} batch names none of its tensors, so "
+                    "no attention_mask is read and padding counts as real tokens (and "
+                    "model(*batch) passes them positionally); use dict batches "
+                    "{'input_ids': ..., 'attention_mask': ...}",
+                    stacklevel=3,
+                )
             return self.masks()
         decoder_mask = batch.get("decoder_attention_mask")
         labels = batch.get("labels")
@@ -286,7 +299,13 @@ class DensityMonitor:
         if not frozen_groups:
             return
         self._warned = True
-        if len(frozen_groups) == len(by_group):
+        if len(frozen_groups) == len(by_group) and not self._forward_had_grad:
+            message = (
+                "DensityMonitor: the last forward ran without autograd (torch.no_grad() or "
+                "torch.inference_mode()), so its density loss cannot train anything; run the "
+                "forward with gradients enabled"
+            )
+        elif len(frozen_groups) == len(by_group):
             message = (
                 "DensityMonitor: no captured activation requires grad although the model has "
                 "trainable parameters, so the density loss cannot train anything. Re-entrant "

@@ -35,6 +35,16 @@ def _nan(values: list[float | None]) -> list[float]:
     return [float("nan") if v is None else float(v) for v in values]
 
 
+def check_same_layers(baseline_layers: list[str], layers: list[str]) -> None:
+    """Refuse a baseline report of other layers: its densities would be compared with others."""
+    if baseline_layers != layers:
+        missing = sorted(set(baseline_layers) ^ set(layers))
+        raise ValueError(
+            "the baseline report has other layers than this one"
+            + (f" (in only one of them: {missing[:6]})" if missing else " (in another order)")
+        )
+
+
 def _change(baseline: float, density: float) -> dict[str, float]:
     points = baseline - density
     relative = 100.0 * points / baseline if baseline else float("nan")
@@ -114,12 +124,7 @@ class DensityReport:
     def reduction_vs(self, baseline: DensityReport) -> dict[str, dict[str, Any]]:
         """How much denser ``baseline`` is, per variant: relative (D_base − D)/D_base in percent,
         and absolute D_base − D in percentage points — for the mean, per group and per layer."""
-        if baseline.layers != self.layers:
-            missing = sorted(set(baseline.layers) ^ set(self.layers))
-            raise ValueError(
-                "the baseline report has other layers than this one"
-                + (f" (in only one of them: {missing[:6]})" if missing else " (in another order)")
-            )
+        check_same_layers(baseline.layers, self.layers)
         result: dict[str, dict[str, Any]] = {}
         for variant, values in self.variants.items():
             if variant not in baseline.variants:
