@@ -404,6 +404,15 @@ def test_fewer_points_than_the_backbones_patches_is_a_usage_error(backbone, tmp_
     assert "num_points=12 is too few for the backbone's 16 patches of 8 points" in error, error
 
 
+def test_batch_size_one_with_point_maes_batch_norm_head_is_a_usage_error(
+    backbone, tmp_path, capsys
+):
+    assert train(backbone, tmp_path / "run", "--batch-size", "1") == 2
+    error = capsys.readouterr().err
+    assert "batch_size=1: this backbone's classification head has BatchNorm" in error, error
+    assert "Traceback" not in error
+
+
 def test_an_unknown_method_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--method", "lora"])
@@ -434,3 +443,26 @@ def test_the_default_run_learns_the_hard_procedural_task(tmp_path, capsys):
     assert result["last_loss"] < result["first_loss"]
     # 15 classes (chance 6.7%); measured 60.5%: far above chance, short of a solved task.
     assert result["test_accuracy"] > 0.4
+
+
+def test_options_take_json_and_pythons_constants():
+    from point_peft.cli import parse_options
+
+    options = parse_options(
+        ["prompt_layers=2", "cache_query_features=True", "a=false", "b=None", "init=xavier"]
+    )
+    assert options == {
+        "prompt_layers": 2, "cache_query_features": True, "a": False, "b": None, "init": "xavier"
+    }  # fmt: skip
+
+
+def test_resuming_a_finished_run_keeps_its_step_times(backbone, tmp_path):
+    output = tmp_path / "run"
+    assert train(backbone, output, "--max-steps", "3", "--save-every", "1") == 0
+    finished = read_result(output)
+    assert finished["step_time"] is not None
+    assert train(backbone, output, "--max-steps", "3", "--save-every", "1", "--resume") == 0
+    again = read_result(output)
+    assert again["resumed_from_step"] == 3
+    assert again["step_time"] == finished["step_time"]  # no step ran to measure again
+    assert again["test_accuracy"] == finished["test_accuracy"]

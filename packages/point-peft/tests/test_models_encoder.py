@@ -273,3 +273,14 @@ def test_cuda_forward_matches_cpu():
     points = cloud(dtype=torch.float64)
     expected = model(points)
     assert_close(model.cuda()(points.cuda()).cpu(), expected)
+
+
+def test_points_of_another_dtype_than_the_model_are_a_clear_error():
+    model = PointMAE(tiny_config()).eval()
+    points = torch.randn(2, 32, 3, dtype=torch.float64)  # what numpy's loadtxt gives
+    with pytest.raises(TypeError, match=r"points are float64 but the model's weights are float32"):
+        model(points)
+    assert model(points.float()).shape == (2, 5)
+    assert model.double()(points).dtype == torch.float64
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts for itself
+        assert model.float()(points.float()).shape == (2, 5)

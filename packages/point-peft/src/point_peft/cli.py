@@ -310,6 +310,9 @@ def add_train_command(commands: Any) -> None:
     parser.set_defaults(handler=run_train)
 
 
+_PYTHON_CONSTANTS = {"True": True, "False": False, "None": None}
+
+
 def parse_options(items: list[str]) -> dict[str, Any]:
     """``["prompt_layers=2", "adapter_init=xavier"]`` -> ``{"prompt_layers": 2, ...}``."""
     options: dict[str, Any] = {}
@@ -320,7 +323,8 @@ def parse_options(items: list[str]) -> dict[str, Any]:
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
-            value = text
+            # Python's spelling of the JSON constants is what people type after KEY=
+            value = _PYTHON_CONSTANTS.get(text, text)
         options[key.strip()] = value
     return options
 

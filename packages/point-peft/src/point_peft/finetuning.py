@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from peft_core import ConfigError, MethodConfig, atomic_write_text, count_parameters
@@ -198,6 +199,19 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def _check_batch_size_for_batch_norm(batch_size: int, model: nn.Module) -> None:
+    """Point-MAE's head normalises over the clouds of a batch, which needs two of them."""
+    head = getattr(model, "cls_head_finetune", None)
+    has_batch_norm = head is not None and any(
+        isinstance(module, nn.modules.batchnorm._BatchNorm) for module in head.modules()
+    )
+    if has_batch_norm and batch_size < 2:
+        raise ConfigError(
+            f"batch_size={batch_size}: this backbone's classification head has BatchNorm, which "
+            "needs at least 2 clouds per training batch"
+        )
+
+
 def finetune(
     recipe: FinetuneRecipe,
     output_dir: str | os.PathLike,
@@ -256,6 +270,7 @@ def finetune(
         backbone, task.num_classes, config=backbone_config, cache_dir=cache_dir, progress=progress
     )
     check_points_per_cloud(recipe.num_points, model.config)
+    _check_batch_size_for_batch_norm(recipe.batch_size, model)
     run_config = {"recipe": recipe.to_dict(), "backbone": backbone_info["config"],
                   "backbone_checkpoint": backbone_info["checkpoint"], "data": task.describe()}  # fmt: skip
     prepare_output_dir(
@@ -314,7 +329,7 @@ def finetune(
             "total": total,
             "trainable_percent": 100 * trainable / total,
         },
-        "step_time": compute_loss.step_times(),
+        "step_time": _step_time(compute_loss, summary, output_dir),
         "activation_mib": activation_bytes / 2**20,
         "learning_rate": recipe.resolved_learning_rate,
         "label_smoothing": smoothing,
@@ -345,6 +360,19 @@ def finetune(
     if trainer.is_main_process:
         atomic_write_text(output_dir / RESULT_NAME, json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _step_time(
+    compute_loss: ClassificationLoss, summary: dict[str, Any], output_dir: str | os.PathLike
+) -> Any:
+    """This segment's step times; a resume of a finished run trains no step, so it keeps those
+    the finished run measured rather than replace them with none."""
+    measured = compute_loss.step_times()
+    if measured is None and summary["resumed_from_step"] == summary["global_step"]:
+        earlier = Path(output_dir) / RESULT_NAME
+        if earlier.is_file():
+            return json.loads(earlier.read_text(encoding="utf-8")).get("step_time")
+    return measured
 
 
 def activation_memory(

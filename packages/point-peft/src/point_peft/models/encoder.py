@@ -135,9 +135,25 @@ class PointTransformerEncoder(nn.Module):
 
     def embed(self, points: torch.Tensor) -> PatchTokens:
         """Group ``points`` (batch, N, 3) and embed every patch and its centre."""
+        self._check_points_dtype(points)
         centers, neighborhoods, _ = self.group(points)
         tokens = self.embed_patches(neighborhoods)
         return PatchTokens(tokens, self.pos_embed(centers), centers, neighborhoods)
+
+    def _check_points_dtype(self, points: torch.Tensor) -> None:
+        # Otherwise the first convolution fails with "Input type (double) and bias type (float)".
+        weight = next(self.encoder.parameters())
+        if (
+            isinstance(points, torch.Tensor)
+            and points.is_floating_point()
+            and points.dtype != weight.dtype
+            and not _autocast_enabled(points.device.type)
+        ):
+            raise TypeError(
+                f"points are {str(points.dtype).removeprefix('torch.')} but the model's weights are "
+                f"{str(weight.dtype).removeprefix('torch.')}: convert the points "
+                f"(points.to({weight.dtype}); numpy's loadtxt gives float64) or the model"
+            )
 
     def prepend_cls(
         self, tokens: torch.Tensor, pos: torch.Tensor
@@ -167,6 +183,15 @@ class PointTransformerEncoder(nn.Module):
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         return self.forward_tokens(points)
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch before 2.4 asks per device kind
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return torch.is_autocast_enabled()
 
 
 def pool_cls_and_max(tokens: torch.Tensor) -> torch.Tensor:
