@@ -365,9 +365,10 @@ def test_an_earlier_runs_checkpoints_are_refused_before_any_work(folder, tmp_pat
 
 @pytest.mark.parametrize(
     ("changed", "named"),
-    [(["--density-weight", "2"], "run_settings.density_weight: checkpoint 1.0, this run 2.0"),
+    [(["--density-weight", "2"],
+      "--density-weight (run_settings.density_weight): checkpoint 1.0, this run 2.0"),
      (["--lora-rank", "4"], "run_settings.peft_config.r: checkpoint 8, this run 4"),
-     (["--learning-rate", "1e-2"], "training_arguments.learning_rate")],
+     (["--learning-rate", "1e-2"], "--learning-rate (training_arguments.learning_rate)")],
 )  # fmt: skip
 def test_a_resume_with_other_options_is_a_usage_error(
     changed, named, tiny_model_and_data, tmp_path, capsys

@@ -123,8 +123,9 @@ def _tiny_task():
 @pytest.mark.parametrize(
     ("changed", "named"),
     [(["--variant", "meft2"], "method_config.variant: checkpoint 'meft1', this run 'meft2'"),
-     (["--max-length", "32"], "run_settings.max_length: checkpoint 64, this run 32"),
-     (["--batch-size", "8"], "training_arguments.per_device_batch_size: checkpoint 16, this run 8")],
+     (["--max-length", "32"], "--max-length (run_settings.max_length): checkpoint 64, this run 32"),
+     (["--batch-size", "8"],
+      "--batch-size (training_arguments.per_device_batch_size): checkpoint 16, this run 8")],
 )  # fmt: skip
 def test_a_resume_with_other_options_is_a_usage_error(
     changed, named, monkeypatch, capsys, tmp_path

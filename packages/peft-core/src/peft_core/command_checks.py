@@ -100,11 +100,31 @@ def recipe_run_settings(args: argparse.Namespace, **method_settings: Any) -> dic
     return {**{name: getattr(args, name) for name in _RECIPE_RUN_OPTIONS}, **method_settings}
 
 
+# The trainer's names for the settings that the shared options set.
+_OPTION_OF_TRAINING_ARGUMENT = {
+    "num_epochs": "--epochs", "per_device_batch_size": "--batch-size",
+    "learning_rate": "--learning-rate", "seed": "--seed", "max_steps": "--max-steps",
+}  # fmt: skip
+
+
 def resume_mismatch_refusal(error: ResumeMismatchError) -> str:
-    """The command-line wording of a refused ``--resume``."""
+    """The command-line wording of a refused ``--resume``: each difference led by the option
+    that sets it, where one does (``--learning-rate (training_arguments.learning_rate): ...``)."""
     run_folder = error.checkpoint.parent.parent
+    changes = [_with_option_name(change) for change in error.changes]
     return (
         f"cannot --resume the run in {run_folder}: these options differ from that run's: "
-        f"{'; '.join(error.changes)}. Rerun with that run's options, or start afresh with "
+        f"{'; '.join(changes)}. Rerun with that run's options, or start afresh with "
         "--overwrite (deletes it) or another --output-dir"
     )
+
+
+def _with_option_name(change: str) -> str:
+    setting, _, rest = change.partition(": ")
+    section, _, name = setting.partition(".")
+    option = None
+    if section == "training_arguments":
+        option = _OPTION_OF_TRAINING_ARGUMENT.get(name)
+    elif section == "run_settings" and name and "." not in name:
+        option = "--" + name.replace("_", "-")
+    return f"{option} ({setting}): {rest}" if option else change
