@@ -106,6 +106,19 @@ def test_a_measurement_inside_another_counts_for_both():
     assert inner == [2 * 6 * 5 * F32]
 
 
+def test_a_graph_dropped_inside_the_measurement_cannot_hide_a_later_tensor():
+    # The first product's graph is dropped at once; without holding its saved storage, the
+    # allocator may hand the same storage address to the next one, which then looked counted.
+    x = torch.randn(64, 64, requires_grad=True)
+
+    def step():
+        for _ in range(20):
+            (x * torch.randn(64, 64)).sum()  # saves the random factor, then drops the graph
+        return (x * torch.randn(64, 64)).sum()
+
+    assert measure_activation_memory(step) == 21 * 64 * 64 * F32
+
+
 def test_parameters_are_excluded_but_plain_tensors_are_not():
     x = torch.randn(3, 4, requires_grad=True)
     weight = torch.randn(4, 2, requires_grad=True)

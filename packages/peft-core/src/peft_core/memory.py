@@ -74,6 +74,9 @@ def measure_activation_memory(
     exempt = _exempt_storages([model] if isinstance(model, nn.Module) else (model or ()))
     seen: dict[int, int] = {}
     stack = _measurement_stack()
+    # A storage freed while fn runs (saved by a graph fn then dropped) would let a new storage
+    # take its address, and so its key, and go uncounted: hold each counted one until the end.
+    counted: list[torch.UntypedStorage] = []
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         base = tensor._base if tensor._base is not None else tensor
@@ -84,6 +87,7 @@ def measure_activation_memory(
             for exempt_here, seen_here in stack:
                 if key not in exempt_here and key not in seen_here:
                     seen_here[key] = _storage_bytes(tensor)
+                    counted.append(tensor.untyped_storage())
         return tensor
 
     stack.append((exempt, seen))
