@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from peft_core._atomic import atomic_directory, atomic_write_text
+from peft_core._atomic import atomic_directory
 from peft_core.config import MethodConfig
 from peft_core.serialization import save_trainable
 from peft_core.trainer import checkpointing as ckpt
@@ -24,6 +24,7 @@ from peft_core.trainer.callbacks import TrainerCallback, collect_extra_losses
 from peft_core.trainer.evaluation import default_metrics, output_field
 from peft_core.trainer.example_seeding import ExampleSeededDataset
 from peft_core.trainer.optim import build_optimizer, build_scheduler
+from peft_core.trainer.run_log import RunLog
 from peft_core.trainer.run_settings import check_resume_matches, describe_run, write_run_settings
 from peft_core.trainer.sampling import EpochBatchSampler
 
@@ -126,6 +127,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self._last_evaluation: dict[str, float] | None = None
         self._unlogged: dict[str, list[float]] = {}  # training values since the last log line
+        self.run_log = RunLog(self.output_dir / "log.jsonl", writes=self.is_main_process)
 
     # -- sizes -----------------------------------------------------------------------------
     def _epoch_sampler(self, epoch: int, start_batch: int = 0) -> EpochBatchSampler:
@@ -174,7 +176,7 @@ class Trainer:
         if resumed_from is None and self.state.global_step == 0:
             self._clear_earlier_run()
             set_seed(self.args.seed)
-            self._truncate_log(after_step=0)
+            self.run_log.keep_through_step(0)
         if self.is_main_process:
             ckpt.remove_unfinished_checkpoints(self.output_dir)
         progress = self._progress_bar()
@@ -408,32 +410,10 @@ class Trainer:
 
     @property
     def log_path(self) -> Path:
-        return self.output_dir / "log.jsonl"
+        return self.run_log.path
 
     def _write_log(self, record: dict[str, Any]) -> None:
-        if not self.is_main_process:
-            return
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({**record, "time": time.time()}) + "\n")
-
-    def _truncate_log(self, after_step: int | None = None, keep_lines: int | None = None) -> None:
-        """Drop log lines a killed run wrote after its last checkpoint (the first ``keep_lines``
-        lines stay, or those up to ``after_step``); the resumed run rewrites them."""
-        if not self.is_main_process or not self.log_path.exists():
-            return
-        lines = [line for line in self.log_path.read_text(encoding="utf-8").splitlines() if line]
-        if keep_lines is not None:
-            kept = lines[:keep_lines]
-        else:
-            kept = [line for line in lines if json.loads(line).get("step", 0) <= after_step]
-        atomic_write_text(self.log_path, "".join(line + "\n" for line in kept))
-
-    def _count_log_lines(self) -> int:
-        if not self.log_path.exists():
-            return 0
-        text = self.log_path.read_text(encoding="utf-8")
-        return sum(1 for line in text.splitlines() if line)
+        self.run_log.write(record)
 
     # -- checkpoints -----------------------------------------------------------------------------
     def _maybe_checkpoint(self) -> None:
@@ -451,7 +431,7 @@ class Trainer:
         state = dataclasses.replace(
             self.state,
             train_seconds=self.state.train_seconds + segment,
-            log_lines=self._count_log_lines(),
+            log_lines=self.run_log.line_count(),
             unlogged=self._unlogged,
             last_evaluation=self._last_evaluation,
         )
@@ -532,8 +512,8 @@ class Trainer:
         self._unlogged = {key: list(values) for key, values in state.unlogged.items()}
         self._last_evaluation = state.last_evaluation
         if state.log_lines is not None:
-            self._truncate_log(keep_lines=state.log_lines)
+            self.run_log.keep_first(state.log_lines)
         else:  # a checkpoint from before log_lines was recorded
-            self._truncate_log(after_step=state.global_step)
+            self.run_log.keep_through_step(state.global_step)
         self.history = [record for record in self.history if record["step"] <= state.global_step]
         return state.global_step
