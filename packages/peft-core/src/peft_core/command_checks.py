@@ -34,13 +34,15 @@ def missing_packages_refusal(packages: Sequence[str], install: str) -> str | Non
 def recipe_source_refusal(args: argparse.Namespace) -> str | None:
     """Why ``--model`` or ``--dataset`` cannot be read, when that shows without loading them: a
     model folder or a data file that does not exist. None otherwise."""
+    from peft_core.assets import OFFLINE_MODELS
     from peft_core.data.files import SUFFIXES
     from peft_core.recipes import resolve_model_path
 
-    try:
-        resolve_model_path(args.model)
-    except FileNotFoundError as error:
-        return f"--model: {error}"
+    if args.model not in OFFLINE_MODELS:  # those say themselves how to install them, when loaded
+        try:
+            resolve_model_path(args.model)
+        except FileNotFoundError as error:
+            return f"--model: {error}"
     dataset = Path(str(args.dataset)).expanduser()
     is_file_name = not str(args.dataset).startswith("hf:") and dataset.suffix.lower() in SUFFIXES
     if is_file_name and not dataset.is_file():
