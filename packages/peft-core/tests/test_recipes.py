@@ -229,3 +229,16 @@ def test_fine_tune_names_the_offline_model_not_its_folder(
     result = fine_tune(model, task, tmp_path / "run", epochs=1, batch_size=8, progress_bar=False)
     assert result["model"] == "all-MiniLM-L6-v2"
     assert result["data_notes"] == list(task.notes)  # how the splits were carved, in the record
+
+
+def test_the_interrupted_message_points_at_the_newest_checkpoint(tmp_path: Path) -> None:
+    from peft_core.command_checks import interrupted_message
+
+    assert "before its first checkpoint" in interrupted_message("x train", tmp_path)
+    for step in (2, 4):
+        folder = tmp_path / "checkpoints" / f"step-{step:08d}"
+        folder.mkdir(parents=True)
+        (folder / "trainer_state.json").write_text("{}")
+    message = interrupted_message("x train", tmp_path)
+    assert message.startswith("x train: interrupted; run the same command with --resume")
+    assert message.endswith("step-00000004")

@@ -466,3 +466,20 @@ def test_resuming_a_finished_run_keeps_its_step_times(backbone, tmp_path):
     assert again["resumed_from_step"] == 3
     assert again["step_time"] == finished["step_time"]  # no step ran to measure again
     assert again["test_accuracy"] == finished["test_accuracy"]
+
+
+def test_ctrl_c_says_how_to_continue_instead_of_a_traceback(
+    backbone, tmp_path, capsys, monkeypatch
+):
+    def interrupted(*args, **kwargs):
+        checkpoint = tmp_path / "run" / "checkpoints" / "step-00000002"
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "trainer_state.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("point_peft.finetuning.finetune", interrupted)  # run_train imports it
+    assert train(backbone, tmp_path / "run") == 130
+    error = capsys.readouterr().err
+    assert "point-peft train: interrupted; run the same command with --resume" in error
+    assert "step-00000002" in error
+    assert "Traceback" not in error

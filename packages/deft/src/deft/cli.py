@@ -375,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     from peft_core import atomic_write_text
     from peft_core.command_checks import (
         earlier_run_refusal,
+        interrupted_message,
         missing_packages_refusal,
         recipe_source_refusal,
         resume_mismatch_refusal,
@@ -399,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
         result = train(args)
     except ResumeMismatchError as error:  # found once the trainer reads the checkpoint
         args.error(resume_mismatch_refusal(error))
+    except KeyboardInterrupt:
+        print(interrupted_message("deft train", *folders), file=sys.stderr)
+        return 130  # the shell's code for a SIGINT
     # Atomic: an interrupted write never leaves a truncated result.json beside the checkpoint.
     atomic_write_text(args.output_dir / "result.json", json.dumps(result, indent=2) + "\n")
     print(DensityReport.from_dict(result["density"]).format_table())

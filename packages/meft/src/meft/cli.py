@@ -113,6 +113,7 @@ def train(
 def main(argv: list[str] | None = None) -> int:
     from peft_core.command_checks import (
         earlier_run_refusal,
+        interrupted_message,
         missing_packages_refusal,
         recipe_source_refusal,
         resume_mismatch_refusal,
@@ -136,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         result = train(args, config, fail=args.error)
     except ResumeMismatchError as error:  # found once the trainer reads the checkpoint
         args.error(resume_mismatch_refusal(error))
+    except KeyboardInterrupt:
+        print(interrupted_message("meft train", args.output_dir), file=sys.stderr)
+        return 130  # the shell's code for a SIGINT
     # Atomic: an interrupted write never leaves a truncated result.json beside the checkpoint.
     atomic_write_text(args.output_dir / "result.json", json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

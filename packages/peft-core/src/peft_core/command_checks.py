@@ -130,3 +130,17 @@ def _with_option_name(change: str) -> str:
     elif section == "run_settings" and name and "." not in name:
         option = "--" + name.replace("_", "-")
     return f"{option} ({setting}): {rest}" if option else change
+
+
+def interrupted_message(command: str, *folders: Path) -> str:
+    """What ``<command>`` prints when Ctrl+C stops it: how to continue, if a checkpoint was
+    written in one of ``folders``, instead of a ``KeyboardInterrupt`` traceback."""
+    from peft_core.trainer.checkpointing import checkpoint_directories
+
+    newest = [found[-1] for folder in folders if (found := checkpoint_directories(folder))]
+    if not newest:
+        return f"{command}: interrupted before its first checkpoint; nothing to resume"
+    return (
+        f"{command}: interrupted; run the same command with --resume to continue from "
+        f"{', '.join(str(path) for path in newest)}"
+    )

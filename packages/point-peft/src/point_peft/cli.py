@@ -485,6 +485,12 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"point-peft {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        from peft_core.command_checks import interrupted_message
+
+        folders = [args.output_dir] if getattr(args, "output_dir", None) else []
+        print(interrupted_message(f"point-peft {args.command}", *folders), file=sys.stderr)
+        return 130  # the shell's code for a SIGINT
 
 
 if __name__ == "__main__":
