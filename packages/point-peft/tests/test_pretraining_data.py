@@ -164,6 +164,8 @@ def test_modelnet_folder_reads_the_train_split_from_text_or_pickle(tmp_path):
     from_pickle = build_pretraining_clouds([source], num_points=32, progress=False)
     assert from_pickle.points.shape == from_text.points.shape
     assert_in_unit_sphere(from_pickle.points)
+    # A pickle of fewer points than asked for gives way to the text files.
+    assert isinstance(load_source(source, num_points=128), ModelNet40)
 
 
 def test_scanobjectnn_folder_reads_the_chosen_variant_normalised(tmp_path):

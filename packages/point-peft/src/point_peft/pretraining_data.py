@@ -216,7 +216,9 @@ def load_source(
     assert root is not None  # folder sources always carry one (PretrainingSource.parse)
     if kind.startswith("modelnet"):
         pickle = _preprocessed_points(root, kind, split)
-        if pickle is not None:
+        has_text_files = (root / f"{kind}_{split}.txt").is_file()
+        # A pickle of fewer points than asked for gives way to the text files, when there are any.
+        if pickle is not None and (pickle >= num_points or not has_text_files):
             return ModelNet40Preprocessed(root, split, num_points, variant=kind, file_points=pickle)
         return ModelNet40(root, split, num_points, variant=kind, seed=seed)
     variant = kind.partition("-")[2] or "PB_T50_RS"
