@@ -33,7 +33,7 @@ def run(
 ) -> list[dict]:
     def train(name: str, model: nn.Module, learning_rate: float) -> dict:
         return fine_tune(model, task, output_dir / name.replace(" ", "-"), name=name,
-                         learning_rate=learning_rate, epochs=epochs, seed=seed)  # fmt: skip
+                         learning_rate=learning_rate, epochs=epochs, seed=seed, overwrite=True)  # fmt: skip
 
     probe = load_classifier(task, seed)
     peft_core.freeze(probe, trainable=["classifier.*"])

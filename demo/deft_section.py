@@ -34,7 +34,7 @@ def run(
         model = apply_method(load_classifier(task, seed), "lora")  # same init for both rows
         callbacks = [DensityLossCallback(DensityMonitor(model), weight=weight)] if weight else []
         row = fine_tune(model, task, output_dir / ("deft" if weight else "lora"), name=name,
-                        learning_rate=LEARNING_RATE, epochs=epochs, seed=seed, callbacks=callbacks)  # fmt: skip
+                        learning_rate=LEARNING_RATE, epochs=epochs, seed=seed, callbacks=callbacks, overwrite=True)  # fmt: skip
         for callback in callbacks:
             callback.monitor.remove()
         report = measure_density(model, test_batches, baseline=reports[0] if reports else None)

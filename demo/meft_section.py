@@ -19,7 +19,7 @@ def run(
     full = next((r for r in earlier.get("core", []) if r["setting"] == "full fine-tuning"), None)
     if full is None:
         full = fine_tune(load_classifier(task, seed), task, output_dir / "full", name="full fine-tuning",
-                         learning_rate=1e-4, epochs=epochs, seed=seed)  # fmt: skip
+                         learning_rate=1e-4, epochs=epochs, seed=seed, overwrite=True)  # fmt: skip
     rows = [full]
     for variant in ("meft1", "meft2", "meft3"):
         config = MeftConfig(variant=variant, stream_dtype="float64")
@@ -28,5 +28,5 @@ def run(
             model = get_meft_model(load_classifier(task, seed), config)
         name = f"{variant.upper()} (float64 streams)"
         rows.append(fine_tune(model, task, output_dir / variant, name=name, learning_rate=5e-3, epochs=epochs,
-                              seed=seed, method_config=config))  # fmt: skip
+                              seed=seed, method_config=config, overwrite=True))  # fmt: skip
     return rows

@@ -4,7 +4,8 @@ and the small pre-trained Point-MAE on procedural point-cloud scans (the point s
 Options: --sections (default: all), --epochs (default 1), --max-train N (cap the training
 examples; default 2,000 so the demo takes minutes on a laptop CPU), --output-dir (default runs/demo).
 --epochs and --max-train size the text sections; the point section runs `point-peft train`'s
-default recipe. Results are also written to <output-dir>/results.json.
+default recipe. Results are also written to <output-dir>/results.json; a new demo run replaces
+the previous one's runs there.
 """
 
 from __future__ import annotations
