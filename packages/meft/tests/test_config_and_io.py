@@ -275,19 +275,6 @@ def test_a_model_activation_without_an_adapter_counterpart_names_the_fix():
     assert converted.meft_config.adapter_activation == "gelu_tanh"
 
 
-def test_a_hugging_face_peft_model_is_refused_with_the_way_to_convert_it():
-    peft = pytest.importorskip("peft")
-    wrapped = peft.get_peft_model(
-        tiny_bert(), peft.LoraConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS")
-    )
-    trainable = {n for n, p in wrapped.named_parameters() if p.requires_grad}
-    with pytest.raises(ValueError, match=r"not a Hugging Face peft .*merge_and_unload\(\) first"):
-        get_meft_model(wrapped, MeftConfig())
-    assert trainable == {n for n, p in wrapped.named_parameters() if p.requires_grad}
-    merged = get_meft_model(wrapped.merge_and_unload(), MeftConfig())
-    assert merged.classifier.weight.requires_grad
-
-
 def test_trainable_patterns_replace_the_head_and_a_frozen_head_is_warned_about():
     with pytest.warns(UserWarning, match=r"'classifier' stays frozen; add 'classifier\.\*'"):
         model = get_meft_model(tiny_bert(), MeftConfig(trainable=("*.LayerNorm.*",)))
