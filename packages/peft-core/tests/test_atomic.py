@@ -191,3 +191,22 @@ def test_replacing_a_file_keeps_its_permissions(tmp_path, umask_022):
     atomic_write_text(target, "new")
     assert target.stat().st_mode & 0o777 == 0o640
     assert target.read_text() == "new"
+
+
+def test_abandoned_staging_is_removed_by_the_names_the_writers_use(tmp_path):
+    # What atomic_write and atomic_directory leave when killed: their own staging names.
+    import tempfile
+
+    from peft_core._atomic import remove_abandoned_staging
+
+    left_file = Path(tempfile.mkstemp(prefix=".step-00000008.", suffix=".tmp", dir=tmp_path)[1])
+    left_dir = Path(tempfile.mkdtemp(prefix=".step-00000004.", suffix=".tmp", dir=tmp_path))
+    other = Path(tempfile.mkdtemp(prefix=".final.", suffix=".tmp", dir=tmp_path))
+    kept = tmp_path / "step-00000002"
+    kept.mkdir()
+    remove_abandoned_staging(tmp_path, "step-*")
+    assert not left_file.exists()
+    assert not left_dir.exists()
+    assert other.exists()  # another target's name
+    assert kept.exists()  # a finished checkpoint
+    remove_abandoned_staging(tmp_path / "absent")  # nothing to do

@@ -289,14 +289,13 @@ class DensityMonitor:
         # input depends on no trainable parameter); a whole stack without one is worth a word.
         if self._warned or not torch.is_grad_enabled():
             return
-        if not any(p.requires_grad for p in self.model.parameters()):
-            return
         frozen_groups = [
             group
             for group, tensors in by_group.items()
             if not any(t.requires_grad for t in tensors.values())
         ]
-        if not frozen_groups:
+        # Checked every step: the parameter scan only runs when a stack looks frozen.
+        if not frozen_groups or not any(p.requires_grad for p in self.model.parameters()):
             return
         self._warned = True
         if len(frozen_groups) == len(by_group) and not self._forward_had_grad:

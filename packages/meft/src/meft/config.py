@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 from peft_core import ConfigError, MethodConfig
-from peft_core.number_checks import is_integer, is_real, plain_number
+from peft_core.number_checks import is_finite_real, is_integer, is_real, plain_number
 
 VARIANTS = ("meft1", "meft2", "meft3")
 # (λ = x1_factor, β = x2_factor). The sub-blocks already carry a residual, so 1/1 would count the
@@ -85,7 +84,7 @@ class MeftConfig(MethodConfig):
             _fail("adapter_dim", "a positive integer", self.adapter_dim)
         for name in ("x1_factor", "x2_factor"):
             value = getattr(self, name)
-            if value is not None and not (is_real(value) and math.isfinite(value) and value > 0):
+            if value is not None and not (is_finite_real(value) and value > 0):
                 _fail(name, "None or a positive finite number (the inverse divides by it)", value)
         _one_of("adapter_init", self.adapter_init, ADAPTER_INITS)
         if self.adapter_activation is not None and not (
@@ -113,7 +112,7 @@ class MeftConfig(MethodConfig):
         if not isinstance(self.check_reconstruction, bool):
             _fail("check_reconstruction", "True or False", self.check_reconstruction)
         tolerance = self.reconstruction_tolerance
-        if not (is_real(tolerance) and math.isfinite(tolerance) and tolerance > 0):
+        if not (is_finite_real(tolerance) and tolerance > 0):
             _fail("reconstruction_tolerance", "a positive finite number", tolerance)
 
     @property

@@ -48,6 +48,29 @@ def _final_mode(target: Path, default: int) -> int:
         return default & ~_current_umask()
 
 
+# Work in progress sits beside its target as ".<target name>.<random>.tmp".
+_STAGING_SUFFIX = ".tmp"
+
+
+def _staging_prefix(target: Path) -> str:
+    return f".{target.name}."
+
+
+def remove_abandoned_staging(directory: str | os.PathLike, name_pattern: str = "*") -> None:
+    """Delete what writers killed mid-write left in ``directory`` for targets whose names match
+    the glob ``name_pattern`` (a finished write is renamed into place, so this never holds
+    anything complete). Only call it where no other writer is at work."""
+    root = Path(directory)
+    if not root.is_dir():
+        return
+    for path in root.glob(f".{name_pattern}.*{_STAGING_SUFFIX}"):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(temporary_path)`` and atomically move the result to ``path``.
 
@@ -56,7 +79,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, temporary = tempfile.mkstemp(
+        prefix=_staging_prefix(target), suffix=_STAGING_SUFFIX, dir=target.parent
+    )
     os.close(fd)
     temporary_path = Path(temporary)
     try:
@@ -90,7 +115,9 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    staging = Path(
+        tempfile.mkdtemp(prefix=_staging_prefix(target), suffix=_STAGING_SUFFIX, dir=target.parent)
+    )
     try:
         yield staging
         for file in staging.rglob("*"):

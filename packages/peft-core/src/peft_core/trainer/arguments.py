@@ -15,11 +15,6 @@ def _fail(name: str, expected: str, value: object) -> None:
     raise ValueError(f"TrainingArguments.{name} must be {expected}, got {value!r}")
 
 
-def _is_number(value: object) -> bool:
-    """A finite int or float (numpy's too); not a bool, not a string such as "1e-3"."""
-    return is_finite_real(value)
-
-
 def _is_int(value: object, minimum: int) -> bool:
     """An integer (numpy's too, not a bool) of at least ``minimum``."""
     return is_integer(value) and value >= minimum
@@ -87,25 +82,25 @@ class TrainingArguments:
             if not ((optional and value is None) or _is_int(value, minimum)):
                 kind = "a positive integer" if minimum else "a non-negative integer"
                 _fail(name, f"None or {kind}" if optional else kind, value)
-        if not (_is_number(self.num_epochs) and self.num_epochs > 0):
+        if not (is_finite_real(self.num_epochs) and self.num_epochs > 0):
             _fail("num_epochs", "a positive finite number", self.num_epochs)
-        if not (_is_number(self.learning_rate) and self.learning_rate > 0):
+        if not (is_finite_real(self.learning_rate) and self.learning_rate > 0):
             _fail("learning_rate", "a positive finite number", self.learning_rate)
-        if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
+        if not (is_finite_real(self.weight_decay) and self.weight_decay >= 0):
             _fail("weight_decay", "a non-negative finite number", self.weight_decay)
-        if not (_is_number(self.warmup_ratio) and 0.0 <= self.warmup_ratio < 1.0):
+        if not (is_finite_real(self.warmup_ratio) and 0.0 <= self.warmup_ratio < 1.0):
             _fail("warmup_ratio", "a number in [0, 1)", self.warmup_ratio)
         if self.max_grad_norm is not None and not (
-            _is_number(self.max_grad_norm) and self.max_grad_norm > 0
+            is_finite_real(self.max_grad_norm) and self.max_grad_norm > 0
         ):
             _fail("max_grad_norm", "None or a positive finite number", self.max_grad_norm)
-        if not (_is_number(self.adam_epsilon) and self.adam_epsilon > 0):
+        if not (is_finite_real(self.adam_epsilon) and self.adam_epsilon > 0):
             _fail("adam_epsilon", "a positive finite number", self.adam_epsilon)
         betas = self.adam_betas
         if isinstance(betas, str) or not hasattr(betas, "__iter__"):
             _fail("adam_betas", "two numbers in [0, 1), e.g. (0.9, 0.999)", betas)
         if len(tuple(betas)) != 2 or not all(
-            _is_number(beta) and 0.0 <= beta < 1.0 for beta in betas
+            is_finite_real(beta) and 0.0 <= beta < 1.0 for beta in betas
         ):
             _fail("adam_betas", "two numbers in [0, 1), e.g. (0.9, 0.999)", betas)
         for name in (

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from peft_core._atomic import remove_abandoned_staging
 from peft_core.serialization import load_trainable
 
 CHECKPOINT_DIR = "checkpoints"
@@ -107,12 +108,8 @@ def prune_checkpoints(output_dir: str | Path, keep: int) -> None:
 
 
 def remove_unfinished_checkpoints(output_dir: str | Path) -> None:
-    """Delete the staging folders of checkpoints whose writer was killed mid-write (a finished
-    checkpoint is renamed into place, so these never hold anything a resume could use)."""
-    root = Path(output_dir) / CHECKPOINT_DIR
-    if root.is_dir():
-        for path in root.glob(".step-*.tmp"):
-            shutil.rmtree(path, ignore_errors=True)
+    """Delete the staging folders of checkpoints whose writer was killed mid-write."""
+    remove_abandoned_staging(Path(output_dir) / CHECKPOINT_DIR, "step-*")
 
 
 # The weights a run leaves when it ends: the final ones, and the best evaluated ones.

@@ -334,7 +334,7 @@ class Trainer:
         metrics["step"] = self.state.global_step
         if dataset is self.eval_dataset:
             self._last_evaluation = metrics
-        self._write_log({"type": "eval", **metrics})
+        self.run_log.write({"type": "eval", **metrics})
         for callback in self.callbacks:
             callback.on_evaluate(self, metrics)
         return metrics
@@ -405,15 +405,12 @@ class Trainer:
         for callback in self.callbacks:  # before writing: callbacks may add entries
             callback.on_step_end(self, record)
         self.history.append(record)
-        self._write_log(record)
+        self.run_log.write(record)
         return record
 
     @property
     def log_path(self) -> Path:
         return self.run_log.path
-
-    def _write_log(self, record: dict[str, Any]) -> None:
-        self.run_log.write(record)
 
     # -- checkpoints -----------------------------------------------------------------------------
     def _maybe_checkpoint(self) -> None:
