@@ -85,6 +85,16 @@ def test_a_lone_dataset_is_split_like_a_file(hf: Any) -> None:
     assert again.splits == data.splits
 
 
+def test_an_evaluation_only_source_is_split_with_a_note_and_a_warning(hf: Any) -> None:
+    # Eval-only Hub datasets hold just a test split: training on part of it must not pass unseen.
+    source = hf.DatasetDict({"test": _sst2_like(hf, 30)})
+    with pytest.warns(UserWarning, match="the model trains on part of it"):
+        data = load_text_classification(source, text_column="sentence")
+    assert list(data.splits) == ["train", "validation", "test"]
+    assert data.notes == ["DatasetDict's only split, 'test', was split into train/validation/test"]
+    assert "note: DatasetDict's only split, 'test'" in data.summary()
+
+
 def test_string_labels_and_pairs(hf: Any) -> None:
     source = hf.Dataset.from_dict(
         {

@@ -242,3 +242,18 @@ def test_the_interrupted_message_points_at_the_newest_checkpoint(tmp_path: Path)
     message = interrupted_message("x train", tmp_path)
     assert message.startswith("x train: interrupted; run the same command with --resume")
     assert message.endswith("step-00000004")
+
+
+def test_a_refused_resume_names_the_option_behind_each_difference(tmp_path: Path) -> None:
+    from peft_core.command_checks import resume_mismatch_refusal
+    from peft_core.trainer import ResumeMismatchError
+
+    checkpoint = tmp_path / "run" / "checkpoints" / "step-00000004"
+    changes = [
+        "training_arguments.learning_rate: checkpoint 0.001, this run 0.01",
+        "frozen_weights: 2 of 9 frozen tensors hold other values (a.weight, b.weight)",
+    ]
+    message = resume_mismatch_refusal(ResumeMismatchError("refused", checkpoint, changes))
+    assert f"cannot --resume the run in {tmp_path / 'run'}" in message
+    assert "--learning-rate (training_arguments.learning_rate): checkpoint 0.001" in message
+    assert "--model (frozen_weights): 2 of 9 frozen tensors hold other values" in message

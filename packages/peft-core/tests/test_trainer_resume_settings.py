@@ -129,3 +129,97 @@ def test_differences_are_listed_leaf_by_leaf():
         "a.b: checkpoint 1, this run 2",
         "d: checkpoint None, this run {'e': 1}",
     ]
+
+
+def _frozen_embedding_model(seed: int) -> TinyClassifier:
+    torch.manual_seed(seed)
+    model = TinyClassifier()
+    model.embed.weight.requires_grad_(False)
+    return model
+
+
+def _run_on(model, tmp_path, **overrides):
+    """Train ``model``; a 4-step run extends to 8 (constant rate), as a killed run resumes."""
+    dataset = TokenParityDataset(64, seed=1)
+    args = _args(tmp_path, lr_schedule="constant", warmup_steps=0, **overrides)
+    return Trainer(model, args, dataset, collate_fn=collate_token_batches).train()
+
+
+def test_a_resume_onto_other_frozen_weights_is_refused_by_tensor_name(tmp_path):
+    # Checkpoints hold only trained tensors: a resumed process that builds its frozen model from
+    # other weights (here another seed) would otherwise train on as a mix of two models.
+    _run_on(_frozen_embedding_model(seed=0), tmp_path, max_steps=4)
+    with pytest.raises(ResumeMismatchError) as refused:
+        _run_on(_frozen_embedding_model(seed=1), tmp_path)
+    assert "frozen_weights: 1 of 1 frozen tensors hold other values (embed.weight)" in str(
+        refused.value
+    )
+    assert [p.name for p in checkpoint_directories(tmp_path)] == ["step-00000004"]  # kept
+    assert _run_on(_frozen_embedding_model(seed=0), tmp_path)["resumed_from_step"] == 4
+
+
+def test_frozen_tensors_added_removed_or_reshaped_are_named(tmp_path):
+    _run_on(_frozen_embedding_model(seed=0), tmp_path, max_steps=4)
+    more_frozen = _frozen_embedding_model(seed=0)
+    more_frozen.norm.requires_grad_(False)
+    with pytest.raises(ResumeMismatchError, match=r"this model adds norm\.weight, norm\.bias"):
+        _run_on(more_frozen, tmp_path)
+    with pytest.raises(ResumeMismatchError, match=r"this model lacks embed\.weight"):
+        _run_on(TinyClassifier(), tmp_path)
+    torch.manual_seed(0)
+    wider = TinyClassifier(vocab_size=40)
+    wider.embed.weight.requires_grad_(False)
+    with pytest.raises(ResumeMismatchError) as refused:
+        _run_on(wider, tmp_path)
+    assert "embed.weight: checkpoint torch.float32 (32, 16), this run torch.float32 (40, 16)" in (
+        str(refused.value)
+    )
+
+
+def test_a_checkpoint_without_a_fingerprint_still_resumes(tmp_path):
+    from peft_core.trainer.frozen_weights import FROZEN_WEIGHTS_FILE
+
+    _run_on(_frozen_embedding_model(seed=0), tmp_path, max_steps=4)
+    (checkpoint_directories(tmp_path)[-1] / FROZEN_WEIGHTS_FILE).unlink()
+    assert _run_on(_frozen_embedding_model(seed=1), tmp_path)["resumed_from_step"] == 4
+
+
+@dataclasses.dataclass
+class SavedEmbeddingConfig(MethodConfig):
+    method = "resume-saved-frozen-test"
+    saved_parameters = ("embed.weight",)
+
+
+def test_frozen_tensors_the_checkpoint_restores_are_not_fingerprinted(tmp_path):
+    # A frozen tensor the method saves (a randomly initialised token kept frozen) comes back from
+    # the checkpoint, so the resumed process may build it with other values.
+    config = SavedEmbeddingConfig()
+    dataset = TokenParityDataset(64, seed=1)
+    for seed, max_steps in ((0, 4), (1, 8)):
+        model = _frozen_embedding_model(seed)
+        args = _args(tmp_path, max_steps=max_steps, lr_schedule="constant", warmup_steps=0)
+        trainer = Trainer(
+            model, args, dataset, collate_fn=collate_token_batches, method_config=config
+        )
+        result = trainer.train()
+    assert result["resumed_from_step"] == 4
+
+
+def test_fingerprints_ignore_summation_order_but_not_a_changed_weight():
+    from peft_core.trainer.frozen_weights import _close, fingerprint
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(256, 64).requires_grad_(False)
+    recorded = fingerprint(model)["weight"]
+    model.weight.copy_(model.weight.flip(0, 1))  # the same values, summed in another order
+    assert _close(recorded, fingerprint(model)["weight"])
+    model.weight[3, 5] += 1e-3 * model.weight.abs().max()
+    assert not _close(recorded, fingerprint(model)["weight"])
+
+
+def test_quantised_integer_weights_are_fingerprinted():
+    from peft_core.trainer.frozen_weights import fingerprint
+
+    model = torch.nn.Module()
+    model.packed = torch.nn.Parameter(torch.arange(6, dtype=torch.uint8), requires_grad=False)
+    assert fingerprint(model) == {"packed": ["torch.uint8", [6], 15.0, 55**0.5]}

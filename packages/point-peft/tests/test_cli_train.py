@@ -252,6 +252,30 @@ def test_an_official_file_takes_its_architecture_from_the_options(tmp_path, caps
     assert read_result(output)["backbone"]["config"]["embed_dim"] == 24
 
 
+def test_a_classifier_fine_tuned_for_other_classes_lends_its_encoder(tmp_path, capsys):
+    from point_peft.models import PointMAE
+
+    torch.manual_seed(0)
+    fine_tuned = PointMAE(TINY.replace(num_classes=40))  # as if fine-tuned on ModelNet40
+    checkpoint = tmp_path / "modelnet_finetuned.pth"
+    torch.save({"base_model": fine_tuned.state_dict()}, checkpoint)
+
+    model, description = load_backbone(checkpoint, 15, config=TINY)
+    assert description["dropped_head_classes"] == 40
+    assert torch.equal(
+        model.blocks.blocks[1].mlp.fc2.weight, fine_tuned.blocks.blocks[1].mlp.fc2.weight
+    )
+    _, same_task = load_backbone(checkpoint, 40, config=TINY)  # the same classes: head kept
+    assert same_task["dropped_head_classes"] is None
+    assert same_task["missing_keys"] == []
+
+    config = tmp_path / "tiny.json"
+    config.write_text(TINY.to_json_string())
+    output = tmp_path / "run"
+    assert train(checkpoint, output, "--max-steps", "1", "--backbone-config", str(config)) == 0
+    assert "(its 40-class head replaced by a new one)" in capsys.readouterr().out
+
+
 def test_a_point_bert_file_trains_with_its_label_smoothing(tmp_path):
     config = TINY.replace(patch_dim=16, label_smoothing=0.2)
     torch.manual_seed(0)

@@ -197,6 +197,37 @@ def test_shape_mismatch_names_the_tensor_and_both_shapes():
         PointMAE.from_pretrained(tiny_pretrain_state(), config=tiny(embed_dim=48))
 
 
+def test_a_head_of_another_class_count_says_how_to_start_a_new_one():
+    source = PointMAE(tiny()).state_dict()  # fine-tuned for 7 classes
+    with pytest.raises(CheckpointError, match=r"only the classification head differs.*drop_head"):
+        PointMAE.from_pretrained({"base_model": source}, num_classes=3, config=tiny())
+
+
+def test_drop_head_loads_a_fine_tuned_encoder_under_a_new_head():
+    torch.manual_seed(0)
+    fine_tuned = PointMAE(tiny()).state_dict()  # 7 classes
+    torch.manual_seed(1)
+    model, report = PointMAE.from_pretrained(
+        {"base_model": fine_tuned}, num_classes=3, config=tiny(), drop_head=True,
+        output_loading_info=True,
+    )  # fmt: skip
+    head = [name for name in fine_tuned if name.startswith("cls_head_finetune.")]
+    assert head
+    assert report.ignored_keys == head
+    assert report.missing_keys == [
+        n for n in model.state_dict() if n.startswith("cls_head_finetune.")
+    ]
+    assert report.unexpected_keys == []
+    assert model.config.num_classes == 3
+    encoder = {name: t for name, t in fine_tuned.items() if name not in head}
+    assert assert_loaded(model, encoder) == len(encoder)  # every encoder tensor, exactly
+    torch.manual_seed(1)
+    assert torch.equal(  # the head keeps its fresh initialisation
+        model.cls_head_finetune[0].weight,
+        PointMAE(tiny().replace(num_classes=3)).cls_head_finetune[0].weight,
+    )
+
+
 def test_nothing_is_copied_when_a_check_fails():
     model = PointMAE(tiny())
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}

@@ -129,6 +129,8 @@ def _with_option_name(change: str) -> str:
         option = _OPTION_OF_TRAINING_ARGUMENT.get(name)
     elif section == "run_settings" and name and "." not in name:
         option = "--" + name.replace("_", "-")
+    elif section == "frozen_weights":  # the same --model, but other weights behind it
+        option = "--model"
     return f"{option} ({setting}): {rest}" if option else change
 
 

@@ -444,7 +444,7 @@ def format_train_summary(result: dict[str, Any]) -> str:
         f"method          {result['method']} on {result['dataset']} "
         f"({result['data']['train_clouds']} train / {result['data']['test_clouds']} test clouds, "
         f"{len(result['data']['classes'])} classes)",
-        f"backbone        {result['backbone']['checkpoint']}",
+        f"backbone        {result['backbone']['checkpoint']}" + _dropped_head(result["backbone"]),
         f"trainable       {parameters['trainable']:,} of {parameters['total']:,} parameters "
         f"({parameters['trainable_percent']:.2f}%)",
         f"test accuracy   {100 * result['test_accuracy']:.2f}%{votes}, mean class accuracy "
@@ -455,6 +455,11 @@ def format_train_summary(result: dict[str, Any]) -> str:
         + (f", median step {1000 * step['median_s']:.0f} ms" if step else ""),
     ]
     return "\n".join(lines)
+
+
+def _dropped_head(backbone: dict) -> str:
+    classes = backbone.get("dropped_head_classes")
+    return f" (its {classes}-class head replaced by a new one)" if classes else ""
 
 
 def _loss(value: float | None) -> str:

@@ -33,6 +33,7 @@ from point_peft.models import (
     read_checkpoint,
     smoothed_cross_entropy,
 )
+from point_peft.models.classifier import head_classes
 from point_peft.models.loading import checkpoint_family
 
 METHODS: tuple[str, ...] = ("point-peft", "full", "linear", "adapter", "vpt-deep", "bitfit")
@@ -88,16 +89,18 @@ def load_backbone(
     """A classifier with the pre-trained encoder of ``checkpoint`` and a new ``num_classes`` head.
 
     Args:
-        checkpoint: an official-layout Point-MAE or Point-BERT pre-train file (or a fine-tuned
-            classifier of ``num_classes``). ``None``: the default small backbone, built and cached
-            on first use.
+        checkpoint: an official-layout Point-MAE or Point-BERT pre-train file, or a fine-tuned
+            classifier (its head is kept for ``num_classes`` classes, and replaced by a new one
+            for another count). ``None``: the default small backbone, built and cached on first
+            use.
         config: its architecture. Default: the one a ``point-peft pretrain`` file records, else
             the official architecture of the file's family (official files record none; pass
             ``num_groups`` / ``group_size`` here when they differ from 64 / 32).
 
     Returns:
-        The model (its head initialised from torch's global RNG: seed first) and a description
-        for the result: path, checkpoint kind, architecture, missing and unexpected keys.
+        The model (a new head initialised from torch's global RNG: seed first) and a
+        description for the result: path, checkpoint kind, architecture, missing and unexpected
+        keys, and the class count of a fine-tuned head left out (``dropped_head_classes``).
     """
     from point_peft.pretrained import default_backbone_checkpoint
 
@@ -111,9 +114,13 @@ def load_backbone(
     model_class = _model_class(state)
     if config is None:
         config = backbone_config_of(path, state)
+    # A classifier fine-tuned on another task has a head of another class count: the encoder
+    # is what a backbone lends, so that head gives way to a new one.
+    file_classes = head_classes(state)
+    drop_head = file_classes is not None and file_classes != num_classes
     model, report = model_class.from_pretrained(
         state, num_classes=num_classes, config=config.replace(num_classes=num_classes),
-        output_loading_info=True,
+        drop_head=drop_head, output_loading_info=True,
     )  # fmt: skip
     description = {
         "checkpoint": "default small Point-MAE" if default else str(path),
@@ -121,6 +128,7 @@ def load_backbone(
         "config": model.config.to_dict(),
         "missing_keys": report.missing_keys,
         "unexpected_keys": report.unexpected_keys,
+        "dropped_head_classes": file_classes if drop_head else None,
     }
     return model, description
 

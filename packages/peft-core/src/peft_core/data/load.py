@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ def load_text_classification(
     ``label_names``) or class ids (ints).
 
     A source with several splits keeps them. A source with one (a file, a lone ``Dataset``, a
-    ``DatasetDict`` holding only ``"train"``) is split into ``train``/``validation``/``test`` by
+    ``DatasetDict`` holding one split) is split into ``train``/``validation``/``test`` by
     :func:`~peft_core.data.splits.split_examples`: seeded hashing of the texts, stable everywhere,
     duplicates kept together. ``deduplicate=True`` first drops repeated texts.
 
@@ -106,8 +107,14 @@ def load_text_classification(
         raise ValueError(f"{name}: the split(s) {empty} hold no examples")
     if deduplicate:
         examples = {split: splitting.deduplicate(part) for split, part in examples.items()}
+    notes = []
     if len(examples) == 1:
-        (pooled,) = examples.values()
+        ((only_split, pooled),) = examples.items()
+        if only_split != "train":  # an evaluation-only source: say that it is trained on
+            notes.append(
+                f"{name}'s only split, {only_split!r}, was split into train/validation/test"
+            )
+            warnings.warn(f"{notes[-1]}: the model trains on part of it", stacklevel=2)
         try:
             examples = splitting.split_examples(
                 pooled,
@@ -117,7 +124,7 @@ def load_text_classification(
             )
         except ValueError as error:  # too few rows: say which source
             raise ValueError(f"{name}: {error}") from error
-    return TextClassificationData(examples, list(label_names), name=name)
+    return TextClassificationData(examples, list(label_names), name=name, notes=notes)
 
 
 def with_evaluation_splits(

@@ -2,7 +2,8 @@
 
 A resume reaches the weights an uninterrupted run would reach only when it has that run's
 hyperparameters, method and training set. Each checkpoint records them, and a resume that differs
-is refused with every difference named. Otherwise it would go on silently with, say, another batch
+is refused with every difference named, as is a model whose frozen weights differ (see
+``frozen_weights``). Otherwise it would go on silently with, say, another batch
 size (the saved position in the data would point at other examples), another schedule length (the
 learning rate would jump) or another method config (other adapters under the same tensor names).
 """
@@ -13,6 +14,8 @@ import dataclasses
 import json
 from pathlib import Path
 from typing import Any
+
+from peft_core.trainer.frozen_weights import fingerprint_differences
 
 RUN_SETTINGS_FILE = "run_settings.json"
 
@@ -98,21 +101,26 @@ def write_run_settings(directory: Path, settings: dict[str, Any]) -> None:
     )
 
 
-def check_resume_matches(checkpoint: Path, settings: dict[str, Any]) -> None:
-    """Raise :class:`ResumeMismatchError` when ``settings`` differ from the checkpoint's.
+def check_resume_matches(
+    checkpoint: Path, settings: dict[str, Any], frozen_weights: dict[str, list] | None = None
+) -> None:
+    """Raise :class:`ResumeMismatchError` when ``settings``, or the ``frozen_weights``
+    fingerprint, differ from the checkpoint's.
 
-    A checkpoint written before checkpoints recorded their settings is not checked.
+    What a checkpoint written before it was recorded lacks is not checked.
     """
+    changes = []
     recorded = checkpoint / RUN_SETTINGS_FILE
-    if not recorded.is_file():
-        return
-    saved = json.loads(recorded.read_text(encoding="utf-8"))
-    changes = setting_differences(saved, settings)
+    if recorded.is_file():
+        saved = json.loads(recorded.read_text(encoding="utf-8"))
+        changes += setting_differences(saved, settings)
+    if frozen_weights is not None:
+        changes += fingerprint_differences(checkpoint, frozen_weights)
     if changes:
         listed = "; ".join(changes)
         raise ResumeMismatchError(
-            f"cannot resume from {checkpoint}: this run's settings differ from those of the run "
-            f"that wrote it ({listed}). Resume with that run's settings, or start afresh in "
+            f"cannot resume from {checkpoint}: this run differs from the run that wrote it "
+            f"({listed}). Resume with that run's settings and model, or start afresh in "
             "another output_dir, or delete that run with resume=False and "
             "overwrite_output_dir=True",
             checkpoint,

@@ -23,6 +23,7 @@ from peft_core.trainer.arguments import TrainingArguments
 from peft_core.trainer.callbacks import TrainerCallback, collect_extra_losses
 from peft_core.trainer.evaluation import default_metrics, output_field
 from peft_core.trainer.example_seeding import ExampleSeededDataset
+from peft_core.trainer.frozen_weights import fingerprint, write_fingerprint
 from peft_core.trainer.optim import build_optimizer, build_scheduler
 from peft_core.trainer.run_log import RunLog
 from peft_core.trainer.run_settings import check_resume_matches, describe_run, write_run_settings
@@ -127,6 +128,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self._last_evaluation: dict[str, float] | None = None
         self._unlogged: dict[str, list[float]] = {}  # training values since the last log line
+        self._frozen_weights: dict[str, list] | None = None  # taken once, see frozen_weights
         self.run_log = RunLog(self.output_dir / "log.jsonl", writes=self.is_main_process)
 
     # -- sizes -----------------------------------------------------------------------------
@@ -448,9 +450,17 @@ class Trainer:
                 )
                 (staging / "trainer_state.json").write_text(state.to_json(), encoding="utf-8")
                 write_run_settings(staging, self.run_settings)
+                write_fingerprint(staging, self._frozen_weights_fingerprint())
             ckpt.prune_checkpoints(self.output_dir, self.args.save_total_limit)
         self.accelerator.wait_for_everyone()
         return path
+
+    def _frozen_weights_fingerprint(self) -> dict[str, list]:
+        """The frozen weights' fingerprint, taken on first use: they do not change in training."""
+        if self._frozen_weights is None:
+            saved = tuple(getattr(self.method_config, "saved_parameters", ()) or ())
+            self._frozen_weights = fingerprint(self.unwrapped_model, saved)
+        return self._frozen_weights
 
     def _clear_earlier_run(self) -> None:
         """Before a fresh start (``resume=False``, or nothing to resume): refuse, or with
@@ -492,7 +502,7 @@ class Trainer:
                 f"{self.accelerator.num_processes}: the data position would not line up. Resume with "
                 "the same number of processes, or start in a fresh output_dir."
             )
-        check_resume_matches(path, self.run_settings)
+        check_resume_matches(path, self.run_settings, self._frozen_weights_fingerprint())
         ckpt.load_checkpoint_tensors(self.unwrapped_model, path)
         self.optimizer.load_state_dict(ckpt.load_torch(path / "optimizer.pt"))
         self.scheduler.load_state_dict(ckpt.load_torch(path / "scheduler.pt"))

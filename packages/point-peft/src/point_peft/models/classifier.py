@@ -66,6 +66,7 @@ class PointTransformerClassifier(PointTransformerEncoder):
         config: PointTransformerConfig | None = None,
         strict: bool = True,
         weights_only: bool = True,
+        drop_head: bool = False,
         output_loading_info: bool = False,
         **config_overrides: Any,
     ) -> Any:
@@ -81,6 +82,8 @@ class PointTransformerClassifier(PointTransformerEncoder):
             strict: refuse missing / unexpected keys outside the layout's expected lists (see
                 :mod:`point_peft.models.loading`); ``False`` warns instead.
             weights_only: read files with ``torch.load(weights_only=True)``.
+            drop_head: leave a fine-tuned file's head out and start a new one of
+                ``num_classes`` (a classifier fine-tuned on one task, fine-tuned on another).
             output_loading_info: also return the :class:`PretrainedLoadReport`.
             config_overrides: fields of :class:`PointTransformerConfig` to change.
 
@@ -94,8 +97,8 @@ class PointTransformerClassifier(PointTransformerEncoder):
                 f"this is a {kind} checkpoint; {cls.__name__} loads {cls.checkpoint_family}_* "
                 "checkpoints (use PointMAE for Point-MAE files, PointBERT for Point-BERT files)"
             )
-        if num_classes is None:
-            num_classes = _head_classes(state)
+        if num_classes is None and not drop_head:
+            num_classes = head_classes(state)
         if num_classes is None and config is not None:
             num_classes = config.num_classes
         if num_classes is None:
@@ -105,11 +108,11 @@ class PointTransformerClassifier(PointTransformerEncoder):
             )
         base = config if config is not None else cls.default_config()
         model = cls(base.replace(num_classes=num_classes, **config_overrides))
-        report = load_pretrained(model, state, strict=strict)
+        report = load_pretrained(model, state, strict=strict, drop_head=drop_head)
         return (model, report) if output_loading_info else model
 
 
-def _head_classes(state: Mapping[str, torch.Tensor]) -> int | None:
+def head_classes(state: Mapping[str, torch.Tensor]) -> int | None:
     """Output size of the last Linear of a saved ``cls_head_finetune``, if there is one."""
     last = max(
         (

@@ -24,6 +24,8 @@ unexpected keys outside the expected lists above are an error with ``strict=True
 a model that silently keeps random weights trains to plausible but wrong numbers), and a warning
 with ``strict=False`` (for deliberate changes such as loading the first blocks of a deeper model).
 Parts the model does not have (no head, no cls token) are expected to come back as unexpected.
+``drop_head=True`` leaves a fine-tuned file's head out (listed as ignored), so that a classifier
+fine-tuned on one task can start another with a new head of another class count.
 """
 
 from __future__ import annotations
@@ -223,13 +225,15 @@ def load_pretrained(
     *,
     strict: bool = True,
     weights_only: bool = True,
+    drop_head: bool = False,
 ) -> PretrainedLoadReport:
     """Load an official checkpoint (file or dict) into ``model`` and report what happened.
 
     ``model`` is a :class:`~point_peft.models.PointMAE` / :class:`~point_peft.models.PointBERT`
     classifier or a :class:`~point_peft.models.PointTransformerEncoder`. See the module docstring
     for the layouts, the renaming and the strictness policy. Nothing is copied unless every check
-    passes.
+    passes. ``drop_head``: leave the file's classification head out (``model``'s keeps its
+    initial values), to fine-tune a fine-tuned classifier on a task of another class count.
 
     Example:
         >>> from point_peft.models import PointMAE, PointTransformerConfig
@@ -251,20 +255,16 @@ def load_pretrained(
             f"{names[expected_family]} model; load it with the {names[family]} class"
         )
     renamed, ignored = convert_checkpoint(state, kind)
+    if drop_head:
+        ignored += [name for name in renamed if _matches(name, _HEAD_PATTERNS)]
+        renamed = {n: t for n, t in renamed.items() if not _matches(n, _HEAD_PATTERNS)}
     targets = model.state_dict()
-    mismatched = [
-        f"{name}: checkpoint {tuple(tensor.shape)}, model {tuple(targets[name].shape)}"
-        for name, tensor in renamed.items()
-        if name in targets and targets[name].shape != tensor.shape
-    ]
-    if mismatched:
-        raise CheckpointError(
-            f"shape mismatch loading a {kind} checkpoint into {type(model).__name__}: "
-            + "; ".join(mismatched)
-        )
+    _refuse_shape_mismatches(model, kind, renamed, targets)
     missing = [name for name in targets if name not in renamed]
     unexpected = [name for name in renamed if name not in targets]
     allowed_missing, allowed_unexpected = _expectations(model, kind)
+    if drop_head:
+        allowed_missing += _HEAD_PATTERNS
     surprises = []
     extra_missing = [name for name in missing if not _matches(name, allowed_missing)]
     extra_unexpected = [name for name in unexpected if not _matches(name, allowed_unexpected)]
@@ -287,6 +287,29 @@ def load_pretrained(
     )
     logger.info("loaded %s", report)
     return report
+
+
+def _refuse_shape_mismatches(
+    model: nn.Module, kind: str, renamed: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+) -> None:
+    mismatched = [
+        name for name, t in renamed.items() if name in targets and targets[name].shape != t.shape
+    ]
+    if not mismatched:
+        return
+    listed = "; ".join(
+        f"{name}: checkpoint {tuple(renamed[name].shape)}, model {tuple(targets[name].shape)}"
+        for name in mismatched
+    )
+    hint = ""
+    if all(_matches(name, _HEAD_PATTERNS) for name in mismatched):
+        hint = (
+            " (only the classification head differs: the file was fine-tuned for another number "
+            "of classes; pass drop_head=True to load the rest and start a new head)"
+        )
+    raise CheckpointError(
+        f"shape mismatch loading a {kind} checkpoint into {type(model).__name__}: {listed}{hint}"
+    )
 
 
 def _expectations(model: nn.Module, kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
