@@ -168,6 +168,19 @@ def test_modelnet_folder_reads_the_train_split_from_text_or_pickle(tmp_path):
     assert isinstance(load_source(source, num_points=128), ModelNet40)
 
 
+def test_a_modelnet_task_with_one_splits_pickle_warns_and_records_both_readers(tmp_path):
+    root = tmp_path / "modelnet40_normal_resampled"
+    write_modelnet_text(root)
+    source = f"modelnet40={root}"
+    both_text = load_task(source, num_points=32, progress=False)
+    assert both_text.describe()["readers"] == {"train": "ModelNet40", "test": "ModelNet40"}
+
+    write_modelnet_preprocessed(root, "train", file_points=64)  # the test split's is missing
+    with pytest.warns(UserWarning, match="their points are sampled differently"):
+        mixed = load_task(source, num_points=32, progress=False)
+    assert mixed.describe()["readers"] == {"train": "ModelNet40Preprocessed", "test": "ModelNet40"}
+
+
 def test_scanobjectnn_folder_reads_the_chosen_variant_normalised(tmp_path):
     h5py = pytest.importorskip("h5py")
     root = tmp_path / "h5_files"

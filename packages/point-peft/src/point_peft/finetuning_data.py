@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from typing import Any
 
 import torch
@@ -97,6 +98,8 @@ class ClassificationTask:
     name: str
     train: LabelledClouds
     test: LabelledClouds
+    # the dataset class that read each split (ModelNet: the preprocessed pickle or the text files)
+    readers: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -114,6 +117,7 @@ class ClassificationTask:
             "train_clouds": len(self.train),
             "test_clouds": len(self.test),
             "num_points": self.train.points.shape[1],
+            "readers": dict(self.readers),
         }
 
 
@@ -166,10 +170,20 @@ def load_task(
     # ScanObjectNN as its files hold it: the official fine-tuning protocol does not re-normalise
     options = dict(num_points=num_points, cache_dir=cache_dir, download=download, seed=seed,
                    progress=progress, normalize_scans=False)  # fmt: skip
-    splits = {}
+    splits, readers = {}, {}
     for split, per_class in (("train", samples_per_class), ("test", test_samples_per_class)):
         data = load_source(source, split=split, procedural_samples_per_class=per_class, **options)
         splits[split] = read_split(data, description=f"{source.kind} {split}", progress=progress)
+        readers[split] = type(data).__name__
     if splits["train"].class_names != splits["test"].class_names:
         raise ValueError(f"{dataset}: the train and test splits name different classes")
-    return ClassificationTask(str(source), splits["train"], splits["test"])
+    if readers["train"] != readers["test"]:
+        # ModelNet with one split's *_fps.dat pickle missing (or too short): one split is the
+        # pickle's FPS-ordered points, the other resampled from the text files.
+        warnings.warn(
+            f"{dataset}: the train split is read by {readers['train']} and the test split by "
+            f"{readers['test']}, so their points are sampled differently; give both splits the "
+            "same files (write_modelnet_preprocessed writes the pickles)",
+            stacklevel=2,
+        )
+    return ClassificationTask(str(source), splits["train"], splits["test"], readers)
