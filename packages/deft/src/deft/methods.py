@@ -60,6 +60,7 @@ from torch import nn
 
 from deft.adapters import PfeifferAdapterConfig, get_pfeiffer_adapter_model
 from deft.mlp_inputs import mlp_input_projections
+from peft_core.optional_imports import import_optional
 
 METHODS: tuple[str, ...] = ("lora", "prefix", "prompt", "ia3", "adapter", "qlora")
 
@@ -95,13 +96,11 @@ _TASK_BY_CLASS_SUFFIX = (
 
 
 def _import_peft() -> Any:
-    try:
-        import peft
-    except ImportError as error:
-        raise ImportError(
-            'LoRA, QLoRA, prefix/prompt tuning and IA3 come from Hugging Face peft: pip install "deft-peft[hf]"'
-        ) from error
-    return peft
+    return import_optional(
+        "peft",
+        needed_by="LoRA, QLoRA, prefix/prompt tuning and IA3 (from Hugging Face peft)",
+        install='pip install "deft-peft[hf]"',
+    )
 
 
 def infer_task_type(model: nn.Module) -> str | None:
@@ -335,9 +334,11 @@ def qlora_quantization_config(
     ``skip_modules`` stay unquantised (default :data:`HEAD_MODULES`, the task heads).
     """
     import torch
-    from transformers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(
+    transformers = import_optional(
+        "transformers", needed_by="QLoRA", install='pip install "deft-peft[qlora]"'
+    )
+    return transformers.BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,

@@ -5,18 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from peft_core.optional_imports import import_optional
+
 if TYPE_CHECKING:
     from deft.report import DensityReport
 
 
 def _figure_class():
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as error:
-        raise ImportError(
-            "DensityReport.plot needs matplotlib: pip install 'deft-peft[plot]'"
-        ) from error
-    return Figure
+    figure = import_optional(
+        "matplotlib.figure", needed_by="DensityReport.plot", install='pip install "deft-peft[plot]"'
+    )
+    return figure.Figure
 
 
 def _tick_labels(groups: list[str]) -> list[str]:

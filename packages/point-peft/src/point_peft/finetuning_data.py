@@ -127,7 +127,7 @@ def read_split(dataset: Dataset, *, description: str, progress: bool) -> Labelle
     On one intra-op thread: generating and resampling a cloud is thousands of tiny tensor ops,
     which a second thread only slows down (4x for the procedural shapes on 2 busy cores).
     """
-    from tqdm.auto import tqdm  # a dependency of peft-core
+    from tqdm.auto import tqdm
 
     loader = DataLoader(dataset, batch_size=64, shuffle=False)
     points, labels = [], []

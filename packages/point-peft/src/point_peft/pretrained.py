@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -116,8 +117,12 @@ def default_backbone_checkpoint(
             return checkpoint
         if not locked:  # no file locks here: build in a folder of our own
             work = work.with_name(f"{work.name}-{os.getpid()}")
-        if progress:
-            print(f"building the default Point-MAE backbone (once) in {target}", flush=True)
+        # said even without progress bars: the first run is otherwise silent for minutes
+        print(
+            f"building the default Point-MAE backbone (once; a few minutes on a CPU) in {target}",
+            file=sys.stderr,
+            flush=True,
+        )
         pretrain(config, recipe, work / "run", resume=True, save_every=50, progress=progress)
         staged = work / "publish"
         shutil.rmtree(staged, ignore_errors=True)

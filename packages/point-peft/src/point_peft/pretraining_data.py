@@ -238,7 +238,7 @@ def materialize(
     dataset: Dataset, *, description: str = "clouds", progress: bool = True, batch_size: int = 64
 ) -> torch.Tensor:
     """Read every item of ``dataset`` once: its ``points`` (xyz only) as one (M, N, 3) tensor."""
-    from tqdm.auto import tqdm  # a dependency of peft-core
+    from tqdm.auto import tqdm
 
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_points)
     chunks = [

@@ -11,19 +11,16 @@ from typing import Any
 
 from peft_core.data.examples import RawSplit
 from peft_core.data.files import check_columns, is_saved_dataset
+from peft_core.optional_imports import import_optional
 
 INSTALL_HINT = 'pip install "peft-core[datasets]"'
 
 
 def import_datasets() -> Any:
     """The ``datasets`` module, or an ``ImportError`` that says how to install it."""
-    try:
-        import datasets
-    except ImportError as error:
-        raise ImportError(
-            f"loading Hugging Face datasets needs the package 'datasets'; install it with: {INSTALL_HINT}"
-        ) from error
-    return datasets
+    return import_optional(
+        "datasets", needed_by="loading Hugging Face datasets", install=INSTALL_HINT
+    )
 
 
 def is_hf_dataset(obj: object) -> bool:

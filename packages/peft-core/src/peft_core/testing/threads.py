@@ -10,8 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 import torch
+
+from peft_core.optional_imports import import_optional
+
+# fixtures for the test suites of the packages: pytest comes with the test extra
+pytest = import_optional(
+    "pytest", needed_by="peft_core.testing.threads", install='pip install "peft-core[test]"'
+)
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm  # a dependency of peft-core
+from tqdm.auto import tqdm
 
 from point_peft.corpora._cache import resolve_cache_dir, save_npz_atomic, stable_hash
 from point_peft.corpora.debian import cgal_meshes, kicad_models

@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 
-from tqdm.auto import tqdm  # a dependency of peft-core
+from tqdm.auto import tqdm
 
 from point_peft.corpora._cache import (
     publish_directory,

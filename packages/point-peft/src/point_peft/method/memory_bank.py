@@ -189,7 +189,7 @@ def build_memory_bank(
         >>> torch.allclose(bank.features.norm(dim=0), torch.ones(6))
         True
     """
-    from tqdm.auto import tqdm  # a dependency of peft-core
+    from tqdm.auto import tqdm
 
     if not isinstance(backbone, PointTransformerEncoder):
         raise TypeError(
