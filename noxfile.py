@@ -155,7 +155,8 @@ def corpora(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Side-by-side measurements; JSON records land in benchmarks/results/, then the report is rendered."""
+    """Side-by-side measurements: `nox -s bench -- SUITE ...` (`-- all` for every suite; the runner
+    lists them), JSON records in benchmarks/results/, then the report is rendered."""
     _install_packages(session, METHOD_PACKAGES)
     _install_real_assets(session)
     session.install("matplotlib", "peft", "fpsample", *CI_CONSTRAINTS)

@@ -4,9 +4,18 @@ The peak is the RSS high-water mark (``VmHWM`` in ``/proc/self/status``), reset 
 ``/proc/self/clear_refs`` once the model is built. Not ``getrusage``'s ``ru_maxrss``: Linux
 carries it over from the parent through fork and exec, so a child of a large benchmark process
 would report the parent's peak, and it cannot be reset between a warm-up and the measured step.
+
+Memory freed before the measured step can stay resident (glibc keeps freed heap pages for reuse):
+counted in the baseline, reused by the step, it would hide part of the step's peak. So the heap is
+trimmed (``malloc_trim``) before the baseline is read, and callers measure the peak before any
+other work (an activation-memory forward, say) has run in the process.
 """
 
 from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
 
 
 def _status_kib(field: str) -> int | None:
@@ -41,8 +50,22 @@ def peak_rss_bytes() -> int | None:
     return None if kib is None else kib * 1024
 
 
+def release_free_memory() -> bool:
+    """Collect garbage and hand the C heap's free pages back to the system (glibc's
+    ``malloc_trim``); False where the C library has no such call."""
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)  # returns whether it released anything; either is fine
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
 def peak_rss_above_current(step) -> int | None:
-    """Bytes the peak RSS rises above the current RSS while ``step()`` runs; None off Linux."""
+    """Bytes the peak RSS rises above the current RSS (after :func:`release_free_memory`) while
+    ``step()`` runs; None off Linux."""
+    release_free_memory()
     baseline = current_rss_bytes()
     if baseline is None or not reset_peak_rss():
         step()

@@ -15,7 +15,7 @@ from benchmarks.deft.report_sections import RENDERERS as DEFT_RENDERERS
 from benchmarks.meft.report_sections import RENDERERS as MEFT_RENDERERS
 from benchmarks.plotting import bar_plot, figure_name
 from benchmarks.point.report_sections import RENDERERS as POINT_RENDERERS
-from benchmarks.records import RESULTS_DIR, read_records
+from benchmarks.records import RESULTS_DIR, is_quick, read_records
 
 REPORT = Path(__file__).parent / "REPORT.md"
 
@@ -93,7 +93,25 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
 }
 
 
+def _code_version(info: dict[str, Any]) -> str:
+    """The commit that measured (short, marked when it had uncommitted changes), if recorded."""
+    commit = info.get("commit")
+    if not commit:
+        return ""
+    return f"; commit {commit['sha'][:7]}" + (" (uncommitted changes)" if commit["dirty"] else "")
+
+
+def _resumed(info: dict[str, Any]) -> str:
+    resumed = info.get("resumed") or []
+    if not resumed:
+        return ""
+    times = "once" if len(resumed) == 1 else f"{len(resumed)} times"
+    return f", resumed {times} (last {resumed[-1]['at']})"
+
+
 def render(records: list[dict[str, Any]]) -> str:
+    """The report of ``records``, leaving out ``--quick`` smoke runs."""
+    records = [record for record in records if not is_quick(record)]
     lines = [
         "# Benchmark report",
         "",
@@ -112,7 +130,8 @@ def render(records: list[dict[str, Any]]) -> str:
             f"- method: {info['method']}; model: {info['model']}; data: {info['data']}",
             f"- device: {info['device'].get('cuda_device') or info['device']['cpu']} "
             f"({info['device']['kind']}, {info['device']['torch_threads']} threads); "
-            f"torch {info['versions'].get('torch', '?')}; recorded {info['created_at']}",
+            f"torch {info['versions'].get('torch', '?')}{_code_version(info)}; "
+            f"recorded {info['created_at']}{_resumed(info)}",
             "",
             *renderer(record),
             "",

@@ -1,10 +1,20 @@
-"""Run benchmark suites: `python -m benchmarks.run [suite ...]` (default: all)."""
+"""Run benchmark suites: `python -m benchmarks.run SUITE [SUITE ...]`, or `... all` for every one.
+
+Records land in benchmarks/results/ (`--quick`: benchmarks/results-quick/, which git ignores and
+the report leaves out; `--output-dir DIR` for another folder). A rerun measures afresh and
+overwrites the record; `--resume` continues one that an interrupted run with the same
+configuration wrote on this device.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import ast
+import importlib.util
+import re
 import sys
+
+from benchmarks import records
 
 # suite name -> module with a main(quick: bool) -> list[Path]
 SUITES = {
@@ -31,20 +41,76 @@ SUITES = {
     "deft-threshold-in-training-low": "benchmarks.deft.bench_threshold_in_training_low",
     "deft-qlora": "benchmarks.deft.bench_qlora",
 }
+ALL = "all"
+_TIME_UNIT = re.compile(r"\b(h|hours?|min|minutes?|s|seconds?)\b")
+
+
+def stated_duration(suite: str) -> str | None:
+    """The duration the suite's module docstring gives after `python -m benchmarks.run SUITE`
+    (the parenthesis up to its first ';'), if it names one; read without importing the suite."""
+    try:
+        spec = importlib.util.find_spec(SUITES[suite])
+        with open(spec.origin, encoding="utf-8") as source:
+            docstring = ast.get_docstring(ast.parse(source.read())) or ""
+    except (ImportError, ValueError, AttributeError, TypeError, OSError, SyntaxError):
+        return None  # not a source file here: listed without a duration
+    command = re.escape(f"benchmarks.run {suite}")
+    match = re.search(rf"{command}`+\s*\(([^;)]*)", " ".join(docstring.split()))
+    if match is None or not _TIME_UNIT.search(match.group(1)):
+        return None
+    duration = match.group(1).strip().rstrip(",")
+    return duration if len(duration) <= 60 else duration[:59].rsplit(" ", 1)[0] + " …"
+
+
+def _suite_list() -> str:
+    width = max(map(len, SUITES))
+    lines = ["suites (durations as their docstrings state them):"]
+    for suite in SUITES:
+        duration = stated_duration(suite)
+        lines.append(f"  {suite:<{width}}  {duration or ''}".rstrip())
+    lines.append(f"  {ALL:<{width}}  every suite above, one after another (10+ hours)")
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description=__doc__,
+        epilog=_suite_list(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"a suite below, or '{ALL}'")
+    records.add_run_arguments(parser)
+    return parser
+
+
+def selected_suites(parser: argparse.ArgumentParser, names: list[str]) -> list[str]:
+    """The suites ``names`` asks for, in order; a usage error for none or an unknown one."""
+    known = ", ".join(SUITES)
+    if not names:
+        parser.error(
+            f"name at least one suite, or '{ALL}' for every one (all {len(SUITES)} take 10+ "
+            f"hours); suites: {known}"
+        )
+    unknown = [name for name in names if name != ALL and name not in SUITES]
+    if unknown:
+        parser.error(f"unknown suite {', '.join(map(repr, unknown))}; suites: {known}, or '{ALL}'")
+    if ALL in names:
+        return list(SUITES)
+    return list(dict.fromkeys(names))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "suites", nargs="*", choices=[*SUITES, []], help="suites to run (default: all)"
-    )
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser = _parser()
     args = parser.parse_args(argv)
-    for suite in args.suites or list(SUITES):
+    suites = selected_suites(parser, args.suites)
+    directory = records.configure(quick=args.quick, resume=args.resume, directory=args.output_dir)
+    print(f"== records go to {directory}" + (" (resuming matching ones)" if args.resume else ""))
+    for suite in suites:
         print(f"== benchmark suite: {suite}", flush=True)
         module = importlib.import_module(SUITES[suite])
         for path in module.main(quick=args.quick):
-            print(f"   wrote {path}")
+            print(f"   record: {path}")
     return 0
 
 

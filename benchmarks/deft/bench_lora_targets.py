@@ -18,9 +18,9 @@ Each plain row also records the threshold baseline's accuracy from 90 down to 10
 calibrated on training sentences; the density reached on the test split is recorded next to it):
 the curve a DEFT row has to lie above.
 
-The record is rewritten after every row and a rerun resumes after the last finished one (also
-when settings are added). `python -m benchmarks.run deft-lora-targets` (about 5 min per row on
-a quiet 2-core CPU).
+The record is rewritten after every row and a rerun with --resume resumes after the last finished
+one (also when settings are added). `python -m benchmarks.run deft-lora-targets` (about 5 min per
+row on a quiet 2-core CPU).
 """
 
 from __future__ import annotations

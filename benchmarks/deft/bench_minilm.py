@@ -18,8 +18,9 @@ seed and side by side in one process:
   with and without the density term, interleaved step by step on the same batches.
 
 The record is rewritten after every method and seed, so a long run keeps what it finished, and
-a rerun resumes after it. A method whose ``step_time`` is missing from the record gets it measured
-even when all its seeds are recorded: delete it to re-time the loss alone (after a change to it).
+a rerun with --resume resumes after it. A method whose ``step_time`` is missing from the record
+gets it measured even when all its seeds are recorded: delete it to re-time the loss alone (after
+a change to it).
 Targets (issue 4): ≥ 50% relative density reduction vs the same PEFT method at ≤ 1 point accuracy
 loss; loss overhead ≤ 10% of step time; DEFT beats the matched-density threshold baseline.
 
@@ -343,6 +344,7 @@ def _print(name: str, run: dict[str, Any], row: dict[str, Any]) -> None:
 def _config(seeds, max_train, epochs, quick) -> dict[str, Any]:
     return {
         "epochs": epochs,
+        "max_train": max_train,
         "batch_size": BATCH_SIZE,
         "seeds": list(seeds),
         "warmup_ratio": 0.06,

@@ -13,7 +13,8 @@ in every forward). The report sets it beside the fp32 LoRA rows of `deft-minilm`
 data and recipe).
 
 `python -m benchmarks.run deft-qlora` (about 40 min on 2 quiet CPU cores; `--quick` for a smoke
-run). The record is rewritten after every seed, and a rerun resumes after the last one.
+run). The record is rewritten after every seed, and a rerun with --resume resumes after the last
+one.
 """
 
 from __future__ import annotations

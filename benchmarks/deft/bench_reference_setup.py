@@ -12,7 +12,8 @@ reference scripts differ in three ways, each a row here, LoRA r=8 on Q/V, seed 0
 
 Reported per row: test accuracy, exact-zero density on the test split in fp32 (masked: real
 tokens only, and reference: every position of batches padded to 128, as the reference measured
-it), the loss curve. The record is rewritten after every row; a rerun resumes after the last one.
+it), the loss curve. The record is rewritten after every row; a rerun with --resume resumes after
+the last one.
 
 `python -m benchmarks.run deft-reference-setup` (5-15 min per row on a quiet 2-core CPU; the rows
 padded to 128 and the 10-epoch rows are the slow ones).
@@ -49,7 +50,7 @@ class Setting:
     pads_counted: bool = False  # pad to REFERENCE_LENGTH and count the pads in the loss
 
 
-# New information first: a rerun after an interruption resumes in this order.
+# New information first: a rerun with --resume after an interruption resumes in this order.
 SETTINGS = (
     Setting("paper recipe, plain LoRA", 3e-4, 64, 10.0, 0.0),
     Setting("paper recipe, λ = 1", 3e-4, 64, 10.0, 1.0),

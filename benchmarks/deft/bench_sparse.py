@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,10 +31,10 @@ import torch
 from torch import nn
 
 from benchmarks.records import make_record, write_record
+from benchmarks.timing import time_interleaved
 from deft import DensityMonitor
 from deft.sparse import DEFAULT_DENSE_ABOVE, sparsify
 from deft.thresholding import apply_threshold, calibrate_threshold
-from peft_core import time_step
 
 DENSITIES = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02)
 TOKENS = (1, 8, 64)
@@ -88,25 +87,6 @@ def _llama_backbone(num_layers: int) -> nn.Module:
     return LlamaModel(config)
 
 
-def _time_interleaved(
-    rows: dict[str, Callable[[], Any]], rounds: int, repeats: int
-) -> dict[str, dict[str, float]]:
-    samples: dict[str, list[float]] = {name: [] for name in rows}
-    for fn in rows.values():  # warm-up: allocator growth, lazy kernel selection
-        time_step(fn, warmup=2, repeats=1)
-    for _ in range(rounds):
-        for name, fn in rows.items():
-            samples[name].extend(time_step(fn, warmup=0, repeats=repeats).samples)
-    return {
-        name: {
-            "median_ms": statistics.median(s) * 1e3,
-            "min_ms": min(s) * 1e3,
-            "samples": len(s),
-        }
-        for name, s in samples.items()
-    }
-
-
 def _realized_density(model: nn.Module, call: Callable[[], Any]) -> float:
     """Fraction of non-zero MLP activations (gate for gated MLPs) over every layer of one call."""
     with DensityMonitor(model) as monitor:
@@ -135,8 +115,11 @@ def _measure(
         for name, model in models.items()
         if name != "dense"
     }
-    timings = _time_interleaved(
-        {name: (lambda m=model: call(m)) for name, model in models.items()}, rounds, repeats
+    timings = time_interleaved(
+        {name: (lambda m=model: call(m)) for name, model in models.items()},
+        rounds,
+        warmup=2,  # allocator growth, lazy kernel selection
+        repeats=repeats,
     )
     return {"realized_density": density, "max_abs_difference": errors, "time_ms": timings}
 

@@ -21,8 +21,8 @@ row's own test density (τ calibrated on training sentences): the matched-densit
 
 `deft-threshold-in-training-low` repeats the suite at 10 % density
 (:mod:`benchmarks.deft.bench_threshold_in_training_low`), where thresholding after training
-starts to cost accuracy. The record is rewritten after every row and a rerun resumes after the
-last finished one.
+starts to cost accuracy. The record is rewritten after every row and a rerun with --resume
+resumes after the last finished one.
 `python -m benchmarks.run deft-threshold-in-training` (about 5 min per row on a quiet 2-core CPU).
 """
 

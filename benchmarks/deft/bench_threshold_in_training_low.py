@@ -9,7 +9,7 @@ the τ ≈ 0.17 that does so (0.21 in the first layer; above GELU's smallest out
 negative output and the smallest positive ones are zeroed).
 
 `python -m benchmarks.run deft-threshold-in-training-low` (about 5 min per row on a quiet 2-core
-CPU, 3 rows per seed); the record is rewritten after every row and a rerun resumes.
+CPU, 3 rows per seed); the record is rewritten after every row and a rerun with --resume resumes.
 """
 
 from __future__ import annotations

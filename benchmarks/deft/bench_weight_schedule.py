@@ -15,9 +15,9 @@ and for every DEFT row the matched-density threshold baseline: the plain LoRA mo
 row records test accuracy, the density report (masked, reference, thresholded) and the loss curve
 with λ per step.
 
-The record is rewritten after every row and a rerun resumes after the last finished one (also
-when settings are added). `python -m benchmarks.run deft-weight-schedule` (about 8 min per row on
-a quiet 2-core CPU, twice that while another job runs).
+The record is rewritten after every row and a rerun with --resume resumes after the last finished
+one (also when settings are added). `python -m benchmarks.run deft-weight-schedule` (about 8 min per
+row on a quiet 2-core CPU, twice that while another job runs).
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ LoRA (r=8 on Q/V, the `deft-minilm` recipe and learning rate), the same 2,000 tr
 seed and data order for every λ, test accuracy and activation density (masked and thresholded)
 per λ, and the task and density losses along training.
 
-The record is rewritten after every λ, and a rerun resumes after the last finished one.
+The record is rewritten after every λ, and a rerun with --resume resumes after the last finished
+one.
 
 `python -m benchmarks.run deft-weight-sweep` (about 5 min per λ on a quiet 2-core CPU).
 """

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from benchmarks.records import summary
+from peft_core.timing import synchronize_device
 from peft_core.trainer import TrainerCallback
 
 
@@ -98,11 +99,6 @@ def accuracy(model: nn.Module, eval_batches: Iterable[dict[str, torch.Tensor]]) 
     return correct / total
 
 
-def _synchronize() -> None:
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
-
-
 def step_time_overhead(
     model: nn.Module,
     train_batches: Sequence[dict[str, torch.Tensor]],
@@ -141,7 +137,7 @@ def step_time_overhead(
         batch = on_device(batch, model)
         monitor = DensityMonitor(model) if with_loss else None
         try:
-            _synchronize()
+            synchronize_device()
             started = time.perf_counter()
             outputs = model(**batch)
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs.loss
@@ -150,7 +146,7 @@ def step_time_overhead(
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            _synchronize()
+            synchronize_device()
             return time.perf_counter() - started
         finally:
             if monitor is not None:

@@ -6,7 +6,7 @@ suite repeats full fine-tuning, MEFT1 and MEFT3 (the two best variants there) wi
 epochs, the same data, step sizes and seeds, so the gap at 6 epochs can be set beside the gap at 2.
 
 `python -m benchmarks.run meft-accuracy-long` (about 8 min per run on a quiet 2-core CPU, 9 runs;
-resumable like `meft-accuracy`).
+resumable with --resume like `meft-accuracy`).
 """
 
 from __future__ import annotations

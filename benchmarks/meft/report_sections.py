@@ -164,12 +164,21 @@ def learning_rate_section(record: dict[str, Any]) -> list[str]:
             info["picked_learning_rates"], info["picked_test_accuracies"], strict=True
         )
     )
-    lines = [
-        f"Picked by validation accuracy (ties kept): {picked}.",
-        "",
-        "The validation figures were recorded while peft-core's trainer skipped the evaluation at "
-        "the end of the last epoch (fixed since): each is the best of epochs 1 to N − 1.",
-        "",
+    lines = [f"Picked by validation accuracy (ties kept): {picked}.", ""]
+    if "best_validation_includes_last_epoch" not in info:  # recorded before the trainer's fix
+        lines += [
+            "The validation figures were recorded while peft-core's trainer skipped the evaluation "
+            "at the end of the last epoch (fixed since): each is the best of epochs 1 to N − 1.",
+            "",
+        ]
+    elif not info["best_validation_includes_last_epoch"]:  # resumed from such a record
+        lines += [
+            "Some of the validation figures were recorded while peft-core's trainer skipped the "
+            "evaluation at the end of the last epoch (fixed since): those are the best of epochs "
+            "1 to N − 1.",
+            "",
+        ]
+    lines += [
         "| learning rate | best validation accuracy | test accuracy (final weights) |",
         "|---:|---:|---:|",
     ]

@@ -23,15 +23,15 @@ allocated during a training step is added.
 from __future__ import annotations
 
 import argparse
-import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchmarks.records import make_record, write_record
-from peft_core import count_parameters, cuda_peak_memory, measure_activation_memory, time_step
+from benchmarks.records import add_run_arguments, configure, make_record, write_record
+from benchmarks.timing import time_interleaved
+from peft_core import count_parameters, cuda_peak_memory, measure_activation_memory
 from point_peft.models import PointMAE, PointTransformerConfig, pool_cls_and_max
 
 MIB = 2**20
@@ -112,26 +112,6 @@ def _rows(
     return eval_rows, train_rows
 
 
-def _time_interleaved(
-    rows: dict[str, Callable[[], Any]], rounds: int, warmup: int
-) -> dict[str, dict[str, float]]:
-    samples: dict[str, list[float]] = {name: [] for name in rows}
-    for fn in rows.values():  # warm-up: allocator growth, lazy kernel selection, AdamW state
-        time_step(fn, warmup=warmup, repeats=1)
-    for _ in range(rounds):
-        for name, fn in rows.items():
-            samples[name].extend(time_step(fn, warmup=0, repeats=1).samples)
-    return {
-        name: {
-            "median_ms": statistics.median(s) * 1e3,
-            "min_ms": min(s) * 1e3,
-            "max_ms": max(s) * 1e3,
-            "samples": len(s),
-        }
-        for name, s in samples.items()
-    }
-
-
 def _shares(times: dict[str, dict[str, float]], total: str, parts: list[str]) -> dict[str, float]:
     whole = times[total]["median_ms"]
     shares = {f"{part} / {total}": times[part]["median_ms"] / whole for part in parts}
@@ -162,9 +142,9 @@ def measure(
     labels = torch.randint(config.num_classes, (batch,), generator=generator).to(device)
     eval_rows, train_rows = _rows(model, points, labels)
     model.eval()
-    forward = _time_interleaved(eval_rows, rounds, warmup=2)
+    forward = time_interleaved(eval_rows, rounds, warmup=2, keep_max=True)
     model.train()
-    train = _time_interleaved(train_rows, rounds, warmup=2)
+    train = time_interleaved(train_rows, rounds, warmup=2, keep_max=True)
     result: dict[str, Any] = {
         "forward_ms": forward,
         "train_ms": train,
@@ -243,8 +223,9 @@ def _train_part(value: dict[str, Any]) -> dict[str, Any]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
+    add_run_arguments(parser)
     parser.add_argument("--devices", nargs="+", choices=("cpu", "cuda"), default=None)
     arguments = parser.parse_args()
+    configure(quick=arguments.quick, resume=arguments.resume, directory=arguments.output_dir)
     for written in main(arguments.quick, arguments.devices):
         print(f"   wrote {written}")

@@ -20,7 +20,7 @@ Two records of the fine-tuning runs, one per task, and one of the training-step 
 
 ``python -m benchmarks.run point-peft`` (estimated 1 to 2 hours on 2 quiet CPU cores from the
 step times of the default recipe; ``--quick``: a smoke run of about a minute on tiny subsets).
-Each finished run is recorded at once; running again after an interruption resumes from the
+Each finished run is recorded at once; a rerun with --resume after an interruption resumes from the
 recorded runs of the same configuration. On a busy machine set ``OMP_NUM_THREADS=1``: two intra-op
 threads on two contended cores make every step many times slower.
 """
@@ -37,7 +37,14 @@ from typing import Any
 import torch
 
 from benchmarks.process_memory import peak_rss_above_current
-from benchmarks.records import make_record, read_matching_record, summary, write_record
+from benchmarks.records import (
+    add_run_arguments,
+    configure,
+    make_record,
+    read_matching_record,
+    summary,
+    write_record,
+)
 
 SEEDS = (0, 1, 2)
 EPOCHS = 8.0
@@ -444,9 +451,10 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
+    add_run_arguments(parser)
     parser.add_argument("--cost-only", action="store_true", help="only the step-cost record")
     arguments = parser.parse_args()
+    configure(quick=arguments.quick, resume=arguments.resume, directory=arguments.output_dir)
     written = [cost_record(arguments.quick)] if arguments.cost_only else main(arguments.quick)
     for path in written:
         print(f"   wrote {path}")

@@ -8,7 +8,6 @@ to read. `fpsample` is optional (`pip install fpsample`): without it its rows ar
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import torch
 
 from benchmarks.records import make_record, write_record
-from peft_core import time_step
+from benchmarks.timing import time_interleaved
 from point_peft.ops import farthest_point_sample, group, index_points, knn
 
 GROUP_SIZE = 32
@@ -89,21 +88,6 @@ def _rows(xyz: torch.Tensor, num_groups: int) -> dict[str, Callable[[], Any]]:
     return rows
 
 
-def _time_interleaved(
-    rows: dict[str, Callable[[], Any]], rounds: int
-) -> dict[str, dict[str, float]]:
-    samples: dict[str, list[float]] = {name: [] for name in rows}
-    for fn in rows.values():  # warm-up round: allocator growth, lazy kernel selection
-        time_step(fn, warmup=1, repeats=1)
-    for _ in range(rounds):
-        for name, fn in rows.items():
-            samples[name].extend(time_step(fn, warmup=0, repeats=2).samples)
-    return {
-        name: {"median_ms": statistics.median(s) * 1e3, "min_ms": min(s) * 1e3, "samples": len(s)}
-        for name, s in samples.items()
-    }
-
-
 def _ratios(timings: dict[str, dict[str, float]], statistic: str) -> dict[str, float]:
     time = {name: row[statistic] for name, row in timings.items()}
     ratios = {
@@ -136,7 +120,7 @@ def main(quick: bool = False) -> list[Path]:
     for num_points, num_groups in configs:
         key = f"B{batch} N{num_points} G{num_groups} k{GROUP_SIZE}"
         xyz = torch.rand(batch, num_points, 3, generator=torch.Generator().manual_seed(0))
-        timings[key] = _time_interleaved(_rows(xyz, num_groups), rounds)
+        timings[key] = time_interleaved(_rows(xyz, num_groups), rounds, warmup=1, repeats=2)
         # Medians are the headline; minima are the least disturbed by other load on the machine.
         ratios[key] = {"of medians": _ratios(timings[key], "median_ms")}
         ratios[key]["of minima"] = _ratios(timings[key], "min_ms")

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from benchmarks.point.bench_finetune import checkpoint_fingerprint
-from benchmarks.records import make_record, write_record
+from benchmarks.records import add_run_arguments, configure, make_record, write_record
 
 NAME = "point-peft pretraining"
 SEED = 0
@@ -278,6 +278,8 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    for path in main(parser.parse_args().quick):
+    add_run_arguments(parser)
+    arguments = parser.parse_args()
+    configure(quick=arguments.quick, resume=arguments.resume, directory=arguments.output_dir)
+    for path in main(arguments.quick):
         print(f"   wrote {path}")

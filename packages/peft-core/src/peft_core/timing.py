@@ -29,7 +29,8 @@ class StepTiming:
         }
 
 
-def _synchronize() -> None:
+def synchronize_device() -> None:
+    """Wait for queued CUDA work (a no-op without CUDA): a clock read after it covers that work."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
 
@@ -49,11 +50,11 @@ def time_step(fn: Callable[[], Any], *, warmup: int = 2, repeats: int = 5) -> St
     _check_count("warmup", warmup, minimum=0)
     for _ in range(warmup):
         fn()
-    _synchronize()
+    synchronize_device()
     samples = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
-        _synchronize()
+        synchronize_device()
         samples.append(time.perf_counter() - start)
     return StepTiming(statistics.median(samples), min(samples), max(samples), tuple(samples))
