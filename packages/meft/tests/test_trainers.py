@@ -48,17 +48,47 @@ def _with_checkpointing_switched_on(host: str):
     return model, text_batch()
 
 
-@pytest.mark.parametrize("host", ["hugging-face", "timm"])
-def test_gradient_checkpointing_warns_once_that_it_saves_nothing(host):
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [("hugging-face", r"checkpointing is enabled on .* saves nothing"),
+     ("timm", r"checkpointing is enabled on this VisionTransformer\w*; MEFT runs the model without")],
+)  # fmt: skip
+def test_gradient_checkpointing_warns_once_that_it_saves_nothing(host, message):
     model, batch = _with_checkpointing_switched_on(host)
     model.train()
-    with pytest.warns(UserWarning, match=r"checkpointing is enabled on .* saves nothing"):
+    with pytest.warns(UserWarning, match=message):
         model(**batch).loss.backward()
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # once per stack, and not in evaluation
         model(**batch).loss.backward()
         model.eval()
         model(**batch)
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_timm_checkpointing_leaves_the_gradients_as_they_are(monkeypatch, reentrant):
+    # Reentrant checkpointing (older timm, or TIMM_REENTRANT_CKPT=1) of the stack, whose input
+    # needs no gradient, cut every adapter off from the loss: only the head trained.
+    layers_config = pytest.importorskip("timm.layers.config")
+    if hasattr(layers_config, "_USE_REENTRANT_CKPT"):
+        monkeypatch.setattr(layers_config, "_USE_REENTRANT_CKPT", reentrant)
+    elif not reentrant:
+        pytest.skip("this timm has only reentrant checkpointing")
+    gradients = {}
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = get_meft_model(timm_vit_with_loss(), MeftConfig())
+        model.set_grad_checkpointing(checkpointing)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            model(**image_batch()).loss.backward()
+        assert model.grad_checkpointing is checkpointing  # the user's setting stands
+        gradients[checkpointing] = {
+            n: p.grad for n, p in model.named_parameters() if p.requires_grad
+        }
+    assert all(g is not None for g in gradients[True].values())
+    for name, expected in gradients[False].items():
+        torch.testing.assert_close(gradients[True][name], expected, rtol=0, atol=0, msg=name)
 
 
 @pytest.mark.distributed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import sys
@@ -15,7 +16,12 @@ import peft_core
 from meft.adapters import ATTRIBUTE, LayerAdapters, adapters_of
 from meft.architectures import Architecture, find_architecture, find_module_list
 from meft.architectures.base import HalfBlock
-from meft.checkpointing import checkpointing_enabled, checkpointing_message
+from meft.checkpointing import (
+    checkpointing_enabled,
+    checkpointing_message,
+    checkpointing_suspended,
+    suspended_checkpointing_message,
+)
 from meft.config import MeftConfig
 from meft.coupling import CoupledLayer
 from meft.precision import lowest_precision, warn_if_reconstruction_is_unstable
@@ -364,29 +370,53 @@ def get_meft_model(model: nn.Module, config: MeftConfig | None = None) -> nn.Mod
         meft_stacks.append(MeftStack(name, layers, architecture, config, host))
     for stack in meft_stacks:
         stack.install()
-    for method in architecture.layer_output_methods:
-        setattr(model, method, _RecordingLayerOutputs(model, method))
+    for method in dict.fromkeys(
+        [*architecture.layer_output_methods, *architecture.checkpointing_methods]
+    ):
+        setattr(model, method, _HostMethod(model, method, architecture))
     model.meft_stacks = meft_stacks
     model.meft_config = config
     return model
 
 
-class _RecordingLayerOutputs:
-    """Wraps a model method that reads every layer's output (timm's ``forward_intermediates``):
-    while it runs, each layer returns its own output rather than the stack's."""
+class _HostMethod:
+    """Wraps a model method MEFT has to see run. One that reads every layer's output (timm's
+    ``forward_intermediates``): while it runs, each layer returns its own output rather than the
+    stack's. One that checkpoints around layer calls (timm's ``forward_features``): it runs with the
+    model's checkpointing flag off (see :mod:`meft.checkpointing`), and says so once."""
 
-    def __init__(self, model: nn.Module, method: str):
+    def __init__(self, model: nn.Module, method: str, architecture: Architecture):
         self.model, self.method = model, method
+        self.records_layer_outputs = method in architecture.layer_output_methods
+        self.suspends_checkpointing = method in architecture.checkpointing_methods
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        stacks = self.model.meft_stacks
+        stacks = self.model.meft_stacks if self.records_layer_outputs else []
         for stack in stacks:
             stack.recording_layer_outputs += 1
+        suspending = (
+            checkpointing_suspended(self.model)
+            if self.suspends_checkpointing
+            else contextlib.nullcontext(False)
+        )
         try:
-            return getattr(type(self.model), self.method)(self.model, *args, **kwargs)
+            with suspending as suspended:
+                if suspended:
+                    self._warn_once()
+                return getattr(type(self.model), self.method)(self.model, *args, **kwargs)
         finally:
             for stack in stacks:
                 stack.recording_layer_outputs -= 1
+
+    def _warn_once(self) -> None:
+        stack = self.model.meft_stacks[0]
+        if (
+            self.model.training
+            and torch.is_grad_enabled()
+            and not stack._warned_about_checkpointing
+        ):
+            stack._warned_about_checkpointing = True
+            warnings.warn(suspended_checkpointing_message(type(self.model).__name__), stacklevel=3)
 
 
 def unload(model: nn.Module) -> nn.Module:
@@ -401,7 +431,7 @@ def unload(model: nn.Module) -> nn.Module:
         for layer in stack.layers:
             delattr(layer, ATTRIBUTE)
     for name, value in list(vars(model).items()):
-        if isinstance(value, _RecordingLayerOutputs):
+        if isinstance(value, _HostMethod):
             delattr(model, name)
     model.meft_stacks = []
     if "meft_config" in vars(model):

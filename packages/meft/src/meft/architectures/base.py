@@ -64,6 +64,11 @@ class Architecture:
     # Model methods that read every layer's output by calling the layers one by one (timm's
     # forward_intermediates). While one runs, each layer returns its own output, not the stack's.
     layer_output_methods: tuple[str, ...] = ()
+    # Model methods that wrap layer calls in the host's activation checkpointing when its flag is
+    # on (timm's forward_features and forward_intermediates checkpoint around each block, and the
+    # first block runs the whole stack). MEFT switches the flag off while one runs: checkpointing
+    # saves nothing here, and reentrant checkpointing would leave every adapter without a gradient.
+    checkpointing_methods: tuple[str, ...] = ()
 
 
 _ARCHITECTURES: list[Architecture] = []

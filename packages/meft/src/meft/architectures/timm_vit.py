@@ -67,11 +67,16 @@ def hidden_dropout(model: nn.Module) -> float:
 
 
 def attention_half(block, x, context, adapters):
+    # Only what was given: timm's Attention takes attn_mask from 1.0.16 and is_causal later still,
+    # and a plain ViT forward (no mask) must run on every timm 1.0.
+    options = {}
+    if context.get("attn_mask") is not None:
+        options["attn_mask"] = context["attn_mask"]
+    if context.get("is_causal"):
+        options["is_causal"] = True
+
     def attend(hidden):
-        hidden = block.attn(
-            hidden, attn_mask=context.get("attn_mask"), is_causal=context.get("is_causal", False)
-        )
-        return block.drop_path1(block.ls1(hidden))
+        return block.drop_path1(block.ls1(block.attn(hidden, **options)))
 
     return attention_residual(x, attend, block.norm1, adapters, pre_norm=True)
 
@@ -96,5 +101,6 @@ TIMM_VIT = register_architecture(
         head=("head",),
         check=check_blocks,
         layer_output_methods=("forward_intermediates",),
+        checkpointing_methods=("forward_features", "forward_intermediates"),
     )
 )
