@@ -114,3 +114,18 @@ def test_figures_are_named_after_the_record_and_its_device(monkeypatch):
         figure_name(record, "saved inputs")
         == "meft-memory-and-speed-bert-base-12l-8x128-saved-inputs-cuda"
     )
+
+
+def test_the_qlora_comparison_names_what_its_recipe_shares_with_deft_minilm(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks.deft.report_sections import _recipe_comparison
+
+    qlora = {"learning_rate": 2e-3, "epochs": 2.0, "batch_size": 32, "max_train": 2000}
+    minilm = {
+        "run_info": {"config": {"learning_rates": {"LoRA": 2e-3}, "epochs": 4.0, "batch_size": 32}}
+    }
+    text = _recipe_comparison(qlora, minilm)
+    assert text.startswith("same learning_rate, batch_size;")
+    assert "different epochs 4.0 there, 2.0 here" in text
+    assert "not recorded by deft-minilm: warmup_ratio" in text
+    assert "max_train" in text

@@ -119,18 +119,24 @@ def trainer_overhead(quick: bool) -> Path:
     """Per-step time of Trainer.train() vs a bare PyTorch loop, interleaved, median of repeats."""
     steps, repeats, batch = (20, 2, 16) if quick else (60, 5, 32)
     dataset = TokenParityDataset(1024, vocab_size=1000, max_length=64, seed=0)
-    timings: dict[str, list[float]] = {"hand-written loop": [], "peft-core Trainer": []}
+    loops = {"hand-written loop": _hand_loop, "peft-core Trainer": _trainer_loop}
+    timings: dict[str, list[float]] = {name: [] for name in loops}
     for repeat in range(repeats + 1):  # the first round is warm-up
-        for name, loop in (("hand-written loop", _hand_loop), ("peft-core Trainer", _trainer_loop)):
+        # Each round swaps which loop goes first, so neither always runs on the warmer machine.
+        for name in list(loops) if repeat % 2 else list(loops)[::-1]:
             torch.manual_seed(0)
             model = TinyClassifier(vocab_size=1000, dim=256, num_layers=4)
-            seconds = loop(model, dataset, steps, batch)
+            seconds = loops[name](model, dataset, steps, batch)
             if repeat:
                 timings[name].append(seconds)
     medians = {name: statistics.median(values) for name, values in timings.items()}
     ratio = medians["peft-core Trainer"] / medians["hand-written loop"]
+    # Ratio of the two runs of one round: their spread is what the median ratio can be read to.
+    trainer, hand = timings["peft-core Trainer"], timings["hand-written loop"]
+    paired = [t / h for t, h in zip(trainer, hand, strict=True)]
     print(f"   step time: hand loop {medians['hand-written loop'] * 1e3:.2f} ms, Trainer "
-          f"{medians['peft-core Trainer'] * 1e3:.2f} ms, ratio {ratio:.3f}")  # fmt: skip
+          f"{medians['peft-core Trainer'] * 1e3:.2f} ms, ratio {ratio:.3f} "
+          f"(per round {min(paired):.3f} to {max(paired):.3f})")  # fmt: skip
     record = make_record(
         "core trainer overhead" + (" quick" if quick else ""),
         method="(none: peft-core Trainer vs plain loop)",
@@ -142,6 +148,8 @@ def trainer_overhead(quick: bool) -> Path:
                 name: {"median": medians[name], "all": values} for name, values in timings.items()
             },
             "trainer_to_hand_loop_ratio": ratio,
+            "trainer_to_hand_loop_ratio_per_round": paired,
+            "order": "alternating: the hand-written loop first in odd rounds",
         },
     )
     return write_record(record)

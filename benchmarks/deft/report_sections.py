@@ -472,20 +472,16 @@ def qlora_section(record: dict[str, Any]) -> list[str]:
         "",
         *minilm_section(record),
     ]  # fmt: skip
-    lora = next(
-        (
-            r["eval_info"]["methods"].get("LoRA")
-            for r in read_records()
-            if r["name"] == _record_name(False)
-        ),
-        None,
-    )
+    minilm = next((r for r in read_records() if r["name"] == _record_name(False)), None)
+    lora = None if minilm is None else minilm["eval_info"]["methods"].get("LoRA")
     if lora is None or config["quick"]:
         return lines
     fp32 = {run["seed"]: run for run in lora["runs"]}
     lines += [
         "",
-        "Against fp32 LoRA (deft-minilm, same seed, data and recipe), test accuracy %:",
+        "Against fp32 LoRA (deft-minilm, same seed and data), test accuracy %. The two were "
+        f"measured apart: deft-minilm recorded {minilm['run_info']['created_at']}, this record "
+        f"{record['run_info']['created_at']}; {_recipe_comparison(config, minilm)}.",
         "",
     ]
     for run in record["eval_info"]["methods"]["QLoRA"]["runs"]:
@@ -498,6 +494,32 @@ def qlora_section(record: dict[str, Any]) -> list[str]:
                 f"{100 * other['deft']['test_accuracy']:.2f})"
             )
     return lines
+
+
+# The recipe keys of deft-qlora that deft-minilm records too (its learning rate per method).
+_SHARED_RECIPE = ("epochs", "batch_size", "warmup_ratio", "density_weight", "calibration_examples",
+                  "max_train")  # fmt: skip
+
+
+def _recipe_comparison(qlora_config: dict[str, Any], minilm: dict[str, Any]) -> str:
+    """Which recipe settings the QLoRA record shares with deft-minilm's LoRA rows, and which
+    differ or the older record lacks: the comparison is only as good as that list."""
+    other = {**minilm["run_info"]["config"]}
+    other["learning_rate"] = other.get("learning_rates", {}).get("LoRA")
+    same, differ, unknown = [], [], []
+    for key in ("learning_rate", *_SHARED_RECIPE):
+        if other.get(key) is None:
+            unknown.append(key)
+        elif other[key] == qlora_config.get(key):
+            same.append(key)
+        else:
+            differ.append(f"{key} {other[key]!r} there, {qlora_config.get(key)!r} here")
+    parts = [f"same {', '.join(same)}"] if same else []
+    if differ:
+        parts.append(f"different {'; '.join(differ)}")
+    if unknown:
+        parts.append(f"not recorded by deft-minilm: {', '.join(unknown)}")
+    return "; ".join(parts)
 
 
 RENDERERS = {
