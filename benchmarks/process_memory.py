@@ -7,8 +7,7 @@ would report the parent's peak, and it cannot be reset between a warm-up and the
 
 Memory freed before the measured step can stay resident (glibc keeps freed heap pages for reuse):
 counted in the baseline, reused by the step, it would hide part of the step's peak. So the heap is
-trimmed (``malloc_trim``) before the baseline is read, and callers measure the peak before any
-other work (an activation-memory forward, say) has run in the process.
+trimmed (``malloc_trim``) before the baseline is read.
 """
 
 from __future__ import annotations

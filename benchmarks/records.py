@@ -105,6 +105,7 @@ def configure(*, quick: bool, resume: bool, directory: Path | str | None = None)
     folder records go to."""
     set_output_dir(directory or (QUICK_RESULTS_DIR if quick else RESULTS_DIR))
     allow_resume(resume)
+    code_version()  # read now: files edited while the suites run did not measure anything
     return output_dir()
 
 

@@ -4,8 +4,9 @@ Rows: full fine-tuning, LoRA (Hugging Face peft, r=8 on Q/V), LoRA + activation 
 bottleneck adapters with vanilla backprop, MEFT1/2/3 with vanilla backprop of the same architecture
 (num_reversible_layers=0), MEFT1/2/3 reversible, and MEFT1 with its top layer run by vanilla
 backprop (num_reversible_layers = layers - 1). Per row: activation memory (bytes autograd saves,
-exact), peak memory (GPU: torch.cuda peak; CPU: the process's RSS high-water mark above its RSS
-after building the model, each row in a fresh process), step time (forward + backward + AdamW,
+exact), peak memory (GPU: torch.cuda peak; CPU: the rise of the process's RSS high-water mark
+during the first training step, above its RSS once the model is built and freed memory trimmed,
+each row in a fresh process), step time (forward + backward + AdamW,
 median of 5 steps after 1 warm-up on a CPU, of 20 after 3 on a GPU) and forward time without
 autograd. Ratios are to full fine-tuning in the same run.
 
@@ -134,11 +135,13 @@ def measure_row(
         optimizer.zero_grad(set_to_none=True)
 
     result: dict[str, Any] = {"row": row, "trainable_params": trainable, "total_params": total}
-    # The first step, before anything else has run: it allocates the optimizer state and reaches
-    # the backward peak. (Measured after the activation forward, part of that forward's freed
-    # memory stayed resident, counted in the baseline, and hid up to a quarter of the peak.)
-    result["peak_bytes_above_model"] = peak_rss_above_current(step)
+    # The activation forward first: it also pays the libraries' one-time set-up, which is not
+    # training memory. Then the first step, which allocates the optimizer state and reaches the
+    # backward peak, measured above an RSS from which the forward's freed memory has been
+    # trimmed (before trimming, that memory, reused by the step, hid about a tenth of full
+    # fine-tuning's peak).
     result["activation_bytes"] = measure_activation_memory(lambda: model(**inputs).loss, model)
+    result["peak_bytes_above_model"] = peak_rss_above_current(step)
     if device == "cuda":
         # the second step: above the model, its optimizer state and the inputs
         result["cuda_peak_bytes"] = cuda_peak_memory(step)
