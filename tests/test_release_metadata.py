@@ -53,6 +53,12 @@ safetensors==0.4.3
 numpy==1.26.4
 tqdm==4.64.0
 transformers==4.44.0
+peft==0.13.0
+datasets==2.20.0
+bitsandbytes==0.46.1
+timm==1.0.3
+h5py==3.8.0
+matplotlib==3.7.0
 """
 
 CORE_DEPS = (
