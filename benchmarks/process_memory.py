@@ -49,16 +49,15 @@ def peak_rss_bytes() -> int | None:
     return None if kib is None else kib * 1024
 
 
-def release_free_memory() -> bool:
+def release_free_memory() -> None:
     """Collect garbage and hand the C heap's free pages back to the system (glibc's
-    ``malloc_trim``); False where the C library has no such call."""
+    ``malloc_trim``; a C library without it keeps them)."""
     gc.collect()
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.malloc_trim(0)  # returns whether it released anything; either is fine
-        return True
     except (OSError, AttributeError):
-        return False
+        pass
 
 
 def peak_rss_above_current(step) -> int | None:

@@ -14,6 +14,7 @@ started it and lists each invocation that resumed it under ``run_info.resumed``.
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 import json
 import math
 import platform
@@ -114,8 +115,6 @@ def _shown(path: Path) -> str:
 
 
 def library_versions() -> dict[str, str]:
-    import importlib
-
     versions = {}
     for name in _TRACKED:
         if name in _OWN_MODULES:
