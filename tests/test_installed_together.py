@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from importlib import metadata
 
 import pytest
@@ -17,6 +19,18 @@ def test_all_packages_import_together():
 
     for module, distribution in ((meft, "meft"), (deft, "deft-peft"), (point_peft, "point-peft")):
         assert module.__version__ == metadata.version(distribution)
+
+
+@pytest.mark.parametrize(
+    ("module", "command"), [("meft", "meft"), ("deft", "deft"), ("point_peft", "point-peft")]
+)
+def test_python_dash_m_runs_each_command_line(module, command):
+    # `python -m meft train ...` is how clusters without the scripts on PATH call us.
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: {command} ")
 
 
 def test_registry_discovers_installed_methods_through_entry_points():

@@ -103,6 +103,18 @@ def test_point_peft_run_writes_the_result_and_loadable_tensors(backbone, tmp_pat
     assert evaluate_on(restored, task, one_vote)["vote_augmentation"] is None
 
 
+def test_load_backbone_reads_the_file_once(backbone, monkeypatch):
+    # The weights and the recorded architecture come from one read: an official 12-layer file
+    # is about 90 MB.
+    reads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: reads.append(a[0]) or real_load(*a, **k))
+    model, info = load_backbone(backbone, 15)
+    assert reads == [backbone]
+    assert model.config.embed_dim == TINY.embed_dim
+    assert info["config"]["depth"] == TINY.depth
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_trains_and_counts_its_parameters(backbone, tmp_path, method):
     output = tmp_path / method

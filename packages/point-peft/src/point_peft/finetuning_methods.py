@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from point_peft.models import (
     PointTransformerClassifier,
     PointTransformerConfig,
     detect_checkpoint_kind,
+    load_checkpoint_file,
     read_checkpoint,
     smoothed_cross_entropy,
 )
@@ -64,16 +66,18 @@ def _model_class(state: dict[str, torch.Tensor]) -> type[PointTransformerClassif
 
 
 def backbone_config_of(
-    checkpoint: str | os.PathLike, state: dict[str, torch.Tensor] | None = None
+    checkpoint: str | os.PathLike | Mapping[str, Any],
 ) -> PointTransformerConfig:
     """The architecture of a backbone file: the one a ``point-peft pretrain`` file records, else
     the official one of the file's family (Point-MAE's or Point-BERT's: their patch widths and
-    label smoothing differ). ``state``: the file's tensors when already read."""
+    label smoothing differ). ``checkpoint``: the file, or what
+    :func:`~point_peft.models.load_checkpoint_file` read from it."""
     from point_peft.pretrained import read_pretrained_config
 
-    state = read_checkpoint(checkpoint) if state is None else state  # a clear error if unreadable
+    raw = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint_file(checkpoint)
+    state = read_checkpoint(raw)  # a clear error if it holds no state dict
     try:
-        return read_pretrained_config(checkpoint)
+        return read_pretrained_config(raw)
     except ValueError:  # an official file: it records no architecture
         return _model_class(state).default_config()
 
@@ -110,10 +114,11 @@ def load_backbone(
     )
     if not path.is_file():
         raise FileNotFoundError(f"no backbone checkpoint at {path}")
-    state = read_checkpoint(path)
+    raw = load_checkpoint_file(path)  # read once: the weights and any recorded architecture
+    state = read_checkpoint(raw)
     model_class = _model_class(state)
     if config is None:
-        config = backbone_config_of(path, state)
+        config = backbone_config_of(raw)
     # A classifier fine-tuned on another task has a head of another class count: the encoder
     # is what a backbone lends, so that head gives way to a new one.
     file_classes = head_classes(state)

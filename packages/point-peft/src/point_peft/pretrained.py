@@ -27,12 +27,12 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from point_peft.corpora import resolve_cache_dir
-from point_peft.models import PointMAE, PointTransformerConfig
+from point_peft.models import PointMAE, PointTransformerConfig, load_checkpoint_file
 from point_peft.pretraining_data import PROCEDURAL_SOURCES
 from point_peft.pretraining_recipe import (
     CHECKPOINT_NAME,
@@ -139,18 +139,18 @@ def default_backbone_checkpoint(
     return checkpoint
 
 
-def read_pretrained_config(source: str | os.PathLike) -> PointTransformerConfig:
+def read_pretrained_config(source: str | os.PathLike | Mapping[str, Any]) -> PointTransformerConfig:
     """The architecture recorded in a checkpoint written by :func:`pretrain`.
 
+    ``source``: the file, or what :func:`~point_peft.models.load_checkpoint_file` read from it.
     Official files record none; pass their architecture to ``from_pretrained`` yourself.
     """
-    import torch
-
-    raw = torch.load(Path(source), map_location="cpu", weights_only=True)
-    recorded = raw.get("point_peft") if isinstance(raw, dict) else None
-    if not isinstance(recorded, dict) or "model_config" not in recorded:
+    raw = source if isinstance(source, Mapping) else load_checkpoint_file(source)
+    recorded = raw.get("point_peft") if isinstance(raw, Mapping) else None
+    if not isinstance(recorded, Mapping) or "model_config" not in recorded:
+        where = "the given checkpoint dict" if isinstance(source, Mapping) else str(source)
         raise ValueError(
-            f"{source} records no architecture (not written by point-peft pretrain); pass "
+            f"{where} records no architecture (not written by point-peft pretrain); pass "
             "config=PointTransformerConfig(...) to PointMAE.from_pretrained"
         )
     return PointTransformerConfig.from_dict(dict(recorded["model_config"]))
@@ -164,9 +164,9 @@ def load_default_backbone(
     **config_overrides: Any,
 ) -> PointMAE:
     """A :class:`PointMAE` classifier with the default pre-trained encoder and a new head."""
-    path = default_backbone_checkpoint(cache_dir, progress=progress)
-    config = read_pretrained_config(path).replace(num_classes=num_classes, **config_overrides)
-    return PointMAE.from_pretrained(path, config=config)
+    raw = load_checkpoint_file(default_backbone_checkpoint(cache_dir, progress=progress))
+    config = read_pretrained_config(raw).replace(num_classes=num_classes, **config_overrides)
+    return PointMAE.from_pretrained(raw, config=config)
 
 
 @contextlib.contextmanager

@@ -2,6 +2,9 @@
 
 A run killed after its last checkpoint has written lines the resumed run writes again; the
 checkpoint records how many lines the log held, and the resume cuts it back to them.
+
+The line count is kept in memory once the file has been read: a checkpoint asks for it, and
+re-reading a long run's log at every checkpoint would cost time that grows with the run.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ class RunLog:
     def __init__(self, path: Path, *, writes: bool) -> None:
         self.path = path
         self.writes = writes
+        self._count: int | None = None  # lines in the file; None until first needed
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.writes:
@@ -27,9 +31,13 @@ class RunLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({**record, "time": time.time()}) + "\n")
+        if self._count is not None:
+            self._count += 1
 
     def line_count(self) -> int:
-        return len(self._lines())
+        if self._count is None:
+            self._count = len(self._lines())
+        return self._count
 
     def keep_first(self, count: int) -> None:
         """Cut the log back to its first ``count`` lines (what a checkpoint recorded)."""
@@ -51,3 +59,4 @@ class RunLog:
 
     def _rewrite(self, lines: list[str]) -> None:
         atomic_write_text(self.path, "".join(line + "\n" for line in lines))
+        self._count = len(lines)

@@ -35,6 +35,7 @@ from point_peft.models.loading import (
     PretrainedLoadReport,
     convert_checkpoint,
     detect_checkpoint_kind,
+    load_checkpoint_file,
     load_pretrained,
     read_checkpoint,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "chamfer_l2",
     "convert_checkpoint",
     "detect_checkpoint_kind",
+    "load_checkpoint_file",
     "load_pretrained",
     "pool_cls_and_max",
     "random_patch_mask",

@@ -97,6 +97,36 @@ class PretrainedLoadReport:
         )
 
 
+def load_checkpoint_file(
+    path: str | os.PathLike,
+    *,
+    weights_only: bool = True,
+    map_location: str | torch.device = "cpu",
+) -> Any:
+    """What a checkpoint file holds, as ``torch.load`` returns it, with clear errors.
+
+    Read a file once with this and hand the result to :func:`read_checkpoint` and
+    :func:`~point_peft.pretrained.read_pretrained_config` instead of reading it twice.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except pickle.UnpicklingError as error:
+        # Either a corrupt file or one that pickles objects beyond tensors and containers
+        # (torch words both as unpickling errors).
+        raise CheckpointError(
+            f"{path} cannot be read with torch.load(weights_only={weights_only}) ({error}). "
+            "If it is a checkpoint from a source you trust that pickles other Python "
+            "objects, pass weights_only=False."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"{path} cannot be read as a PyTorch checkpoint ({type(error).__name__}: {error})"
+        ) from None
+
+
 def read_checkpoint(
     source: str | os.PathLike | Mapping[str, Any],
     *,
@@ -120,24 +150,8 @@ def read_checkpoint(
             f"source must be a checkpoint path or a dict, got a {type(source).__name__}"
         )
     else:
-        path = Path(source)
-        where = str(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint file at {path}")
-        try:
-            raw = torch.load(path, map_location=map_location, weights_only=weights_only)
-        except pickle.UnpicklingError as error:
-            # Either a corrupt file or one that pickles objects beyond tensors and containers
-            # (torch words both as unpickling errors).
-            raise CheckpointError(
-                f"{path} cannot be read with torch.load(weights_only={weights_only}) ({error}). "
-                "If it is a checkpoint from a source you trust that pickles other Python "
-                "objects, pass weights_only=False."
-            ) from None
-        except (RuntimeError, EOFError, OSError, ValueError) as error:
-            raise CheckpointError(
-                f"{path} cannot be read as a PyTorch checkpoint ({type(error).__name__}: {error})"
-            ) from None
+        where = str(Path(source))
+        raw = load_checkpoint_file(source, weights_only=weights_only, map_location=map_location)
     if not isinstance(raw, Mapping):
         raise CheckpointError(f"{where} holds a {type(raw).__name__}, not a dict of tensors")
     state: Any = raw

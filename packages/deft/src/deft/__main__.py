@@ -1,0 +1,7 @@
+"""``python -m deft`` runs the ``deft`` command line."""
+
+import sys
+
+from deft.cli import main
+
+sys.exit(main())
