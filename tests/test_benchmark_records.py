@@ -315,3 +315,45 @@ def test_interleaved_timing_keeps_what_each_suite_asked_for(monkeypatch):
     assert timings["a"]["samples"] == 6
     with_max = time_interleaved({"a": counted("a")}, 1, warmup=0, keep_max=True)
     assert with_max["a"]["max_ms"] >= with_max["a"]["median_ms"] >= with_max["a"]["min_ms"]
+
+
+def test_an_accuracy_suite_resumes_with_a_setting_added(records, monkeypatch):
+    """A setting added to an accuracy suite is run on --resume; the runs kept are those of the
+    settings still asked for at the learning rate they were recorded with."""
+    from benchmarks.meft import bench_accuracy
+
+    trained = []
+
+    def run_one(setting, seed, max_train, epochs):
+        trained.append((setting, seed))
+        return {"seed": seed, "test_accuracy": 0.8, "train_seconds": 1.0,
+                "trainable_params": 1, bench_accuracy.LAST_EPOCH_KEY: True}  # fmt: skip
+
+    monkeypatch.setattr(bench_accuracy, "run_one", run_one)
+    monkeypatch.setattr(bench_accuracy, "summarise_setting", lambda setting, rows: {"runs": rows})
+    monkeypatch.setattr(bench_accuracy, "_record", _accuracy_record(records))
+    full, meft1, meft3 = "full fine-tuning", "MEFT1 (float64 streams)", "MEFT3 (float64 streams)"
+    bench_accuracy.run_accuracy([full, meft1], 10.0, "acc test", False, seeds=(0, 1))
+    assert trained == [(full, 0), (full, 1), (meft1, 0), (meft1, 1)]
+
+    trained.clear()
+    _next_invocation(records, monkeypatch)
+    records.allow_resume(True)
+    bench_accuracy.run_accuracy([full, meft1, meft3], 10.0, "acc test", False, seeds=(0, 1))
+    assert trained == [(meft3, 0), (meft3, 1)]
+
+    trained.clear()
+    _next_invocation(records, monkeypatch)
+    monkeypatch.setitem(bench_accuracy.SETTINGS, meft1, (bench_accuracy.SETTINGS[meft1][0], 1e-3))
+    bench_accuracy.run_accuracy([full, meft1, meft3], 10.0, "acc test", False, seeds=(0, 1))
+    assert trained == [(meft1, 0), (meft1, 1)]  # another learning rate: measured again
+
+
+def _accuracy_record(records):
+    def record(name, settings, config, max_train):
+        return records.make_record(
+            name, method="m", model="tiny", data="none", config=config,
+            eval_info={"settings": settings},
+        )  # fmt: skip
+
+    return record

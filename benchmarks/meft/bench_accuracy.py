@@ -124,13 +124,18 @@ def data_description(max_train: int) -> str:
 
 def finished_runs(name: str, config: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
     """Runs an earlier, interrupted invocation with the same configuration already recorded; the
-    seeds may differ, since each run is one (setting, seed) and is looked up as such."""
-    record = read_matching_record(name, config, ignoring=("seeds",))
+    seeds may differ, since each run is one (setting, seed) and is looked up as such, and so may
+    the settings: a setting added to a suite is run, and the others' runs are kept where their
+    learning rate is the one asked for."""
+    record = read_matching_record(name, config, ignoring=("seeds", "learning_rates"))
     if record is None:
         return {}
+    recorded_rates = record["run_info"]["config"]["learning_rates"]
+    wanted_rates = config["learning_rates"]
     return {
         (setting, run["seed"]): run
         for setting, row in record["eval_info"]["settings"].items()
+        if setting in wanted_rates and recorded_rates.get(setting) == wanted_rates[setting]
         for run in row["runs"]
     }
 
