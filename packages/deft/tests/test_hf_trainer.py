@@ -329,3 +329,12 @@ def test_predicting_batches_without_labels_keeps_no_activations(tmp_path):
     predictions = trainer.predict(rows)
     assert predictions.predictions.shape == (8, 2)
     assert trainer.monitor.activations == {}
+
+
+def test_several_gpus_in_one_process_are_refused(tmp_path):
+    # nn.DataParallel's replicas run the hooked layers in threads on several devices: refused,
+    # with the way out (one process per GPU), instead of a loss mixing their activations.
+    args = _args(tmp_path)
+    args._n_gpu = 2  # what TrainingArguments finds on a machine with two visible GPUs
+    with pytest.raises(ValueError, match=r"DataParallel.*one process per GPU"):
+        deft.hf_trainer.DensityTrainer(model=_lora_bert(), args=args, train_dataset=_rows(4))

@@ -71,6 +71,19 @@ def add_density_loss(
     return loss + weight * monitor.loss_for_batch(batch, eps=eps, count_padding=count_padding)
 
 
+def _refuse_data_parallel(n_gpu: int) -> None:
+    """The Trainer wraps the model in ``nn.DataParallel`` when one process sees several GPUs:
+    its replicas run the hooked layers in parallel threads, on different devices, and the
+    monitor would mix their activations into one loss. One process per GPU (DDP) is supported."""
+    if n_gpu > 1:
+        raise ValueError(
+            f"DensityTrainer: this process sees {n_gpu} GPUs, so the Trainer would train with "
+            "torch.nn.DataParallel, whose replicas the density monitor cannot follow; launch one "
+            "process per GPU (torchrun or accelerate launch: DDP, supported), or limit this "
+            "process to one GPU with CUDA_VISIBLE_DEVICES"
+        )
+
+
 def _import_transformers_trainer() -> type:
     transformers = import_optional(
         "transformers",
@@ -151,6 +164,7 @@ def _build_density_trainer() -> type:
                     "monitor hooks) or pass model= instead of model_init="
                 )
             super().__init__(*args, **kwargs)
+            _refuse_data_parallel(self.args.n_gpu)
             self.density_schedule = density_weight
             self.density_weight = float(density_weight.weight)  # λ once any ramp is over
             self._latest_weight = self.density_weight
