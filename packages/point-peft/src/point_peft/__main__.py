@@ -4,4 +4,5 @@ import sys
 
 from point_peft.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importing the module (as docs tools do) runs nothing
+    sys.exit(main())
