@@ -77,7 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_recipe_arguments(train)
     train.set_defaults(error=train.error)  # "deft train: error: ..." for checks after parsing
-    train.add_argument("--method", choices=CLI_METHODS, default="lora")
+    train.add_argument(
+        "--method", choices=CLI_METHODS, default="lora",
+        help="the PEFT method the density loss is added to (default: %(default)s; qlora: "
+        "4-bit NF4 through bitsandbytes)",
+    )  # fmt: skip
     train.add_argument(
         "--density-weight",
         type=non_negative_float,
@@ -131,7 +135,12 @@ def _parser() -> argparse.ArgumentParser:
         help="with --threshold-density: calibrate τ on the starting model and keep the zeros in "
         "every training step (default: calibrate and apply after training)",
     )
-    train.add_argument("--lora-rank", type=positive_int, default=8, help="LoRA r (alpha = 2r)")
+    train.add_argument(
+        "--lora-rank",
+        type=positive_int,
+        default=8,
+        help="LoRA r, alpha = 2r (default: %(default)s)",
+    )
     train.add_argument(
         "--lora-mlp-inputs",
         action="store_true",
@@ -139,10 +148,16 @@ def _parser() -> argparse.ArgumentParser:
         "then acts on the pre-activations directly (default: Q/V only, the paper's)",
     )
     train.add_argument(
-        "--adapter-reduction", type=positive_int, default=16, help="adapter d / bottleneck"
+        "--adapter-reduction",
+        type=positive_int,
+        default=16,
+        help="adapter d / bottleneck (default: %(default)s)",
     )
     train.add_argument(
-        "--num-virtual-tokens", type=positive_int, default=60, help="prompt/prefix tuning tokens"
+        "--num-virtual-tokens",
+        type=positive_int,
+        default=60,
+        help="prompt/prefix tuning tokens (default: %(default)s)",
     )
     train.add_argument(
         "--density-samples",
@@ -154,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
         "--save-every",
         type=positive_int,
         default=100,
-        help="checkpoint interval in steps (for --resume)",
+        help="checkpoint interval in steps, for --resume (default: %(default)s)",
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser

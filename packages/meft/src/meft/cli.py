@@ -36,13 +36,20 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--variant", choices=VARIANTS, default="meft1", help="(default: %(default)s)"
     )
-    train.add_argument("--adapter-dim", type=int, default=8)
+    train.add_argument(
+        "--adapter-dim", type=int, default=8,
+        help="bottleneck width r of every adapter (default: %(default)s)",
+    )  # fmt: skip
     train.add_argument(
         "--stream-dtype", choices=("float32", "float64"), default="float64",
         help="dtype of the two streams (default float64, as the README's accuracy runs: with the "
         "paper's float32, MEFT1 reconstructs real MiniLM's bottom layer 13–26 %% off)",
     )  # fmt: skip
-    train.add_argument("--num-reversible-layers", type=int, default=None)
+    train.add_argument(
+        "--num-reversible-layers", type=int, default=None, metavar="K",
+        help="make the bottom K layers reversible, the rest train with vanilla backprop "
+        "(default: all; 0 = the same architecture, all on vanilla backprop)",
+    )  # fmt: skip
     train.add_argument(
         "--save-inputs-every", type=int, default=None, metavar="K",
         help="keep the exact inputs of every K-th reversible layer (deep stacks: bounds how far "

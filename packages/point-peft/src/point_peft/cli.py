@@ -62,16 +62,32 @@ _ARCHITECTURE_OPTIONS = {
 def _add_run_options(parser: Any, default_output: Path) -> None:
     """The options every training subcommand shares: output folder, checkpoints, resume, device."""
     run = parser.add_argument_group("run")
-    run.add_argument("--output-dir", type=Path, default=default_output)
-    run.add_argument("--save-every", type=int, default=100, help="steps between checkpoints")
-    run.add_argument("--log-every", type=int, default=10, help="steps between loss records")
+    run.add_argument(
+        "--output-dir", type=Path, default=default_output,
+        help="checkpoints, log and results (default: %(default)s)",
+    )  # fmt: skip
+    run.add_argument(
+        "--save-every",
+        type=int,
+        default=100,
+        help="steps between checkpoints (default: %(default)s)",
+    )
+    run.add_argument(
+        "--log-every",
+        type=int,
+        default=10,
+        help="steps between loss records (default: %(default)s)",
+    )
     run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     run.add_argument(
         "--overwrite", action="store_true", help="discard an earlier run in --output-dir"
     )
     run.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     run.add_argument("--cpu", action="store_true", help="stay on the CPU even with a GPU")
-    run.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
+    run.add_argument(
+        "--mixed-precision", choices=("no", "fp16", "bf16"), default="no",
+        help="accelerate's mixed precision; fp16 needs a GPU (default: %(default)s)",
+    )  # fmt: skip
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -106,14 +122,20 @@ def add_pretrain_command(commands: Any) -> None:
         "--scanobjectnn", type=Path, default=None, help="add a ScanObjectNN h5_files folder"
     )
     data.add_argument(
-        "--scanobjectnn-variant", choices=("PB_T50_RS", "OBJ_BG", "OBJ_ONLY"), default="PB_T50_RS"
+        "--scanobjectnn-variant", choices=("PB_T50_RS", "OBJ_BG", "OBJ_ONLY"), default="PB_T50_RS",
+        help="which ScanObjectNN split (default: %(default)s)",
+    )  # fmt: skip
+    data.add_argument(
+        "--num-points", type=int, default=1024, help="points per cloud (default: %(default)s)"
     )
-    data.add_argument("--num-points", type=int, default=1024)
     data.add_argument(
         "--samples-per-class", type=int, default=None,
         help="procedural clouds per class and variant (default 200)",
     )  # fmt: skip
-    data.add_argument("--cgal-samples-per-mesh", type=int, default=8)
+    data.add_argument(
+        "--cgal-samples-per-mesh", type=int, default=8,
+        help="clouds sampled from each CGAL mesh (default: %(default)s)",
+    )  # fmt: skip
     data.add_argument("--no-augmentation", action="store_true", help="no scale-and-translate")
     data.add_argument("--cache-dir", type=Path, default=None, help="corpus cache folder")
     data.add_argument(
@@ -121,14 +143,25 @@ def add_pretrain_command(commands: Any) -> None:
     )
 
     train = parser.add_argument_group("training")
-    train.add_argument("--epochs", type=float, default=1.0)
+    train.add_argument("--epochs", type=float, default=1.0, help="(default: %(default)s)")
     train.add_argument("--max-steps", type=int, default=None, help="overrides --epochs")
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--learning-rate", type=float, default=1e-3)
-    train.add_argument("--weight-decay", type=float, default=0.05)
-    train.add_argument("--warmup-ratio", type=float, default=0.05)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--eval-samples-per-class", type=int, default=4)
+    train.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
+    train.add_argument(
+        "--learning-rate", type=float, default=1e-3, help="AdamW peak (default: %(default)s)"
+    )
+    train.add_argument(
+        "--weight-decay", type=float, default=0.05, help="AdamW (default: %(default)s)"
+    )
+    train.add_argument(
+        "--warmup-ratio", type=float, default=0.05,
+        help="share of the optimizer steps that warm the learning rate up (default: %(default)s)",
+    )  # fmt: skip
+    train.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    train.add_argument(
+        "--eval-samples-per-class", type=int, default=4,
+        help="held-out clouds per class and variant for the reconstruction loss before and "
+        "after training, 0 to skip (default: %(default)s)",
+    )  # fmt: skip
 
     _add_run_options(parser, default_output=Path("runs/pretrain"))
     parser.set_defaults(handler=run_pretrain)
@@ -268,9 +301,12 @@ def add_train_command(commands: Any) -> None:
     data.add_argument("--scanobjectnn", type=Path, default=None, metavar="DIR",
                       help="same as --dataset scanobjectnn-<variant>=DIR (h5_files folder)")  # fmt: skip
     data.add_argument(
-        "--scanobjectnn-variant", choices=("PB_T50_RS", "OBJ_BG", "OBJ_ONLY"), default="PB_T50_RS"
+        "--scanobjectnn-variant", choices=("PB_T50_RS", "OBJ_BG", "OBJ_ONLY"), default="PB_T50_RS",
+        help="which ScanObjectNN split (default: %(default)s)",
+    )  # fmt: skip
+    data.add_argument(
+        "--num-points", type=int, default=1024, help="points per cloud (default: %(default)s)"
     )
-    data.add_argument("--num-points", type=int, default=1024)
     data.add_argument(
         "--samples-per-class", type=int, default=None,
         help="procedural training clouds per class (default 200)",
@@ -286,25 +322,30 @@ def add_train_command(commands: Any) -> None:
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=float, default=None, help="default 4")
     train.add_argument("--max-steps", type=int, default=None, help="overrides --epochs")
-    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
     train.add_argument(
         "--learning-rate", type=float, default=None,
         help="default: the method's (point-peft 5e-3, full fine-tuning 2e-3, the others 1e-2)",
     )  # fmt: skip
-    train.add_argument("--weight-decay", type=float, default=0.05)
+    train.add_argument(
+        "--weight-decay", type=float, default=0.05, help="AdamW (default: %(default)s)"
+    )
     train.add_argument(
         "--warmup-ratio", type=float, default=0.1,
-        help="share of the run's optimizer steps that warm the learning rate up (the official "
-        "recipe's 10 of 300 epochs: 0.0333)",
+        help="share of the run's optimizer steps that warm the learning rate up (default: "
+        "%(default)s; the official recipe's 10 of 300 epochs: 0.0333)",
     )  # fmt: skip
-    train.add_argument("--augmentation", choices=AUGMENTATIONS, default="scale-rotate")
+    train.add_argument(
+        "--augmentation", choices=AUGMENTATIONS, default="scale-rotate",
+        help="training augmentation (default: %(default)s)",
+    )  # fmt: skip
     train.add_argument("--label-smoothing", type=float, default=None,
                        help="default: the backbone's (Point-BERT 0.2)")  # fmt: skip
     train.add_argument(
         "--votes", type=int, default=1,
         help="test-time votes over the --augmentation (scale-translate with 'none'); default 1: none",
     )  # fmt: skip
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
 
     _add_run_options(parser, default_output=Path("runs/train"))
     parser.set_defaults(handler=run_train)
