@@ -334,7 +334,7 @@ def test_an_accuracy_suite_resumes_with_a_setting_added(records, monkeypatch):
     monkeypatch.setattr(bench_accuracy, "_record", _accuracy_record(records))
     full, meft1, meft3 = "full fine-tuning", "MEFT1 (float64 streams)", "MEFT3 (float64 streams)"
     bench_accuracy.run_accuracy([full, meft1], 10.0, "acc test", False, seeds=(0, 1))
-    assert trained == [(full, 0), (full, 1), (meft1, 0), (meft1, 1)]
+    assert trained == [(full, 0), (meft1, 0), (full, 1), (meft1, 1)]  # seed by seed
 
     trained.clear()
     _next_invocation(records, monkeypatch)
@@ -347,6 +347,49 @@ def test_an_accuracy_suite_resumes_with_a_setting_added(records, monkeypatch):
     monkeypatch.setitem(bench_accuracy.SETTINGS, meft1, (bench_accuracy.SETTINGS[meft1][0], 1e-3))
     bench_accuracy.run_accuracy([full, meft1, meft3], 10.0, "acc test", False, seeds=(0, 1))
     assert trained == [(meft1, 0), (meft1, 1)]  # another learning rate: measured again
+
+
+def test_an_accuracy_suite_remeasures_runs_recorded_before_the_last_epoch_was_evaluated(
+    records, monkeypatch
+):
+    """--resume measures again, seed by seed, each run whose best validation figure left out the
+    last epoch, and keeps it in the record until its replacement is written."""
+    from benchmarks.meft import bench_accuracy
+
+    full, meft1 = "full fine-tuning", "MEFT1 (float64 streams)"
+    trained, old_trainer = [], {"stale": {(full, 1), (meft1, 1)}}
+
+    def run_one(setting, seed, max_train, epochs):
+        trained.append((setting, seed))
+        current = (setting, seed) not in old_trainer["stale"]
+        return {"seed": seed, "test_accuracy": 0.8, "train_seconds": 1.0,
+                "trainable_params": 1, bench_accuracy.LAST_EPOCH_KEY: current}  # fmt: skip
+
+    monkeypatch.setattr(bench_accuracy, "run_one", run_one)
+    monkeypatch.setattr(bench_accuracy, "summarise_setting", lambda setting, rows: {"runs": rows})
+    monkeypatch.setattr(bench_accuracy, "_record", _accuracy_record(records))
+    bench_accuracy.run_accuracy([full, meft1], 10.0, "acc test", False, seeds=(0, 1))
+    trained.clear()
+    old_trainer["stale"] = set()  # the trainer fixed
+    _next_invocation(records, monkeypatch)
+    records.allow_resume(True)
+    written = []
+    write_record = bench_accuracy.write_record
+    monkeypatch.setattr(
+        bench_accuracy,
+        "write_record",
+        lambda record: written.append(record) or write_record(record),
+    )
+    bench_accuracy.run_accuracy([full, meft1], 10.0, "acc test", False, seeds=(0, 1))
+
+    assert trained == [(full, 1), (meft1, 1)]
+    seeds_after_first_rerun = {
+        setting: [run["seed"] for run in row["runs"]]
+        for setting, row in written[0]["eval_info"]["settings"].items()
+    }
+    assert seeds_after_first_rerun == {full: [0, 1], meft1: [0, 1]}  # the stale one still kept
+    final = written[-1]["eval_info"]["settings"]
+    assert all(bench_accuracy.is_current(run) for row in final.values() for run in row["runs"])
 
 
 def _accuracy_record(records):

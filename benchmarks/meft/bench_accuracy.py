@@ -160,9 +160,11 @@ def run_accuracy(
     quick: bool,
     seeds: tuple[int, ...] = SEEDS,
 ) -> list[Path]:
-    """Runs every (setting of ``names``, seed); the record is rewritten after each run, and a
-    rerun with --resume after an interruption skips the runs already recorded with the same
-    configuration.
+    """Runs every (setting of ``names``, seed), seed by seed, so that an interrupted invocation
+    leaves every seed it reached measured for every setting. The record is rewritten after each
+    run, and a rerun with --resume skips the runs already recorded with the same configuration,
+    except those recorded before peft-core's trainer evaluated the last epoch: each of these is
+    measured again and replaced, and kept in the record until then.
     ``names`` must start with full fine-tuning, the reference of every difference."""
     if names[0] != "full fine-tuning":
         raise ValueError(f"the settings must start with full fine-tuning, got {names}")
@@ -178,20 +180,28 @@ def run_accuracy(
         setting: [finished[(setting, seed)] for seed in seeds if (setting, seed) in finished]
         for setting in names
     }
-    for setting in names:
-        for seed in seeds:
-            if (setting, seed) in finished:
+    for seed in seeds:
+        for setting in names:
+            if is_current(finished.get((setting, seed))):
                 continue
-            runs[setting].append(run_one(setting, seed, max_train, epochs))
-            runs[setting].sort(key=lambda run: run["seed"])
+            kept = [run for run in runs[setting] if run["seed"] != seed]
+            runs[setting] = sorted(
+                [*kept, run_one(setting, seed, max_train, epochs)], key=lambda run: run["seed"]
+            )
             write_record(_record(name, _summaries(runs), config, max_train))
     return [write_record(_record(name, _summaries(runs), config, max_train))]
+
+
+def is_current(run: dict[str, Any] | None) -> bool:
+    """Whether ``run`` was recorded and its best validation figure covers the last epoch (runs
+    recorded before peft-core's trainer evaluated the last epoch do not)."""
+    return run is not None and run.get(LAST_EPOCH_KEY) is True
 
 
 def best_validation_includes_last_epoch(runs: list[dict[str, Any]]) -> bool:
     """Whether every run's best validation figure covers the last epoch: runs kept from a record
     written before peft-core's trainer evaluated at the end of the last epoch do not."""
-    return all(run.get(LAST_EPOCH_KEY) is True for run in runs)
+    return all(map(is_current, runs))
 
 
 def _summaries(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:

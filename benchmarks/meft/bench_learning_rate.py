@@ -10,8 +10,8 @@ chosen on test data.
 Rates tied on validation accuracy are all reported as picked.
 
 `python -m benchmarks.run meft-learning-rate` (about 8 min per run on a quiet 2-core CPU; with
---resume, lr 5e-3 is taken from the `meft-accuracy-long` record when that has its seed-0 run, and
-a rerun with --resume resumes).
+--resume, lr 5e-3 is taken from the `meft-accuracy-long` record when that has its seed-0 run with
+the last epoch evaluated, and a rerun with --resume resumes).
 """
 
 from __future__ import annotations
@@ -36,8 +36,10 @@ def _run_from_long_record(learning_rate: float) -> dict[str, Any] | None:
         bench_accuracy_long.NAMES, bench_accuracy_long.EPOCHS, bench_accuracy.SEEDS,
         bench_accuracy.MAX_TRAIN,
     )  # fmt: skip
-    runs = bench_accuracy.finished_runs(bench_accuracy_long.LONG_RECORD_NAME, config)
-    return runs.get((SETTING, SEED))
+    run = bench_accuracy.finished_runs(bench_accuracy_long.LONG_RECORD_NAME, config).get(
+        (SETTING, SEED)
+    )
+    return run if bench_accuracy.is_current(run) else None  # validation must cover every epoch
 
 
 def main(quick: bool = False) -> list[Path]:
