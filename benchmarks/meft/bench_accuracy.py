@@ -173,23 +173,14 @@ def run_accuracy(
     epochs = 0.5 if quick else epochs
     name = record_name + (" quick" if quick else "")
     config = run_config(names, epochs, seeds, max_train)
-    finished = finished_runs(name, config)
-    # Every recorded run is kept from the start, so that a record rewritten mid-way never drops
-    # the runs of settings this invocation has not reached yet.
-    runs = {
-        setting: [finished[(setting, seed)] for seed in seeds if (setting, seed) in finished]
-        for setting in names
-    }
+    done = finished_runs(name, config)  # (setting, seed) -> run, this invocation's added in
     for seed in seeds:
         for setting in names:
-            if is_current(finished.get((setting, seed))):
+            if is_current(done.get((setting, seed))):
                 continue
-            kept = [run for run in runs[setting] if run["seed"] != seed]
-            runs[setting] = sorted(
-                [*kept, run_one(setting, seed, max_train, epochs)], key=lambda run: run["seed"]
-            )
-            write_record(_record(name, _summaries(runs), config, max_train))
-    return [write_record(_record(name, _summaries(runs), config, max_train))]
+            done[(setting, seed)] = run_one(setting, seed, max_train, epochs)
+            write_record(_record(name, _summaries(done, names, seeds), config, max_train))
+    return [write_record(_record(name, _summaries(done, names, seeds), config, max_train))]
 
 
 def is_current(run: dict[str, Any] | None) -> bool:
@@ -204,7 +195,14 @@ def best_validation_includes_last_epoch(runs: list[dict[str, Any]]) -> bool:
     return all(map(is_current, runs))
 
 
-def _summaries(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+def _summaries(
+    done: dict[tuple[str, int], dict[str, Any]], names: list[str], seeds: tuple[int, ...]
+) -> dict[str, dict[str, Any]]:
+    """Every setting with a run, over all its runs: this invocation's and every recorded one it
+    has not replaced yet, so that a record rewritten mid-way drops nothing."""
+    runs = {
+        setting: [done[(setting, s)] for s in seeds if (setting, s) in done] for setting in names
+    }
     return {setting: summarise_setting(setting, rows) for setting, rows in runs.items() if rows}
 
 
