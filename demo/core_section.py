@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from demo_options import DemoOptions
 from torch import nn
 
 import peft_core
@@ -29,8 +30,10 @@ def attach_ffn_adapters(model: nn.Module, bottleneck: int = 32) -> nn.ModuleList
 
 
 def run(
-    task: TextTask, output_dir: Path, epochs: float, seed: int, earlier: dict[str, list[dict]]
+    task: TextTask, output_dir: Path, options: DemoOptions, earlier: dict[str, list[dict]]
 ) -> list[dict]:
+    epochs, seed = options.epochs, options.seed
+
     def train(name: str, model: nn.Module, learning_rate: float) -> dict:
         return fine_tune(model, task, output_dir / name.replace(" ", "-"), name=name,
                          learning_rate=learning_rate, epochs=epochs, seed=seed, overwrite=True)  # fmt: skip

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from demo_options import DemoOptions
+
 from peft_core.recipes import TextTask, fine_tune, load_classifier
 
 TITLE = "DEFT: LoRA vs LoRA + density loss (λ = 1); density = % non-zero MLP activations"
@@ -23,8 +25,9 @@ def _density_batches(task: TextTask, batch_size: int = 64) -> list[dict]:
 
 
 def run(
-    task: TextTask, output_dir: Path, epochs: float, seed: int, earlier: dict[str, list[dict]]
+    task: TextTask, output_dir: Path, options: DemoOptions, earlier: dict[str, list[dict]]
 ) -> list[dict]:
+    epochs, seed = options.epochs, options.seed
     from deft import DensityLossCallback, DensityMonitor, measure_density
     from deft.methods import apply_method
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from demo_options import DemoOptions
+
 from peft_core.recipes import TextTask, fine_tune, load_classifier
 
 TITLE = "MEFT: reversible adapters (activation memory measured on a 16-sentence batch)"
 
 
 def run(
-    task: TextTask, output_dir: Path, epochs: float, seed: int, earlier: dict[str, list[dict]]
+    task: TextTask, output_dir: Path, options: DemoOptions, earlier: dict[str, list[dict]]
 ) -> list[dict]:
+    epochs, seed = options.epochs, options.seed
     from meft import MeftConfig, get_meft_model
 
     # The same full fine-tuning run as the core section's: reuse it when that section ran.

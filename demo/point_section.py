@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from demo_options import SMOKE_POINT_DATA, SMOKE_POINT_TRAINING, DemoOptions
+
 TITLE = "Point-PEFT: small pre-trained Point-MAE on the procedural hard split (simulated scans)"
 NEEDS_TEXT_TASK = False
 
@@ -22,17 +24,17 @@ SETTINGS = (
 )
 
 
-def run(
-    task, output_dir: Path, epochs: float, seed: int, earlier: dict[str, list[dict]]
-) -> list[dict]:
+def run(task, output_dir: Path, options: DemoOptions, earlier: dict[str, list[dict]]) -> list[dict]:
     from point_peft.finetuning import FinetuneRecipe, finetune
     from point_peft.finetuning_data import load_task
 
-    data = load_task("procedural-hard")  # read once, shared by the rows
+    sizes = SMOKE_POINT_DATA if options.smoke else {}
+    steps = SMOKE_POINT_TRAINING if options.smoke else {}
+    data = load_task("procedural-hard", **sizes)  # read once, shared by the rows
     rows = []
     for name, method in SETTINGS:
         print(f"[{name}]", flush=True)
-        recipe = FinetuneRecipe(tuning_method=method, seed=seed)
+        recipe = FinetuneRecipe(tuning_method=method, seed=options.seed, **sizes, **steps)
         result = finetune(recipe, output_dir / method, task=data, overwrite=True, save_every=None)
         parameters = result["parameters"]
         rows.append({

@@ -2,10 +2,12 @@
 and the small pre-trained Point-MAE on procedural point-cloud scans (the point section).
 
 Options: --sections (default: all), --epochs (default 1), --max-train N (cap the training
-examples; default 2,000 so the demo takes minutes on a laptop CPU), --output-dir (default runs/demo).
---epochs and --max-train size the text sections; the point section runs `point-peft train`'s
-default recipe. Results are also written to <output-dir>/results.json; a new demo run replaces
-the previous one's runs there.
+examples; default 2,000 so the demo takes minutes on a laptop CPU), --max-eval N (cap the
+validation and test examples; default: all), --output-dir (default runs/demo), --smoke (tiny
+data and a few steps in every section: checks that the demo runs; its numbers mean nothing).
+--epochs, --max-train and --max-eval size the text sections; the point section runs
+`point-peft train`'s default recipe. Results are also written to <output-dir>/results.json; a new
+demo run replaces the previous one's runs there.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import core_section
 import deft_section
 import meft_section
 import point_section
+from demo_options import SMOKE_MAX_EVAL, SMOKE_MAX_TRAIN, DemoOptions
 
 from peft_core.recipes import format_results_table, load_text_task
 
@@ -32,25 +35,38 @@ SECTIONS = {
 }
 
 
-def main() -> None:
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sections", nargs="*", choices=list(SECTIONS), default=list(SECTIONS))
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--max-train", type=int, default=2000, help="0 = the whole training split")
+    parser.add_argument("--max-eval", type=int, default=0, help="0 = the whole evaluation splits")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", type=Path, default=Path("runs/demo"))
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="tiny data, a few steps: a run check")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.max_train, args.max_eval = SMOKE_MAX_TRAIN, SMOKE_MAX_EVAL
+    for name in ("max_train", "max_eval"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be 0 (no cap) or a positive count")
+    return args
 
+
+def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
+    args = parse_arguments(argv)
+    options = DemoOptions(epochs=args.epochs, seed=args.seed, smoke=args.smoke)
     # Sections that work on other data (point clouds) say so; the text task is loaded only if needed.
     needs_text = any(getattr(SECTIONS[name], "NEEDS_TEXT_TASK", True) for name in args.sections)
-    task = load_text_task(max_train=args.max_train or None, seed=args.seed) if needs_text else None
+    caps = {"max_train": args.max_train or None, "max_eval": args.max_eval or None}
+    task = load_text_task(seed=args.seed, **caps) if needs_text else None
     results, tables = {}, []
     for name in args.sections:
         section = SECTIONS[name]
         print(f"\n== {section.TITLE}")
-        rows = section.run(task, args.output_dir / name, args.epochs, args.seed, results)
+        rows = section.run(task, args.output_dir / name, options, results)
         results[name] = rows
         tables.append(f"== {section.TITLE}\n" + format_results_table(rows))
         if hasattr(section, "format_extra"):
@@ -62,6 +78,7 @@ def main() -> None:
         json.dumps(results, indent=2) + "\n", encoding="utf-8"
     )
     print(f"\nresults written to {args.output_dir / 'results.json'}")
+    return results
 
 
 if __name__ == "__main__":

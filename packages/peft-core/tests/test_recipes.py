@@ -186,6 +186,29 @@ def test_max_train_none_is_no_cap_and_below_one_is_an_error(
         load_text_task(tiny_model, path, max_train=2.5, verbose=False)  # type: ignore[arg-type]
 
 
+def test_max_eval_caps_validation_and_test_alike_with_a_seeded_subset(
+    tiny_model: str, tmp_path: Path
+) -> None:
+    path = str(_csv(tmp_path / "d.csv", 100))  # 80 / 10 / 10
+    whole = load_text_task(tiny_model, path, verbose=False)
+    capped = load_text_task(tiny_model, path, max_eval=4, verbose=False)
+    assert (len(capped.train), len(capped.validation), len(capped.test)) == (80, 4, 4)
+    again = load_text_task(tiny_model, path, max_eval=4, verbose=False)
+
+    def rows(split) -> list[list[int]]:
+        return [list(split[i]["input_ids"]) for i in range(len(split))]
+
+    assert rows(again.test) == rows(capped.test)  # seeded
+    assert all(row in rows(whole.test) for row in rows(capped.test))
+    assert rows(capped.test) != rows(whole.test)[:4]  # a random subset, not the split's head
+    assert rows(capped.validation) != rows(whole.validation)[:4]
+    assert len(load_text_task(tiny_model, path, max_eval=50, verbose=False).test) == 10
+    with pytest.raises(ValueError, match="max_eval must be at least 1, got 0; pass None to eval"):
+        load_text_task(tiny_model, path, max_eval=0, verbose=False)
+    with pytest.raises(TypeError, match="max_eval must be an int or None"):
+        load_text_task(tiny_model, path, max_eval=True, verbose=False)  # type: ignore[arg-type]
+
+
 def test_the_command_line_default_trains_on_everything(tiny_model: str, tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     add_recipe_arguments(parser)

@@ -105,6 +105,7 @@ def load_text_task(
     *,
     max_length: int = 64,
     max_train: int | None = None,
+    max_eval: int | None = None,
     seed: int = 0,
     verbose: bool = True,
     pad_to_max_length: bool = False,
@@ -114,6 +115,8 @@ def load_text_task(
     (``text_column``, ``label_column``, ``subset`` … for files and Hub data sets).
 
     ``max_train`` caps the training examples (a seeded random subset); ``None`` uses them all.
+    ``max_eval`` caps the validation and the test examples alike, for quick checks of a pipeline:
+    accuracy on a few hundred sentences moves by points from one subset to the next.
 
     A source without a validation or test split gets one carved from its train split by
     :func:`~peft_core.data.with_evaluation_splits` (a source with train and validation only, such
@@ -132,12 +135,8 @@ def load_text_task(
         with_evaluation_splits,
     )
 
-    if max_train is not None and (isinstance(max_train, bool) or not isinstance(max_train, int)):
-        raise TypeError(f"max_train must be an int or None (no cap), got {max_train!r}")
-    if max_train is not None and max_train < 1:
-        raise ValueError(
-            f"max_train must be at least 1, got {max_train}; pass None to train on every example"
-        )
+    _check_cap("max_train", max_train, "to train on every example")
+    _check_cap("max_eval", max_eval, "to evaluate on every example")
     path = resolve_model_path(model)
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     options = {key: value for key, value in source_options.items() if value is not None}
@@ -158,11 +157,22 @@ def load_text_task(
     )
     validation = data.tokenize(tokenizer, split="validation", max_length=max_length)
     test = data.tokenize(tokenizer, split="test", max_length=max_length)
+    if max_eval is not None:
+        validation = random_subset(validation, max_eval, seed)
+        test = random_subset(test, max_eval, seed)
     probe = collate([test[i] for i in range(min(16, len(test)))])
     return TextTask(
         path, str(dataset), data.num_labels, train, validation, test, collate, probe,
         notes=tuple(data.notes),
     )  # fmt: skip
+
+
+def _check_cap(name: str, cap: int | None, no_cap_means: str) -> None:
+    """A cap on a split's examples is a positive int, or None for no cap."""
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int)):
+        raise TypeError(f"{name} must be an int or None (no cap), got {cap!r}")
+    if cap is not None and cap < 1:
+        raise ValueError(f"{name} must be at least 1, got {cap}; pass None {no_cap_means}")
 
 
 def random_subset(
