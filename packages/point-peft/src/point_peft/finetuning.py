@@ -250,19 +250,14 @@ def finetune(
     Returns:
         The JSON-able record also written to ``result.json``.
     """
-    from peft_core.trainer import Trainer, TrainingArguments
+    from peft_core.trainer import Trainer
 
     output_dir = Path(output_dir)
     if backbone is not None and not Path(backbone).is_file():
         raise FileNotFoundError(f"no backbone checkpoint at {backbone}")
     started = time.perf_counter()
     if task is None:
-        task = load_task(
-            recipe.dataset, num_points=recipe.num_points,
-            samples_per_class=recipe.samples_per_class,
-            test_samples_per_class=recipe.test_samples_per_class, cache_dir=cache_dir,
-            download=download, seed=recipe.data_seed, progress=progress,
-        )  # fmt: skip
+        task = _read_task(recipe, cache_dir=cache_dir, download=download, progress=progress)
     data_seconds = time.perf_counter() - started
 
     torch.manual_seed(recipe.seed)  # the new head: the same in a resumed run
@@ -298,14 +293,9 @@ def finetune(
         from point_peft.method import WithSampleIndices
 
         train_data = WithSampleIndices(task.train)
-    args = TrainingArguments(
-        str(output_dir), num_epochs=recipe.epochs, max_steps=recipe.max_steps,
-        per_device_batch_size=recipe.batch_size, learning_rate=recipe.resolved_learning_rate,
-        weight_decay=recipe.weight_decay, lr_schedule="cosine", warmup_ratio=recipe.warmup_ratio,
-        max_grad_norm=recipe.max_grad_norm, mixed_precision=mixed_precision, seed=recipe.seed,
-        # A short last batch would weigh a few clouds like a full batch in BatchNorm.
-        drop_last=len(train_data) >= recipe.batch_size, eval_strategy="no",
-        save_every=save_every, log_every=log_every, resume=resume, progress_bar=progress, cpu=cpu,
+    args = _training_arguments(
+        recipe, output_dir, len(train_data), save_every=save_every, log_every=log_every,
+        resume=resume, progress_bar=progress, cpu=cpu, mixed_precision=mixed_precision,
     )  # fmt: skip
     trainer = Trainer(
         model, args, train_data, compute_loss=compute_loss, callbacks=callbacks,
@@ -360,6 +350,33 @@ def finetune(
     if trainer.is_main_process:
         atomic_write_text(output_dir / RESULT_NAME, json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _read_task(
+    recipe: FinetuneRecipe, *, cache_dir: Any, download: bool, progress: bool
+) -> ClassificationTask:
+    return load_task(
+        recipe.dataset, num_points=recipe.num_points, samples_per_class=recipe.samples_per_class,
+        test_samples_per_class=recipe.test_samples_per_class, cache_dir=cache_dir,
+        download=download, seed=recipe.data_seed, progress=progress,
+    )  # fmt: skip
+
+
+def _training_arguments(
+    recipe: FinetuneRecipe, output_dir: Path, train_size: int, **run_options: Any
+) -> Any:
+    """The peft-core trainer's arguments for ``recipe``, plus ``run_options`` (arguments that
+    say how this run goes, not what it learns: checkpoints, logs, progress bar, device)."""
+    from peft_core.trainer import TrainingArguments
+
+    return TrainingArguments(
+        str(output_dir), num_epochs=recipe.epochs, max_steps=recipe.max_steps,
+        per_device_batch_size=recipe.batch_size, learning_rate=recipe.resolved_learning_rate,
+        weight_decay=recipe.weight_decay, lr_schedule="cosine", warmup_ratio=recipe.warmup_ratio,
+        max_grad_norm=recipe.max_grad_norm, seed=recipe.seed, eval_strategy="no",
+        # A short last batch would weigh a few clouds like a full batch in BatchNorm.
+        drop_last=train_size >= recipe.batch_size, **run_options,
+    )  # fmt: skip
 
 
 def _step_time(
