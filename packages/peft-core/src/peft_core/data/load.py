@@ -64,38 +64,17 @@ def load_text_classification(
         ... )  # doctest: +SKIP
     """
     splitting.check_fractions(validation_fraction, test_fraction)
-    is_hub_id = isinstance(source, str) and source.startswith(HUB_PREFIX)
-    if (
-        subset is not None or load_kwargs
-    ) and not is_hub_id:  # silently ignoring them would mislead
-        extra = ["subset"] if subset is not None else []
-        raise ValueError(
-            f"{extra + sorted(load_kwargs)} only apply to Hub sources ('hf:<repo id>'), not {source!r}"
-        )
+    _refuse_hub_options_elsewhere(source, subset, load_kwargs)
+    columns = {
+        "text_column": text_column,
+        "label_column": label_column,
+        "text_pair_column": text_pair_column,
+    }
     if isinstance(source, str) and source in CORPORA:
-        if label_names is not None:
-            raise ValueError(f"label_names cannot be changed for the embedded corpus {source!r}")
-        given = {
-            "text_column": (text_column, "text"),
-            "label_column": (label_column, "label"),
-            "text_pair_column": (text_pair_column, None),
-        }
-        changed = [
-            f"{arg}={value!r}" for arg, (value, default) in given.items() if value != default
-        ]
-        if changed:  # silently ignoring them would mislead
-            raise ValueError(
-                f"{', '.join(changed)} cannot be used with the embedded corpus {source!r}: its "
-                "examples are read by a parser of their own, without named columns"
-            )
+        _refuse_column_options_for_corpus(source, columns, label_names)
         corpus, label_names = load_corpus(source)
         examples, name = {"train": corpus}, source
     else:
-        columns = {
-            "text_column": text_column,
-            "label_column": label_column,
-            "text_pair_column": text_pair_column,
-        }
         raw, name, class_names = _read(source, columns, subset, load_kwargs)
         examples, label_names = _encode(
             raw, label_names if label_names is not None else class_names
@@ -109,22 +88,56 @@ def load_text_classification(
         examples = {split: splitting.deduplicate(part) for split, part in examples.items()}
     notes = []
     if len(examples) == 1:
-        ((only_split, pooled),) = examples.items()
-        if only_split != "train":  # an evaluation-only source: say that it is trained on
-            notes.append(
-                f"{name}'s only split, {only_split!r}, was split into train/validation/test"
-            )
-            warnings.warn(f"{notes[-1]}: the model trains on part of it", stacklevel=2)
-        try:
-            examples = splitting.split_examples(
-                pooled,
-                validation_fraction=validation_fraction,
-                test_fraction=test_fraction,
-                seed=seed,
-            )
-        except ValueError as error:  # too few rows: say which source
-            raise ValueError(f"{name}: {error}") from error
+        fractions = {"validation_fraction": validation_fraction, "test_fraction": test_fraction}
+        examples = _split_the_only_split(examples, name, notes, seed=seed, **fractions)
     return TextClassificationData(examples, list(label_names), name=name, notes=notes)
+
+
+def _refuse_hub_options_elsewhere(source: Any, subset: str | None, load_kwargs: dict) -> None:
+    """``subset`` and ``load_dataset`` keywords mean something for a Hub source only; silently
+    ignoring them elsewhere would mislead."""
+    is_hub_id = isinstance(source, str) and source.startswith(HUB_PREFIX)
+    if (subset is not None or load_kwargs) and not is_hub_id:
+        extra = ["subset"] if subset is not None else []
+        raise ValueError(
+            f"{extra + sorted(load_kwargs)} only apply to Hub sources ('hf:<repo id>'), not {source!r}"
+        )
+
+
+# The column arguments' defaults: an embedded corpus takes no others.
+_COLUMN_DEFAULTS = {"text_column": "text", "label_column": "label", "text_pair_column": None}
+
+
+def _refuse_column_options_for_corpus(
+    name: str, columns: dict[str, str | None], label_names: Sequence[str] | None
+) -> None:
+    """An embedded corpus is read by a parser of its own: column and label arguments would be
+    silently ignored, which would mislead."""
+    if label_names is not None:
+        raise ValueError(f"label_names cannot be changed for the embedded corpus {name!r}")
+    changed = [
+        f"{arg}={value!r}" for arg, value in columns.items() if value != _COLUMN_DEFAULTS[arg]
+    ]
+    if changed:
+        raise ValueError(
+            f"{', '.join(changed)} cannot be used with the embedded corpus {name!r}: its "
+            "examples are read by a parser of their own, without named columns"
+        )
+
+
+def _split_the_only_split(
+    examples: dict[str, list], name: str, notes: list[str], **split_options: Any
+) -> dict[str, list]:
+    """train/validation/test from a source's one split (noted, and warned about when that split
+    is not a training split)."""
+    ((only_split, pooled),) = examples.items()
+    if only_split != "train":  # an evaluation-only source: say that it is trained on
+        notes.append(f"{name}'s only split, {only_split!r}, was split into train/validation/test")
+        warnings.warn(f"{notes[-1]}: the model trains on part of it", stacklevel=3)
+    try:
+        return splitting.split_examples(pooled, **split_options)
+    except ValueError as error:  # too few rows: say which source
+        raise ValueError(f"{name}: {error}") from error
 
 
 def with_evaluation_splits(
