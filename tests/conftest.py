@@ -2,4 +2,6 @@ import sys
 from pathlib import Path
 
 # Let cross-package tests reuse the method packages' tiny model builders.
-sys.path.insert(0, str(Path(__file__).parents[1] / "packages" / "meft" / "tests"))
+PACKAGES = Path(__file__).parents[1] / "packages"
+sys.path.insert(0, str(PACKAGES / "meft" / "tests"))
+sys.path.insert(0, str(PACKAGES / "point-peft" / "tests"))

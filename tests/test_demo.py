@@ -21,20 +21,9 @@ DEMO = Path(__file__).parents[1] / "demo"
 
 @pytest.fixture
 def run_demo(monkeypatch, tmp_path):
-    from point_peft import pretrained
-    from point_peft.models import PointTransformerConfig
-    from point_peft.pretraining_recipe import PretrainingRecipe
+    from tiny_backbone import use_tiny_default_backbone
 
-    tiny = PointTransformerConfig.small(
-        embed_dim=32, depth=1, num_heads=2, num_groups=8, group_size=8, decoder_depth=1,
-        decoder_num_heads=2, patch_hidden_dims=(8, 16), pos_hidden_dim=16,
-    )  # fmt: skip
-    recipe = PretrainingRecipe(
-        data=("procedural-clean",), num_points=64, procedural_samples_per_class=1, max_steps=2,
-        batch_size=5, eval_samples_per_class=0,
-    )  # fmt: skip
-    monkeypatch.setattr(pretrained, "default_backbone_config", lambda: tiny)
-    monkeypatch.setattr(pretrained, "default_backbone_recipe", lambda: recipe)
+    use_tiny_default_backbone(monkeypatch)
     monkeypatch.setenv("POINT_PEFT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.syspath_prepend(str(DEMO))

@@ -9,20 +9,11 @@ import threading
 
 import pytest
 import torch
+from tiny_backbone import TINY_CONFIG, TINY_RECIPE, use_tiny_default_backbone
 
 from point_peft import pretrained
 from point_peft.models import PointMAE, PointTransformerConfig, read_checkpoint
 from point_peft.pretraining_recipe import CHECKPOINT_NAME, RESULT_NAME, PretrainingRecipe
-
-TINY_CONFIG = PointTransformerConfig.small(
-    embed_dim=32, depth=1, num_heads=2, num_groups=8, group_size=8, decoder_depth=1,
-    decoder_num_heads=2, patch_hidden_dims=(8, 16), pos_hidden_dim=16,
-)  # fmt: skip
-TINY_RECIPE = PretrainingRecipe(
-    data=("procedural-clean",), num_points=64, procedural_samples_per_class=1, max_steps=2,
-    batch_size=5, eval_samples_per_class=0,
-)  # fmt: skip
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -37,8 +28,7 @@ def builds(monkeypatch):
         calls.append(output_dir)
         return real_pretrain(config, recipe, output_dir, **options)
 
-    monkeypatch.setattr(pretrained, "default_backbone_config", lambda: TINY_CONFIG)
-    monkeypatch.setattr(pretrained, "default_backbone_recipe", lambda: TINY_RECIPE)
+    use_tiny_default_backbone(monkeypatch)
     monkeypatch.setattr(pretrained, "pretrain", counting_pretrain)
     return calls
 
