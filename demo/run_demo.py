@@ -27,6 +27,8 @@ from demo_options import SMOKE_MAX_EVAL, SMOKE_MAX_TRAIN, DemoOptions
 
 from peft_core.recipes import format_results_table, load_text_task
 
+DEFAULT_MAX_TRAIN = 2000  # minutes per text section on a laptop CPU
+
 SECTIONS = {
     "core": core_section,
     "meft": meft_section,
@@ -41,15 +43,19 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--sections", nargs="*", choices=list(SECTIONS), default=list(SECTIONS))
     parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--max-train", type=int, default=2000, help="0 = the whole training split")
-    parser.add_argument("--max-eval", type=int, default=0, help="0 = the whole evaluation splits")
+    parser.add_argument(
+        "--max-train", type=int, help=f"0 = the whole training split (default {DEFAULT_MAX_TRAIN})"
+    )
+    parser.add_argument("--max-eval", type=int, help="0 = the whole evaluation splits (default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", type=Path, default=Path("runs/demo"))
     parser.add_argument("--smoke", action="store_true", help="tiny data, a few steps: a run check")
     args = parser.parse_args(argv)
-    if args.smoke:
-        args.max_train, args.max_eval = SMOKE_MAX_TRAIN, SMOKE_MAX_EVAL
-    for name in ("max_train", "max_eval"):
+    # --smoke changes the defaults only: a cap given with it still holds.
+    defaults = (SMOKE_MAX_TRAIN, SMOKE_MAX_EVAL) if args.smoke else (DEFAULT_MAX_TRAIN, 0)
+    for name, default in zip(("max_train", "max_eval"), defaults, strict=True):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be 0 (no cap) or a positive count")
     return args

@@ -60,6 +60,17 @@ def test_every_demo_section_runs_end_to_end_and_writes_its_rows(run_demo, tmp_pa
     assert f"results written to {output / 'results.json'}" in printed
 
 
+def test_smoke_sets_the_caps_that_are_not_given(run_demo):
+    def caps(*argv: str) -> tuple[int, int]:
+        args = run_demo.parse_arguments(list(argv))
+        return args.max_train, args.max_eval
+
+    assert caps() == (2000, 0)
+    assert caps("--smoke") == (32, 64)
+    assert caps("--smoke", "--max-eval", "0") == (32, 0)
+    assert caps("--max-train", "0") == (0, 0)
+
+
 def test_a_negative_cap_is_refused_naming_the_option(run_demo, capsys):
     with pytest.raises(SystemExit):
         run_demo.parse_arguments(["--max-eval", "-1"])
