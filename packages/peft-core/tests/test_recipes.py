@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from peft_core import recipes
-from peft_core.command_checks import earlier_run_refusal
+from peft_core.command_checks import earlier_run_refusal, recipe_run_settings
 from peft_core.recipes import (
     add_recipe_arguments,
     fine_tune,
@@ -202,7 +202,13 @@ def test_max_eval_caps_validation_and_test_alike_with_a_seeded_subset(
     assert all(row in rows(whole.test) for row in rows(capped.test))
     assert rows(capped.test) != rows(whole.test)[:4]  # a random subset, not the split's head
     assert rows(capped.validation) != rows(whole.validation)[:4]
-    assert len(load_text_task(tiny_model, path, max_eval=50, verbose=False).test) == 10
+    assert capped.notes == (
+        "validation and test: a seeded random sample of at most 4 examples each (max_eval), "
+        "of 10 and 10",
+    )
+    uncapped = load_text_task(tiny_model, path, max_eval=50, verbose=False)
+    assert len(uncapped.test) == 10
+    assert uncapped.notes == ()  # nothing was left out, so nothing to say
     with pytest.raises(ValueError, match="max_eval must be at least 1, got 0; pass None to eval"):
         load_text_task(tiny_model, path, max_eval=0, verbose=False)
     with pytest.raises(TypeError, match="max_eval must be an int or None"):
@@ -218,6 +224,10 @@ def test_the_command_line_default_trains_on_everything(tiny_model: str, tmp_path
     assert len(task_from_arguments(args).train) == 40
     args = parser.parse_args(["--model", tiny_model, "--dataset", path, "--max-train", "5"])
     assert len(task_from_arguments(args).train) == 5
+    args = parser.parse_args(["--model", tiny_model, "--dataset", path, "--max-eval", "3"])
+    task = task_from_arguments(args)
+    assert (len(task.train), len(task.validation), len(task.test)) == (40, 3, 3)
+    assert recipe_run_settings(args)["max_eval"] == 3  # a resume must evaluate on the same sample
 
 
 def test_model_display_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
