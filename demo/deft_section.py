@@ -27,10 +27,10 @@ def _density_batches(task: TextTask, batch_size: int = 64) -> list[dict]:
 def run(
     task: TextTask, output_dir: Path, options: DemoOptions, earlier: dict[str, list[dict]]
 ) -> list[dict]:
-    epochs, seed = options.epochs, options.seed
     from deft import DensityLossCallback, DensityMonitor, measure_density
     from deft.methods import apply_method
 
+    epochs, seed = options.epochs, options.seed
     test_batches = _density_batches(task)
     rows, reports = [], []
     for name, weight in (("LoRA", 0.0), (f"LoRA + DEFT (λ={DENSITY_WEIGHT:g})", DENSITY_WEIGHT)):

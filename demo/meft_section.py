@@ -15,8 +15,9 @@ TITLE = "MEFT: reversible adapters (activation memory measured on a 16-sentence 
 def run(
     task: TextTask, output_dir: Path, options: DemoOptions, earlier: dict[str, list[dict]]
 ) -> list[dict]:
-    epochs, seed = options.epochs, options.seed
     from meft import MeftConfig, get_meft_model
+
+    epochs, seed = options.epochs, options.seed
 
     # The same full fine-tuning run as the core section's: reuse it when that section ran.
     full = next((r for r in earlier.get("core", []) if r["setting"] == "full fine-tuning"), None)

@@ -25,6 +25,7 @@ import meft_section
 import point_section
 from demo_options import SMOKE_MAX_EVAL, SMOKE_MAX_TRAIN, DemoOptions
 
+from peft_core.argument_types import non_negative_int
 from peft_core.recipes import format_results_table, load_text_task
 
 DEFAULT_MAX_TRAIN = 2000  # minutes per text section on a laptop CPU
@@ -44,9 +45,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sections", nargs="*", choices=list(SECTIONS), default=list(SECTIONS))
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument(
-        "--max-train", type=int, help=f"0 = the whole training split (default {DEFAULT_MAX_TRAIN})"
+        "--max-train", type=non_negative_int,
+        help=f"0 = the whole training split (default {DEFAULT_MAX_TRAIN})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-eval", type=non_negative_int, help="0 = the whole evaluation splits (default)"
     )
-    parser.add_argument("--max-eval", type=int, help="0 = the whole evaluation splits (default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", type=Path, default=Path("runs/demo"))
     parser.add_argument("--smoke", action="store_true", help="tiny data, a few steps: a run check")
@@ -56,8 +60,6 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     for name, default in zip(("max_train", "max_eval"), defaults, strict=True):
         if getattr(args, name) is None:
             setattr(args, name, default)
-        if getattr(args, name) < 0:
-            parser.error(f"--{name.replace('_', '-')} must be 0 (no cap) or a positive count")
     return args
 
 

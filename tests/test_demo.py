@@ -74,4 +74,6 @@ def test_smoke_sets_the_caps_that_are_not_given(run_demo):
 def test_a_negative_cap_is_refused_naming_the_option(run_demo, capsys):
     with pytest.raises(SystemExit):
         run_demo.parse_arguments(["--max-eval", "-1"])
-    assert "--max-eval must be 0 (no cap) or a positive count" in capsys.readouterr().err
+    assert (
+        "argument --max-eval: must be a non-negative integer, got '-1'" in capsys.readouterr().err
+    )
