@@ -11,8 +11,8 @@ import pytest
 
 from peft_core import recipes
 from peft_core.command_checks import earlier_run_refusal, recipe_run_settings
+from peft_core.recipe_arguments import add_recipe_arguments
 from peft_core.recipes import (
-    add_recipe_arguments,
     fine_tune,
     load_classifier,
     load_text_task,
@@ -228,6 +228,10 @@ def test_the_command_line_default_trains_on_everything(tiny_model: str, tmp_path
     task = task_from_arguments(args)
     assert (len(task.train), len(task.validation), len(task.test)) == (40, 3, 3)
     assert recipe_run_settings(args)["max_eval"] == 3  # a resume must evaluate on the same sample
+
+
+def test_the_recipe_options_are_still_importable_from_their_old_home() -> None:
+    assert recipes.add_recipe_arguments is add_recipe_arguments
 
 
 def test_model_display_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,35 +18,37 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from peft_core.lazy_exports import lazy_exports
+
 __version__ = "0.1.0.dev0"
 
-from deft import sparse, thresholding
-from deft.callbacks import DensityLossCallback
-from deft.discovery import MLP_LAYOUTS, ActivationTarget, MLPLayout, find_targets
-from deft.loss import density_loss, saturation
-from deft.metrics import measure_density
-from deft.mlp_inputs import mlp_input_projections
-from deft.monitor import DensityMonitor
-from deft.report import DensityReport
-from deft.schedule import DensityWeightSchedule
-from deft.thresholding import apply_threshold, calibrate_threshold
+if TYPE_CHECKING:  # what type checkers and editors read; at run time each name is imported on use
+    from deft import sparse, thresholding
+    from deft.callbacks import DensityLossCallback
+    from deft.discovery import MLP_LAYOUTS, ActivationTarget, MLPLayout, find_targets
+    from deft.loss import density_loss, saturation
+    from deft.metrics import measure_density
+    from deft.mlp_inputs import mlp_input_projections
+    from deft.monitor import DensityMonitor
+    from deft.report import DensityReport
+    from deft.schedule import DensityWeightSchedule
+    from deft.thresholding import apply_threshold, calibrate_threshold
 
-__all__ = [
-    "MLP_LAYOUTS",
-    "ActivationTarget",
-    "DensityLossCallback",
-    "DensityMonitor",
-    "DensityReport",
-    "DensityWeightSchedule",
-    "MLPLayout",
-    "__version__",
-    "apply_threshold",
-    "calibrate_threshold",
-    "density_loss",
-    "find_targets",
-    "measure_density",
-    "mlp_input_projections",
-    "saturation",
-    "sparse",
-    "thresholding",
-]
+# `deft --help` and usage errors should not wait seconds for torch
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "deft": ["sparse", "thresholding"],
+        "deft.callbacks": ["DensityLossCallback"],
+        "deft.discovery": ["MLP_LAYOUTS", "ActivationTarget", "MLPLayout", "find_targets"],
+        "deft.loss": ["density_loss", "saturation"],
+        "deft.metrics": ["measure_density"],
+        "deft.mlp_inputs": ["mlp_input_projections"],
+        "deft.monitor": ["DensityMonitor"],
+        "deft.report": ["DensityReport"],
+        "deft.schedule": ["DensityWeightSchedule"],
+        "deft.thresholding": ["apply_threshold", "calibrate_threshold"],
+    },
+)

@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
         positive_float,
         positive_int,
     )
-    from peft_core.recipes import add_recipe_arguments
+    from peft_core.recipe_arguments import add_recipe_arguments
 
     parser = argparse.ArgumentParser(
         prog="deft", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -386,7 +386,8 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from deft.report import DensityReport
+    args = _parser().parse_args(argv)
+    from deft.report import DensityReport  # after parsing: these import torch
     from peft_core import atomic_write_text
     from peft_core.command_checks import (
         earlier_run_refusal,
@@ -397,7 +398,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     from peft_core.trainer import ResumeMismatchError
 
-    args = _parser().parse_args(argv)
     needed, extra = ["transformers", "peft"], "hf"
     if args.method == "qlora":
         needed, extra = [*needed, "bitsandbytes"], "qlora"

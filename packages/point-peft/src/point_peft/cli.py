@@ -256,7 +256,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 
 def add_train_command(commands: Any) -> None:
-    from point_peft.finetuning_methods import AUGMENTATIONS, METHODS
+    from point_peft.finetuning_choices import AUGMENTATIONS, METHODS
 
     parser = commands.add_parser(
         "train",

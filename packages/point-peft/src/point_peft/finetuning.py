@@ -128,7 +128,7 @@ class FinetuneRecipe(MethodConfig):
     warmup_ratio: float = 0.1
     max_grad_norm: float | None = 10.0
     augmentation: str = "scale-rotate"
-    """See :data:`~point_peft.finetuning_methods.AUGMENTATIONS`."""
+    """See :data:`~point_peft.finetuning_choices.AUGMENTATIONS`."""
     label_smoothing: float | None = None
     """``None``: the backbone's (0 for Point-MAE, 0.2 for Point-BERT)."""
     votes: int = 1

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from peft_core import ConfigError, MethodConfig
 from point_peft.data import Compose, RandomRotation, Scale, ScaleAndTranslate
+from point_peft.finetuning_choices import AUGMENTATIONS, METHODS
 from point_peft.models import (
     PointBERT,
     PointMAE,
@@ -37,13 +38,6 @@ from point_peft.models import (
 )
 from point_peft.models.classifier import head_classes
 from point_peft.models.loading import checkpoint_family
-
-METHODS: tuple[str, ...] = ("point-peft", "full", "linear", "adapter", "vpt-deep", "bitfit")
-"""``--method`` choices: Point-PEFT and the baselines of :mod:`point_peft.baselines`."""
-BASELINES: tuple[str, ...] = METHODS[1:]
-AUGMENTATIONS: tuple[str, ...] = ("scale-rotate", "scale-translate", "none")
-"""``scale-rotate``: Point-PEFT's "-aug" protocol (per-axis scale U(0.9, 1.1), any turn about y);
-``scale-translate``: Point-MAE's (per-axis scale U(2/3, 3/2), shift U(-0.2, 0.2)); ``none``."""
 
 
 def augmentation(name: str):
