@@ -84,3 +84,36 @@ def top_level_modules_imported_by(code: str) -> set[str]:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
     )
     return set(json.loads(finished.stdout.splitlines()[-1]))
+
+
+class MethodPackageTests:
+    """The packaging checks every method package runs on itself. Subclass it in the package's
+    tests with ``package`` (the imported package), ``distribution`` (its name on PyPI) and
+    ``usage_error`` (arguments its command refuses while parsing); pytest collects the tests::
+
+        class TestPackage(MethodPackageTests):
+            package = meft
+            distribution = "meft"
+            usage_error = ("train", "--epochs", "0")
+    """
+
+    package: ModuleType
+    distribution: str
+    usage_error: tuple[str, ...]
+
+    def test_version_matches_the_installed_metadata(self) -> None:
+        assert_version_matches_metadata(self.package, self.distribution)
+
+    def test_depends_on_peft_core_and_on_no_sibling_method(self) -> None:
+        assert_depends_on_core_only(self.distribution)
+
+    def test_public_names_are_the_type_checking_imports(self) -> None:
+        assert_lazy_exports_match_type_checking_imports(self.package)
+
+    def test_importing_the_package_imports_no_torch_until_a_name_is_read(self) -> None:
+        assert "torch" not in top_level_modules_imported_by(f"import {self.package.__name__}")
+
+    def test_the_command_answers_help_and_usage_errors_without_importing_torch(self) -> None:
+        for argv in (["--help"], ["train", "--help"], list(self.usage_error)):
+            code = f"from {self.package.__name__}.cli import main; main({argv!r})"
+            assert "torch" not in top_level_modules_imported_by(code), argv
