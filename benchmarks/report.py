@@ -89,10 +89,31 @@ def trainer_overhead_section(record: dict[str, Any]) -> list[str]:
     ]
 
 
+def startup_section(record: dict[str, Any]) -> list[str]:
+    info = record["eval_info"]
+    rows = sorted(info["rows"].items(), key=lambda item: item[1]["median_ms"])
+    lines = [
+        f"Wall time of a fresh interpreter per row, {record['run_info']['config']['rounds']} "
+        "interleaved rounds after a warm-up round; ratios of the medians to "
+        f"`{info['reference']}`, which every command paid before its package's names were "
+        "imported lazily:",
+        "",
+        f"| row | median ms | min ms | × `{info['reference']}` |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, row in rows:
+        lines.append(
+            f"| {name} | {row['median_ms']:.0f} | {row['min_ms']:.0f} "
+            f"| {row['ratio_to_import_torch']:.3f} |"
+        )
+    return lines
+
+
 # record-name prefix -> renderer; each suite keeps its renderers beside its benchmark.
 RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "core activation memory": activation_memory_section,
     "core trainer overhead": trainer_overhead_section,
+    "core command start-up": startup_section,
     **MEFT_RENDERERS,
     "deft sparse inference": render_deft_sparse,
     **DEFT_RENDERERS,

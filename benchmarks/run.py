@@ -19,6 +19,7 @@ from benchmarks import records
 # suite name -> module with a main(quick: bool) -> list[Path]
 SUITES = {
     "core": "benchmarks.core.bench_core",
+    "core-startup": "benchmarks.core.bench_startup",
     "meft": "benchmarks.meft.bench_memory_speed",
     "meft-accuracy": "benchmarks.meft.bench_accuracy",
     "meft-accuracy-long": "benchmarks.meft.bench_accuracy_long",
