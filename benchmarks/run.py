@@ -21,6 +21,7 @@ SUITES = {
     "core": "benchmarks.core.bench_core",
     "core-startup": "benchmarks.core.bench_startup",
     "meft": "benchmarks.meft.bench_memory_speed",
+    "meft-step-time": "benchmarks.meft.bench_step_time",
     "meft-accuracy": "benchmarks.meft.bench_accuracy",
     "meft-accuracy-long": "benchmarks.meft.bench_accuracy_long",
     "meft-accuracy-10-epochs": "benchmarks.meft.bench_accuracy_10_epochs",

@@ -17,12 +17,15 @@ def time_interleaved(
     warmup: int,
     repeats: int = 1,
     keep_max: bool = False,
-) -> dict[str, dict[str, float]]:
+    keep_samples: bool = False,
+) -> dict[str, dict[str, Any]]:
     """Milliseconds per call of every row: first a warm-up round of ``warmup + 1`` calls of
     each row, none of them kept (allocator growth, lazy kernel selection, optimizer state), then
     ``rounds`` rounds that time ``repeats`` calls of each row in turn. Per row: ``median_ms``,
     ``min_ms`` (and ``max_ms`` with ``keep_max``) over all ``rounds * repeats`` samples, and their
-    count, ``samples``.
+    count, ``samples``. With ``keep_samples``, also ``samples_ms``, in the order they were
+    timed: the n-th sample of every row comes from the same round, so two rows can be compared
+    round by round (``repeats`` of 1 makes that one sample a round).
 
     Example:
         >>> timings = time_interleaved({"a": lambda: None, "b": lambda: None}, 2, warmup=1)
@@ -41,4 +44,6 @@ def time_interleaved(
         if keep_max:
             timings[name]["max_ms"] = max(s) * 1e3
         timings[name]["samples"] = len(s)
+        if keep_samples:
+            timings[name]["samples_ms"] = [value * 1e3 for value in s]
     return timings

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -315,6 +317,28 @@ def test_interleaved_timing_keeps_what_each_suite_asked_for(monkeypatch):
     assert timings["a"]["samples"] == 6
     with_max = time_interleaved({"a": counted("a")}, 1, warmup=0, keep_max=True)
     assert with_max["a"]["max_ms"] >= with_max["a"]["median_ms"] >= with_max["a"]["min_ms"]
+
+
+def test_interleaved_samples_keep_the_order_of_the_rounds(monkeypatch):
+    """Suites pair the n-th samples of two rows as one round's: a row that slows down round by
+    round must show it in that order."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks.timing import time_interleaved
+
+    calls = []
+
+    def slowing():
+        calls.append(None)
+        time.sleep(0.01 * len(calls))  # the untimed warm-up call is the first
+
+    timings = time_interleaved({"slowing": slowing, "quick": lambda: None}, 3, warmup=0,
+                               keep_samples=True)  # fmt: skip
+    samples = timings["slowing"]["samples_ms"]
+    assert len(samples) == timings["slowing"]["samples"] == 3
+    assert samples == sorted(samples)
+    assert samples[-1] - samples[0] >= 15
+    assert timings["slowing"]["median_ms"] == statistics.median(samples)
+    assert len(timings["quick"]["samples_ms"]) == 3
 
 
 def test_an_accuracy_suite_resumes_with_a_setting_added(records, monkeypatch):

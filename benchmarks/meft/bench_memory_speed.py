@@ -53,7 +53,7 @@ ROWS = [
 ]
 
 
-def _bert(num_layers: int):
+def bert_model(num_layers: int):
     from transformers import BertConfig, BertForSequenceClassification
 
     config = BertConfig(num_hidden_layers=num_layers, num_labels=2, attn_implementation="sdpa")
@@ -76,7 +76,7 @@ def _attach_adapters(model):
 
 
 def build(row: str, num_layers: int):
-    model = _bert(num_layers)
+    model = bert_model(num_layers)
     if row == "full fine-tuning":
         return model
     if row.startswith("LoRA"):

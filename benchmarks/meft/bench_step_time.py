@@ -1,0 +1,161 @@
+"""MEFT's step time against vanilla backprop of the same architecture, every model in one process,
+timed round by round.
+
+`python -m benchmarks.run meft-step-time` (about 35 min on a 2-core CPU; 8 x 128 and 8 x 512
+tokens on the 12-layer BERT-base-shaped model of the `meft` suite).
+
+Why a second timing of what the `meft` suite already times: that suite needs a fresh process per
+row for its peak-memory column, so it times the rows one after another, and load that comes and
+goes on the machine falls on whichever row ran while it lasted. Its 128-token table shows the
+size of that: MEFT1 and MEFT2 with vanilla backprop do the same arithmetic, yet their steps
+differed by 11 % (2.92 s and 2.63 s), and each ratio to vanilla backprop inherits such an error.
+
+Here every model is built in one process, and each round times one training step of every row in
+turn (after one untimed step each, which also allocates the optimizer state). Per variant the
+ratio is taken within a round, the reversible step over the vanilla step of the same round, and
+the record keeps every round's ratio beside the ratio of the medians. The estimate is the
+operation count of the `meft` suite: a reversible step is a vanilla step plus one graph-free
+forward, 1 + forward / vanilla step, with the forward (no autograd) timed in the same rounds.
+
+Rows per variant: MEFT<n> with vanilla backprop (num_reversible_layers=0), MEFT<n> reversible,
+and the forward without autograd. One more row, MEFT1 with float64 streams, prices the setting
+`meft train` and the accuracy tables use (the paper's arithmetic is float32, the default of
+MeftConfig and of every other row).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.records import make_record, write_record
+from benchmarks.timing import time_interleaved
+
+VARIANTS = ("MEFT1", "MEFT2", "MEFT3")
+FLOAT64_ROW = "MEFT1 float64 streams"
+TIME_TARGET = 1.5  # the issue's bound on step time vs vanilla backprop (we aim for 1.35)
+
+
+def _model(row: str, num_layers: int) -> torch.nn.Module:
+    from benchmarks.meft.bench_memory_speed import build
+
+    if row != FLOAT64_ROW:
+        return build(row, num_layers)
+    from benchmarks.meft.bench_memory_speed import bert_model
+    from meft import MeftConfig, get_meft_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return get_meft_model(bert_model(num_layers), MeftConfig(stream_dtype="float64"))
+
+
+def _training_step(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> Callable[[], None]:
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+    def step() -> None:
+        model(**inputs).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def _forward(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> Callable[[], None]:
+    def forward() -> None:
+        with torch.no_grad():
+            model(**inputs)
+
+    return forward
+
+
+def timed_rows(num_layers: int, batch: int, length: int) -> dict[str, Callable[[], None]]:
+    """Every row's callable, models built once: a training step, or a forward without autograd."""
+    generator = torch.Generator().manual_seed(0)
+    inputs = {
+        "input_ids": torch.randint(1000, 30000, (batch, length), generator=generator),
+        "attention_mask": torch.ones(batch, length, dtype=torch.long),
+        "labels": torch.zeros(batch, dtype=torch.long),
+    }
+    rows: dict[str, Callable[[], None]] = {}
+    for variant in VARIANTS:
+        vanilla = _model(f"{variant} vanilla backprop", num_layers).train()
+        rows[f"{variant} vanilla backprop"] = _training_step(vanilla, inputs)
+        rows[f"{variant} forward (no autograd)"] = _forward(vanilla, inputs)
+        rows[variant] = _training_step(_model(variant, num_layers).train(), inputs)
+    rows[FLOAT64_ROW] = _training_step(_model(FLOAT64_ROW, num_layers).train(), inputs)
+    return rows
+
+
+def ratios(timings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per reversible row: its step over the vanilla step of the same variant, round by round and
+    as the ratio of the medians, and the operation-count estimate 1 + forward / vanilla step."""
+    result = {}
+    for row in [*VARIANTS, FLOAT64_ROW]:
+        variant = row.split()[0]
+        vanilla = timings[f"{variant} vanilla backprop"]
+        forward = timings[f"{variant} forward (no autograd)"]
+        per_round = [
+            reversible / plain
+            for reversible, plain in zip(
+                timings[row]["samples_ms"], vanilla["samples_ms"], strict=True
+            )
+        ]
+        result[row] = {
+            "ratio_per_round": per_round,
+            "median_ratio_per_round": statistics.median(per_round),
+            "ratio_of_medians": timings[row]["median_ms"] / vanilla["median_ms"],
+            "estimate": 1 + forward["median_ms"] / vanilla["median_ms"],
+            "meets_target": statistics.median(per_round) <= TIME_TARGET,
+        }
+    return result
+
+
+def measure(num_layers: int, batch: int, length: int, rounds: int) -> dict[str, Any]:
+    torch.manual_seed(0)
+    load_before = os.getloadavg()[0]
+    rows = timed_rows(num_layers, batch, length)
+    print(
+        f"   {num_layers} layers, {batch}x{length}: {len(rows)} rows, {rounds} rounds", flush=True
+    )
+    timings = time_interleaved(rows, rounds, warmup=0, keep_max=True, keep_samples=True)
+    versus_vanilla = ratios(timings)
+    for row, values in versus_vanilla.items():
+        print(
+            f"   {row:>22}: {values['median_ratio_per_round']:.2f}x vanilla per round "
+            f"(from {min(values['ratio_per_round']):.2f} to {max(values['ratio_per_round']):.2f}), "
+            f"estimate {values['estimate']:.2f}x",
+            flush=True,
+        )
+    return {
+        "rows": timings,
+        "versus_vanilla": versus_vanilla,
+        "target": TIME_TARGET,
+        # Rounds shield the ratios from load that comes and goes, not the times themselves.
+        "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
+    }
+
+
+def main(quick: bool = False) -> list[Path]:
+    layers, batch = (2, 2) if quick else (12, 8)
+    settings = [(32, 2)] if quick else [(128, 9), (512, 5)]  # (tokens, rounds)
+    paths = []
+    for length, rounds in settings:
+        record = make_record(
+            f"meft step time in one process bert-base {layers}L {batch}x{length}"
+            + (" quick" if quick else ""),
+            method="MEFT reversible vs vanilla backprop of the same architecture, interleaved",
+            model=f"BertForSequenceClassification, random init, {layers}x768, 12 heads, sdpa "
+            "attention",
+            data=f"random tokens, batch {batch} x {length}, fp32",
+            config={"rounds": rounds, "untimed_calls_per_row": 1},
+            seed=0,
+            eval_info=measure(layers, batch, length, rounds),
+        )
+        paths.append(write_record(record))
+    return paths
