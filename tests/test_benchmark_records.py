@@ -424,3 +424,43 @@ def _accuracy_record(records):
         )  # fmt: skip
 
     return record
+
+
+def test_step_time_ratios_are_taken_round_by_round(records):
+    """meft-step-time pairs each reversible step with the vanilla step of its own round: with
+    hand-made samples the per-round ratios, their median and the estimate are exact."""
+    from benchmarks.meft import bench_step_time
+    from benchmarks.meft.report_sections import step_time_section
+
+    def row(*samples_ms):
+        ordered = sorted(samples_ms)
+        return {"median_ms": statistics.median(samples_ms), "min_ms": ordered[0],
+                "max_ms": ordered[-1], "samples": len(samples_ms), "samples_ms": list(samples_ms)}  # fmt: skip
+
+    timings = {}
+    for variant in bench_step_time.VARIANTS:
+        timings[f"{variant} vanilla backprop"] = row(100.0, 200.0, 400.0)  # a load that grows
+        timings[f"{variant} forward (no autograd)"] = row(50.0, 100.0, 200.0)
+        timings[variant] = row(150.0, 260.0, 560.0)  # 1.5, 1.3, 1.4 of its round's vanilla step
+    timings[bench_step_time.FLOAT64_ROW] = row(170.0, 340.0, 720.0)  # 1.7, 1.7, 1.8
+    ratios = bench_step_time.ratios(timings)
+    assert ratios["MEFT2"]["ratio_per_round"] == pytest.approx([1.5, 1.3, 1.4])
+    assert ratios["MEFT2"]["median_ratio_per_round"] == pytest.approx(1.4)
+    assert ratios["MEFT2"]["ratio_of_medians"] == pytest.approx(1.3)
+    assert ratios["MEFT2"]["estimate"] == pytest.approx(1.5)
+    assert ratios["MEFT2"]["verdict"] == "meets"
+    assert ratios[bench_step_time.FLOAT64_ROW]["verdict"] == "misses"
+    assert bench_step_time.verdict(1.47, 1.5005) == "on the bound"
+    assert bench_step_time.verdict(1.5071, 1.4958) == "on the bound"
+
+    record = records.make_record(
+        "meft step time in one process bert-base 12L 8x128", method="m", model="bert",
+        data="random", config={"rounds": 3, "untimed_calls_per_row": 1},
+        eval_info={"rows": timings, "versus_vanilla": ratios, "target": 1.5,
+                   "load_average_1min": {"before": 1.0, "after": 2.0}},
+    )  # fmt: skip
+    text = "\n".join(step_time_section(json.loads(json.dumps(record, sort_keys=True))))
+    assert "| MEFT2 | 1.40 | 1.30 – 1.50 | 1.30 | 1.50 | meets |" in text
+    assert f"| {bench_step_time.FLOAT64_ROW} | 1.70 | 1.70 – 1.80 | 1.70 | 1.50 | misses |" in text
+    assert "| MEFT1 vanilla backprop | 0.200 | 0.100 | 0.400 |" in text
+    assert text.index("| MEFT1 |") < text.index("| MEFT2 |") < text.index("float64 streams |")

@@ -1,7 +1,7 @@
 """MEFT's step time against vanilla backprop of the same architecture, every model in one process,
 timed round by round.
 
-`python -m benchmarks.run meft-step-time` (about 35 min on a 2-core CPU; 8 x 128 and 8 x 512
+`python -m benchmarks.run meft-step-time` (about 30 min on a 2-core CPU; 8 x 128 and 8 x 512
 tokens on the 12-layer BERT-base-shaped model of the `meft` suite).
 
 Why a second timing of what the `meft` suite already times: that suite needs a fresh process per
@@ -106,14 +106,25 @@ def ratios(timings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 timings[row]["samples_ms"], vanilla["samples_ms"], strict=True
             )
         ]
+        median_of_rounds = statistics.median(per_round)
+        of_medians = timings[row]["median_ms"] / vanilla["median_ms"]
         result[row] = {
             "ratio_per_round": per_round,
-            "median_ratio_per_round": statistics.median(per_round),
-            "ratio_of_medians": timings[row]["median_ms"] / vanilla["median_ms"],
+            "median_ratio_per_round": median_of_rounds,
+            "ratio_of_medians": of_medians,
             "estimate": 1 + forward["median_ms"] / vanilla["median_ms"],
-            "meets_target": statistics.median(per_round) <= TIME_TARGET,
+            "verdict": verdict(median_of_rounds, of_medians),
         }
     return result
+
+
+def verdict(median_of_rounds: float, ratio_of_medians: float) -> str:
+    """Against the target, by both summaries of the same rounds: where they fall on either side
+    of it, the rounds cannot tell the ratio from the bound, and the verdict says so."""
+    below = [ratio <= TIME_TARGET for ratio in (median_of_rounds, ratio_of_medians)]
+    if all(below):
+        return "meets"
+    return "misses" if not any(below) else "on the bound"
 
 
 def measure(num_layers: int, batch: int, length: int, rounds: int) -> dict[str, Any]:
@@ -143,7 +154,7 @@ def measure(num_layers: int, batch: int, length: int, rounds: int) -> dict[str, 
 
 def main(quick: bool = False) -> list[Path]:
     layers, batch = (2, 2) if quick else (12, 8)
-    settings = [(32, 2)] if quick else [(128, 9), (512, 5)]  # (tokens, rounds)
+    settings = [(32, 2)] if quick else [(128, 9), (512, 7)]  # (tokens, rounds)
     paths = []
     for length, rounds in settings:
         record = make_record(

@@ -94,6 +94,57 @@ def memory_speed_section(record: dict[str, Any]) -> list[str]:
     )
 
 
+def _step_time_row_order() -> list[str]:
+    from benchmarks.meft.bench_step_time import FLOAT64_ROW, VARIANTS
+
+    order = []
+    for variant in VARIANTS:
+        order += [f"{variant} vanilla backprop", variant, f"{variant} forward (no autograd)"]
+    return [*order, FLOAT64_ROW]
+
+
+def step_time_section(record: dict[str, Any]) -> list[str]:
+    info = record["eval_info"]
+    order = {name: index for index, name in enumerate(_step_time_row_order())}
+    rows = sorted(info["rows"].items(), key=lambda item: order.get(item[0], len(order)))
+    load = info["load_average_1min"]
+    lines = [
+        f"Every model in one process; each of {record['run_info']['config']['rounds']} rounds "
+        "times one call of every row in turn, after one untimed call each (1-minute load "
+        f"average {load['before']:.2f} before, {load['after']:.2f} after):",
+        "",
+        "| row | median s | min s | max s |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {name} | {row['median_ms'] / 1e3:.3f} | {row['min_ms'] / 1e3:.3f} "
+        f"| {row['max_ms'] / 1e3:.3f} |"
+        for name, row in rows
+    ]
+    lines += [
+        "",
+        "× vanilla: the reversible step over the vanilla step of the same variant in the same "
+        "round. Estimate: 1 + forward without autograd / vanilla step, the operation count of a "
+        "reversible step (medians of the rounds). The target is met where both the median of the "
+        "rounds' ratios and the ratio of the medians are within it, missed where neither is, and "
+        "on the bound where they fall on either side of it.",
+        "",
+        "| reversible row | × vanilla, median of rounds | range over rounds | ratio of medians "
+        f"| estimate | target ≤ {info['target']} |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for name, ratio in sorted(
+        info["versus_vanilla"].items(), key=lambda item: order.get(item[0], len(order))
+    ):
+        per_round = ratio["ratio_per_round"]
+        lines.append(
+            f"| {name} | {ratio['median_ratio_per_round']:.2f} | {min(per_round):.2f} – "
+            f"{max(per_round):.2f} | {ratio['ratio_of_medians']:.2f} | {ratio['estimate']:.2f} "
+            f"| {ratio['verdict']} |"
+        )
+    return lines
+
+
 def depth_sweep_section(record: dict[str, Any]) -> list[str]:
     sweep = {
         name: {int(depth): value for depth, value in values.items()}
@@ -300,6 +351,7 @@ def _saved_inputs_lines(
 
 RENDERERS = {
     "meft memory and speed": memory_speed_section,
+    "meft step time in one process": step_time_section,
     "meft activation memory depth sweep": depth_sweep_section,
     "meft accuracy": accuracy_section,
     "meft learning rate": learning_rate_section,
