@@ -426,9 +426,10 @@ def _accuracy_record(records):
     return record
 
 
-def test_step_time_ratios_are_taken_round_by_round(records):
+def test_step_time_ratios_are_taken_round_by_round(records, monkeypatch, tmp_path):
     """meft-step-time pairs each reversible step with the vanilla step of its own round: with
     hand-made samples the per-round ratios, their median and the estimate are exact."""
+    from benchmarks import plotting
     from benchmarks.meft import bench_step_time
     from benchmarks.meft.report_sections import step_time_section
 
@@ -456,9 +457,10 @@ def test_step_time_ratios_are_taken_round_by_round(records):
     record = records.make_record(
         "meft step time in one process bert-base 12L 8x128", method="m", model="bert",
         data="random", config={"rounds": 3, "untimed_calls_per_row": 1},
-        eval_info={"rows": timings, "versus_vanilla": ratios, "target": 1.5,
+        train_info={"rows": timings, "versus_vanilla": ratios, "target": 1.5,
                    "load_average_1min": {"before": 1.0, "after": 2.0}},
     )  # fmt: skip
+    monkeypatch.setattr(plotting, "PLOTS", tmp_path / "plots")
     text = "\n".join(step_time_section(json.loads(json.dumps(record, sort_keys=True))))
     assert "| MEFT2 | 1.40 | 1.30 – 1.50 | 1.30 | 1.50 | meets |" in text
     assert f"| {bench_step_time.FLOAT64_ROW} | 1.70 | 1.70 – 1.80 | 1.70 | 1.50 | misses |" in text

@@ -166,7 +166,7 @@ def main(quick: bool = False) -> list[Path]:
             data=f"random tokens, batch {batch} x {length}, fp32",
             config={"rounds": rounds, "untimed_calls_per_row": 1},
             seed=0,
-            eval_info=measure(layers, batch, length, rounds),
+            train_info=measure(layers, batch, length, rounds),
         )
         paths.append(write_record(record))
     return paths

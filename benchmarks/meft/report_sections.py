@@ -104,7 +104,7 @@ def _step_time_row_order() -> list[str]:
 
 
 def step_time_section(record: dict[str, Any]) -> list[str]:
-    info = record["eval_info"]
+    info = record["train_info"]
     order = {name: index for index, name in enumerate(_step_time_row_order())}
     rows = sorted(info["rows"].items(), key=lambda item: order.get(item[0], len(order)))
     load = info["load_average_1min"]
@@ -142,7 +142,27 @@ def step_time_section(record: dict[str, Any]) -> list[str]:
             f"{max(per_round):.2f} | {ratio['ratio_of_medians']:.2f} | {ratio['estimate']:.2f} "
             f"| {ratio['verdict']} |"
         )
-    return lines
+    return lines + _round_ratio_plot(record, info, order)
+
+
+def _round_ratio_plot(record: dict[str, Any], info: dict[str, Any], order: dict[str, int]):
+    """Each reversible row's ratio round by round, against the target: how far one round's
+    load can move a ratio, which a table of medians hides."""
+    series = {
+        name: (list(range(1, len(r["ratio_per_round"]) + 1)), r["ratio_per_round"])
+        for name, r in sorted(info["versus_vanilla"].items(), key=lambda i: order.get(i[0], 99))
+    }
+    rounds = max(len(xs) for xs, _ in series.values())
+    series[f"target {info['target']}"] = ([1, rounds], [info["target"]] * 2)
+    return line_plot(
+        figure_name(record),
+        series,
+        xlabel="round",
+        ylabel="reversible step / vanilla step",
+        title=record["name"],
+        xticks=[(r, str(r)) for r in range(1, rounds + 1)],
+        dashed=lambda name: name.startswith("target"),
+    )
 
 
 def depth_sweep_section(record: dict[str, Any]) -> list[str]:
