@@ -108,10 +108,12 @@ def step_time_section(record: dict[str, Any]) -> list[str]:
     order = {name: index for index, name in enumerate(_step_time_row_order())}
     rows = sorted(info["rows"].items(), key=lambda item: order.get(item[0], len(order)))
     load = info["load_average_1min"]
+    config = record["run_info"]["config"]
+    untimed = config["untimed_calls_per_row"]
     lines = [
-        f"Every model in one process; each of {record['run_info']['config']['rounds']} rounds "
-        "times one call of every row in turn, after one untimed call each (1-minute load "
-        f"average {load['before']:.2f} before, {load['after']:.2f} after):",
+        f"Every model in one process; each of {config['rounds']} rounds times one call of every "
+        f"row in turn, after {untimed} untimed call{'s' if untimed > 1 else ''} each (1-minute "
+        f"load average {load['before']:.2f} before, {load['after']:.2f} after):",
         "",
         "| row | median s | min s | max s |",
         "|---|---:|---:|---:|",
