@@ -164,24 +164,6 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks.report")
 
 
-# Run in a venv holding only the wheels (no extras): the version matches the metadata, and every
-# public name resolves. The packages import their names lazily, so a bare import alone would not
-# notice a module left out of the wheel or one that needs an extra at import time.
-_CLEAN_VENV_CHECK = """
-import importlib.metadata, {module}
-version = importlib.metadata.version({dist!r})
-assert {module}.__version__ == version, ({module}.__version__, version)
-unresolved = []
-for name in {module}.__all__:
-    try:
-        getattr({module}, name)
-    except Exception as error:
-        unresolved.append(f"{{name}}: {{type(error).__name__}}: {{error}}")
-assert not unresolved, "public names that fail without extras: " + "; ".join(unresolved)
-print({dist!r}, version, "imports from a clean venv,", len({module}.__all__), "names resolve")
-"""
-
-
 @nox.session(tags=["ci"])
 def build(session: nox.Session) -> None:
     """sdist + wheel per package, metadata checks, and per wheel in a clean venv: its public names
@@ -204,8 +186,8 @@ def build(session: nox.Session) -> None:
         if package != "peft-core":
             wheels += glob.glob(str(dist / package / "*.whl"))
         session.run("uv", "pip", "install", "--quiet", "--python", python, *wheels, *CI_CONSTRAINTS)
-        session.run(
-            python, "-c", _CLEAN_VENV_CHECK.format(module=module, dist=distribution), external=True
-        )
+        # Version and every public name, from the wheel alone (tools/check_installed_package.py).
+        checker = str(ROOT / "tools" / "check_installed_package.py")
+        session.run(python, checker, module, distribution, external=True)
         if package != "peft-core":  # the command each method package installs
             session.run(str(scripts / package), "--help", silent=True, external=True)
