@@ -71,6 +71,12 @@ def memory_speed_section(record: dict[str, Any]) -> list[str]:
             "back gigabytes of saved activations."
         )
         lines.append("")
+        lines.append(
+            "These rows were timed one after another, each in a fresh process, so load that came "
+            "and went falls on some rows and not others; `meft step time in one process` times "
+            "the reversible rows and vanilla backprop side by side, round by round."
+        )
+        lines.append("")
     for variant in ("MEFT1", "MEFT2", "MEFT3", "MEFT1 top layer vanilla"):
         if variant not in rows:
             continue
