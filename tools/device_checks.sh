@@ -7,7 +7,9 @@
 #   bash tools/device_checks.sh table   # MEFT's memory-and-speed table on CUDA (torch.cuda peak
 #                                       # memory; BERT-base shape, batch 8, 128 then 512 tokens)
 #   bash tools/device_checks.sh sweep   # its activation-memory depth sweep (6/12/24 layers)
-#   bash tools/device_checks.sh         # all three, in that order
+#   bash tools/device_checks.sh steps   # MEFT's step time vs vanilla backprop, every model in one
+#                                       # process, 30 rounds (benchmarks/meft/bench_step_time.py)
+#   bash tools/device_checks.sh         # all four, in that order
 #
 # The packages are used from the source tree (PYTHONPATH), so nothing is built or fetched there.
 # Such an image lacks bitsandbytes and holds a transformers older than meft's floor (5.24):
@@ -19,14 +21,16 @@
 # Most of the time is start-up: the table runs each of its 22 rows in a fresh process, the sweep
 # 15 more, and importing torch and transformers' BERT takes 11-15 s on 2 CPU cores (less on a
 # GPU machine's 16). On a 2-core CPU the tests stage took 54 s, the wheels' install included; on
-# one H100 plan `tests` and `table` in one command, `sweep` in a second.
+# one H100 plan `tests` and `table` in one command, `sweep` and `steps` in a second. A device
+# machine returns at most 8 files a command: `tests` and `table` write 6, `sweep` and `steps` 6
+# (`all` would write 11).
 set -uo pipefail
 
 stage="${1:-all}"
 case "$stage" in
-    all | tests | table | sweep) ;;
+    all | tests | table | sweep | steps) ;;
     *)
-        echo "usage: bash tools/device_checks.sh [tests|table|sweep]   (default: all three)" >&2
+        echo "usage: bash tools/device_checks.sh [tests|table|sweep|steps]   (default: all four)" >&2
         exit 2
         ;;
 esac
@@ -75,5 +79,11 @@ if [ "$stage" = all ] || [ "$stage" = table ]; then
 fi
 if [ "$stage" = all ] || [ "$stage" = sweep ]; then
     meft_bench meft-depth-sweep.log --lengths 128 --depth-sweep-only
+fi
+if [ "$stage" = all ] || [ "$stage" = steps ]; then
+    SECONDS=0
+    python3 -m benchmarks.run meft-step-time 2>&1 | tee "$out/meft-step-time.log" || status=1
+    echo "($SECONDS s)" | tee -a "$out/meft-step-time.log"
+    cp benchmarks/results/meft-step-time-*-cuda.json "$out"/ 2>/dev/null || true
 fi
 exit $status
