@@ -444,13 +444,16 @@ def test_step_time_ratios_are_taken_round_by_round(records, monkeypatch, tmp_pat
         timings[f"{variant} forward (no autograd)"] = row(50.0, 100.0, 200.0)
         timings[variant] = row(150.0, 260.0, 560.0)  # 1.5, 1.3, 1.4 of its round's vanilla step
     timings[bench_step_time.FLOAT64_ROW] = row(170.0, 340.0, 720.0)  # 1.7, 1.7, 1.8
-    ratios = bench_step_time.ratios(timings)
+    timings[bench_step_time.TOP_LAYER_ROW] = row(140.0, 280.0, 560.0)  # 1.4 in every round
+    ratios = bench_step_time.ratios(timings, num_layers=4)
     assert ratios["MEFT2"]["ratio_per_round"] == pytest.approx([1.5, 1.3, 1.4])
     assert ratios["MEFT2"]["median_ratio_per_round"] == pytest.approx(1.4)
     assert ratios["MEFT2"]["ratio_of_medians"] == pytest.approx(1.3)
     assert ratios["MEFT2"]["estimate"] == pytest.approx(1.5)
     assert ratios["MEFT2"]["verdict"] == "meets"
     assert ratios[bench_step_time.FLOAT64_ROW]["verdict"] == "misses"
+    # the top layer is not recomputed: 3 of the 4 layers' forward, 1 + 0.75 * 200 / 200
+    assert ratios[bench_step_time.TOP_LAYER_ROW]["estimate"] == pytest.approx(1.375)
     assert bench_step_time.verdict(1.47, 1.5005) == "on the bound"
     assert bench_step_time.verdict(1.5071, 1.4958) == "on the bound"
 
@@ -466,3 +469,4 @@ def test_step_time_ratios_are_taken_round_by_round(records, monkeypatch, tmp_pat
     assert f"| {bench_step_time.FLOAT64_ROW} | 1.70 | 1.70 – 1.80 | 1.70 | 1.50 | misses |" in text
     assert "| MEFT1 vanilla backprop | 0.200 | 0.100 | 0.400 |" in text
     assert text.index("| MEFT1 |") < text.index("| MEFT2 |") < text.index("float64 streams |")
+    assert f"| {bench_step_time.TOP_LAYER_ROW} | 1.40 | 1.40 – 1.40 | 1.40 | 1.38 | meets |" in text
