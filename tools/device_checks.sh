@@ -53,18 +53,18 @@ print(json.dumps({'device': device_description(), 'versions': library_versions()
 
 status=0
 
-# Runs the memory-and-speed benchmark with the given arguments, then copies its CUDA records.
+# Runs a MEFT benchmark module with the given arguments, then copies its CUDA records.
 meft_bench() {
     local log="$1"
     shift
     SECONDS=0
-    python3 -m benchmarks.meft.bench_memory_speed "$@" 2>&1 | tee "$out/$log" || status=1
+    python3 -m "$@" 2>&1 | tee "$out/$log" || status=1
     echo "($SECONDS s)" | tee -a "$out/$log"
     cp benchmarks/results/meft-*-cuda.json "$out"/ 2>/dev/null || true
 }
 
 if [ "$stage" = all ] || [ "$stage" = tests ]; then
-    # One log for both runs: a device machine returns at most 8 files, and `all` makes exactly 8.
+    # One log for both runs: a device machine returns at most 8 files a command (see above).
     # A test module that cannot be imported there (a package the image lacks) must not stop the
     # others: it is reported as an error and the rest run.
     pytest=(python3 -m pytest -q -p no:cacheprovider -rs --continue-on-collection-errors)
@@ -74,16 +74,14 @@ if [ "$stage" = all ] || [ "$stage" = tests ]; then
         | tee -a "$out/tests.log" || status=1
 fi
 if [ "$stage" = all ] || [ "$stage" = table ]; then
-    meft_bench meft-table-128.log --lengths 128 --no-depth-sweep
-    meft_bench meft-table-512.log --lengths 512 --no-depth-sweep
+    meft_bench meft-table-128.log benchmarks.meft.bench_memory_speed --lengths 128 --no-depth-sweep
+    meft_bench meft-table-512.log benchmarks.meft.bench_memory_speed --lengths 512 --no-depth-sweep
 fi
 if [ "$stage" = all ] || [ "$stage" = sweep ]; then
-    meft_bench meft-depth-sweep.log --lengths 128 --depth-sweep-only
+    meft_bench meft-depth-sweep.log benchmarks.meft.bench_memory_speed --lengths 128 \
+        --depth-sweep-only
 fi
 if [ "$stage" = all ] || [ "$stage" = steps ]; then
-    SECONDS=0
-    python3 -m benchmarks.run meft-step-time 2>&1 | tee "$out/meft-step-time.log" || status=1
-    echo "($SECONDS s)" | tee -a "$out/meft-step-time.log"
-    cp benchmarks/results/meft-step-time-*-cuda.json "$out"/ 2>/dev/null || true
+    meft_bench meft-step-time.log benchmarks.run meft-step-time
 fi
 exit $status

@@ -53,7 +53,7 @@ ROWS = [
 ]
 
 
-def bert_model(num_layers: int):
+def _bert(num_layers: int):
     from transformers import BertConfig, BertForSequenceClassification
 
     config = BertConfig(num_hidden_layers=num_layers, num_labels=2, attn_implementation="sdpa")
@@ -76,7 +76,7 @@ def _attach_adapters(model):
 
 
 def build(row: str, num_layers: int):
-    model = bert_model(num_layers)
+    model = _bert(num_layers)
     if row == "full fine-tuning":
         return model
     if row.startswith("LoRA"):
@@ -99,6 +99,8 @@ def build(row: str, num_layers: int):
     # None: every layer reversible (the config's default)
     reversible = {"vanilla backprop": 0, "top layer vanilla": num_layers - 1}.get(how)
     every = int(how.partition("=")[2]) if how.startswith("save_inputs_every=") else None
+    # float32 is MeftConfig's default (the paper's arithmetic); float64 is what `meft train` uses
+    stream_dtype = "float64" if how == "float64 streams" else "float32"
     with warnings.catch_warnings():
         warnings.simplefilter(
             "ignore"
@@ -106,7 +108,10 @@ def build(row: str, num_layers: int):
         return get_meft_model(
             model,
             MeftConfig(
-                variant=variant.lower(), num_reversible_layers=reversible, save_inputs_every=every
+                variant=variant.lower(),
+                num_reversible_layers=reversible,
+                save_inputs_every=every,
+                stream_dtype=stream_dtype,
             ),
         )
 

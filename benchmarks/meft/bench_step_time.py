@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import os
 import statistics
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from benchmarks.meft.bench_memory_speed import build
 from benchmarks.records import make_record, write_record
 from benchmarks.timing import time_interleaved
 
@@ -45,19 +45,6 @@ FLOAT64_ROW = "MEFT1 float64 streams"
 TOP_LAYER_ROW = "MEFT1 top layer vanilla"  # num_reversible_layers = layers - 1
 EXTRA_ROWS = (FLOAT64_ROW, TOP_LAYER_ROW)  # MEFT1 settings, against MEFT1's vanilla backprop
 TIME_TARGET = 1.5  # the issue's bound on step time vs vanilla backprop (we aim for 1.35)
-
-
-def _model(row: str, num_layers: int) -> torch.nn.Module:
-    from benchmarks.meft.bench_memory_speed import build
-
-    if row != FLOAT64_ROW:
-        return build(row, num_layers)
-    from benchmarks.meft.bench_memory_speed import bert_model
-    from meft import MeftConfig, get_meft_model
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return get_meft_model(bert_model(num_layers), MeftConfig(stream_dtype="float64"))
 
 
 def _training_step(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> Callable[[], None]:
@@ -92,7 +79,7 @@ def timed_rows(
     inputs = {name: tensor.to(device) for name, tensor in inputs.items()}
 
     def model(row: str) -> torch.nn.Module:
-        return _model(row, num_layers).to(device).train()
+        return build(row, num_layers).to(device).train()
 
     rows: dict[str, Callable[[], None]] = {}
     for variant in VARIANTS:

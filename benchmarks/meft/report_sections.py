@@ -142,27 +142,30 @@ def step_time_section(record: dict[str, Any]) -> list[str]:
         f"| estimate | target ≤ {info['target']} |",
         "|---|---:|---:|---:|---:|---|",
     ]
-    for name, ratio in sorted(
+    versus_vanilla = sorted(
         info["versus_vanilla"].items(), key=lambda item: order.get(item[0], len(order))
-    ):
+    )
+    for name, ratio in versus_vanilla:
         per_round = ratio["ratio_per_round"]
         lines.append(
             f"| {name} | {ratio['median_ratio_per_round']:.2f} | {min(per_round):.2f} – "
             f"{max(per_round):.2f} | {ratio['ratio_of_medians']:.2f} | {ratio['estimate']:.2f} "
             f"| {ratio['verdict']} |"
         )
-    return lines + _round_ratio_plot(record, info, order)
+    return lines + _round_ratio_plot(record, versus_vanilla, info["target"])
 
 
-def _round_ratio_plot(record: dict[str, Any], info: dict[str, Any], order: dict[str, int]):
+def _round_ratio_plot(
+    record: dict[str, Any], versus_vanilla: list[tuple[str, dict[str, Any]]], target: float
+) -> list[str]:
     """Each reversible row's ratio round by round, against the target: how far one round's
     load can move a ratio, which a table of medians hides."""
     series = {
         name: (list(range(1, len(r["ratio_per_round"]) + 1)), r["ratio_per_round"])
-        for name, r in sorted(info["versus_vanilla"].items(), key=lambda i: order.get(i[0], 99))
+        for name, r in versus_vanilla
     }
     rounds = max(len(xs) for xs, _ in series.values())
-    series[f"target {info['target']}"] = ([1, rounds], [info["target"]] * 2)
+    series[f"target {target}"] = ([1, rounds], [target] * 2)
     return line_plot(
         figure_name(record),
         series,
