@@ -422,7 +422,6 @@ def test_a_missing_h5py_is_a_usage_error_naming_the_extra(backbone, tmp_path, ca
         (["--votes", "0"], "votes must be an integer >= 1"),
         (["--augmentation", "none", "--label-smoothing", "1.5"], "label_smoothing must be in"),
         (["--num-groups", "8"], "--num-groups / --group-size describe a --backbone file"),
-        (["--save-every", "0"], "--save-every must be a positive integer"),
     ],
 )
 def test_bad_input_is_a_clear_usage_error(arguments, message, capsys):
@@ -454,6 +453,19 @@ def test_an_unknown_method_is_refused_by_the_parser(capsys):
         main(["train", "--method", "lora"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'lora'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "pretrain"])
+@pytest.mark.parametrize(
+    ("option", "value"), [("--save-every", "0"), ("--log-every", "-1"), ("--threads", "two")]
+)
+def test_run_option_counts_are_checked_by_the_parser(command, option, value, capsys):
+    # Refused while parsing, before any model or data is built, in argparse's words.
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, option, value])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert f"argument {option}: must be a positive integer, got '{value}'" in error, error
 
 
 @pytest.mark.parametrize("suffix", ["finetuning_data", "finetuning_methods"])

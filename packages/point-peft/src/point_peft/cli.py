@@ -61,6 +61,8 @@ _ARCHITECTURE_OPTIONS = {
 
 def _add_run_options(parser: Any, default_output: Path) -> None:
     """The options every training subcommand shares: output folder, checkpoints, resume, device."""
+    from peft_core.argument_types import positive_int
+
     run = parser.add_argument_group("run")
     run.add_argument(
         "--output-dir", type=Path, default=default_output,
@@ -68,13 +70,13 @@ def _add_run_options(parser: Any, default_output: Path) -> None:
     )  # fmt: skip
     run.add_argument(
         "--save-every",
-        type=int,
+        type=positive_int,
         default=100,
         help="steps between checkpoints (default: %(default)s)",
     )
     run.add_argument(
         "--log-every",
-        type=int,
+        type=positive_int,
         default=10,
         help="steps between loss records (default: %(default)s)",
     )
@@ -82,7 +84,7 @@ def _add_run_options(parser: Any, default_output: Path) -> None:
     run.add_argument(
         "--overwrite", action="store_true", help="discard an earlier run in --output-dir"
     )
-    run.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    run.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads")
     run.add_argument("--cpu", action="store_true", help="stay on the CPU even with a GPU")
     run.add_argument(
         "--mixed-precision", choices=("no", "fp16", "bf16"), default="no",
@@ -227,10 +229,6 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from point_peft.pretraining_recipe import RESULT_NAME, pretrain
 
     config, recipe = pretrain_model_config(args), pretrain_recipe(args)
-    for name in ("save_every", "log_every", "threads"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
@@ -445,10 +443,6 @@ def run_train(args: argparse.Namespace) -> int:
     from point_peft.data import DatasetFileError, ReaderDependencyError
     from point_peft.finetuning import RESULT_NAME, finetune
 
-    for name in ("save_every", "log_every", "threads"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     if args.backbone is not None and not args.backbone.is_file():
         raise UsageError(f"--backbone {args.backbone}: no such file")
     recipe = train_recipe(args)
