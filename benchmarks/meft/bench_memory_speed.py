@@ -87,8 +87,8 @@ def build(row: str, num_layers: int):
         )
         model = get_peft_model(model, config)
         if "checkpointing" in row:
-            model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
+            model.activation_checkpointing_enable(
+                activation_checkpointing_kwargs={"use_reentrant": False}
             )
         return model
     if row.startswith("adapters"):

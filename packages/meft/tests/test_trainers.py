@@ -44,7 +44,7 @@ def _with_checkpointing_switched_on(host: str):
         model.set_grad_checkpointing(True)  # checkpoints the first block: the whole stack
         return model, image_batch()
     model = get_meft_model(tiny_bert(), MeftConfig())
-    model.gradient_checkpointing_enable()  # what TrainingArguments(gradient_checkpointing=True) does
+    model.activation_checkpointing_enable()  # what TrainingArguments(activation_checkpointing=True) does
     return model, text_batch()
 
 

@@ -60,7 +60,8 @@ def checkpointing_message(stack_name: str) -> str:
         f"MEFT: activation (gradient) checkpointing is enabled on {stack_name}, but it saves "
         "nothing there: MEFT's first layer runs the whole reversible stack, whose layers already "
         "recompute their activations in backward (Hugging Face's per-layer checkpointing is "
-        "bypassed). Turn it off (TrainingArguments(gradient_checkpointing=False) or "
-        "model.gradient_checkpointing_disable()); to "
-        "save more activation memory, raise MeftConfig.num_reversible_layers."
+        "bypassed). Turn it off (TrainingArguments(activation_checkpointing=False) or "
+        "model.activation_checkpointing_disable(), the names transformers 5.24 gave "
+        "gradient_checkpointing); to save more activation memory, raise "
+        "MeftConfig.num_reversible_layers."
     )
