@@ -1,7 +1,9 @@
-"""MEFT inside the trainers users have: Hugging Face's Trainer, and DDP under torchrun."""
+"""MEFT inside the trainers users have: Hugging Face's Trainer, and DDP under torchrun (and
+nn.DataParallel refused with a way out)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -13,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 from tiny_models import image_batch, text_batch, timm_vit_with_loss, tiny_bert
 
-from meft import MeftConfig, get_meft_model
+from meft import MeftConfig, get_meft_model, unload
 
 SCRIPT = Path(__file__).parent / "scripts" / "train_meft.py"
 
@@ -110,3 +112,28 @@ def test_ddp_with_two_processes_matches_one(tmp_path):
     assert expected.keys() == actual.keys()
     for name in expected:
         torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=1e-5, msg=name)
+
+
+def _replicate_every_module(model: torch.nn.Module) -> None:
+    # What nn.parallel.replicate does first, module by module, before it copies any tensor (the
+    # copy itself needs CUDA devices).
+    for module in model.modules():
+        module._replicate_for_data_parallel()
+
+
+def test_data_parallel_is_refused_before_any_replica_runs():
+    # A replica's layers would call the original stack: on a second GPU, a mixed-device error.
+    model = get_meft_model(tiny_bert(), MeftConfig())
+    with pytest.raises(RuntimeError, match=r"nn\.DataParallel .*one process per GPU"):
+        _replicate_every_module(model)
+    with pytest.raises(RuntimeError, match=r"nn\.DataParallel"):
+        _replicate_every_module(copy.deepcopy(model))  # copies keep the refusal
+    _replicate_every_module(unload(model))  # and unload takes it away
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_data_parallel_on_two_gpus_names_the_way_out():
+    model = torch.nn.DataParallel(get_meft_model(tiny_bert(), MeftConfig()).cuda())
+    batch = {key: value.cuda() for key, value in text_batch().items()}
+    with pytest.raises(RuntimeError, match="one process per GPU"):
+        model(**batch)

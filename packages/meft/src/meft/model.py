@@ -78,8 +78,13 @@ class MeftStack:
     def install(self) -> None:
         for index, layer in enumerate(self.layers):
             layer.forward = _StackLayerForward(self, index)
+            # An instance attribute shadows nn.Module's method, which nn.DataParallel calls on
+            # every module it copies: the refusal comes before any replica runs.
+            layer._replicate_for_data_parallel = _RefuseDataParallel(self.name)
 
     def uninstall(self) -> None:
+        for layer in self.layers:
+            layer.__dict__.pop("_replicate_for_data_parallel", None)
         for layer, forward in zip(self.layers, self._instance_forwards, strict=True):
             if forward is None:
                 layer.__dict__.pop("forward", None)  # the class's own forward is visible again
@@ -201,6 +206,26 @@ class _StackLayerForward:
             return self.stack._run_from_first_layer(*args, **kwargs)
         hidden = args[0] if args else kwargs[next(iter(self.stack._signature.parameters))]
         return self.stack._hand_on(self.index, hidden)
+
+
+class _RefuseDataParallel:
+    """Stands in for ``nn.Module._replicate_for_data_parallel`` on a MEFT layer.
+
+    A replica's layers would keep calling the original stack (its forward is an attribute that
+    refers to the stack, and a replica's ``parameters()`` is empty, so the coupled layers could not
+    see the replica's weights): replicas on other GPUs would fail on mixed devices. An object, not
+    a closure, so that copies and pickles of the model keep it."""
+
+    def __init__(self, stack_name: str):
+        self.stack_name = stack_name
+
+    def __call__(self) -> nn.Module:
+        raise RuntimeError(
+            f"MEFT does not run under nn.DataParallel ({self.stack_name} is reversible): use one "
+            "process per GPU, which trains with DistributedDataParallel (torchrun or accelerate "
+            "launch; the Hugging Face Trainer picks nn.DataParallel when one process sees "
+            "several GPUs, so launch it that way or set CUDA_VISIBLE_DEVICES to one GPU)"
+        )
 
 
 def _cache_length(cache: Any) -> int:
