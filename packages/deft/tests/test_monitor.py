@@ -76,6 +76,27 @@ def test_through_a_peft_lora_wrapper_and_a_ddp_wrapper_names_stay_those_of_the_p
     assert monitor.loss(MASK).requires_grad
 
 
+def test_a_data_parallel_replica_of_the_model_is_refused_with_the_way_out():
+    # nn.DataParallel copies the model per GPU (the copies share its hooks) and runs the copies
+    # in threads on slices of the batch: their activations would mix under one mask. Its first
+    # step on the CPU, the shallow copy of a module, is enough to build a replica here.
+    model = _bert_classifier()
+    monitor = DensityMonitor(model)
+    replica = model._replicate_for_data_parallel()
+    with pytest.raises(RuntimeError, match=r"DataParallel.*one process per GPU"):
+        replica(input_ids=IDS, attention_mask=MASK)
+    model(input_ids=IDS, attention_mask=MASK)  # the model itself (one GPU: no replicas) still runs
+    assert monitor.loss(MASK).requires_grad
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_data_parallel_on_two_gpus_is_refused():
+    model = _bert_classifier().cuda()
+    DensityMonitor(model)
+    with pytest.raises(RuntimeError, match="one process per GPU"):
+        nn.DataParallel(model)(input_ids=IDS.cuda(), attention_mask=MASK.cuda())
+
+
 def test_prompt_tuning_virtual_tokens_are_counted_as_real_tokens():
     peft = pytest.importorskip("peft")
     config = peft.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3)

@@ -30,6 +30,7 @@ import torch
 
 from deft.loss import DEFAULT_EPS
 from deft.schedule import DensityWeightSchedule
+from peft_core.data_parallel import ONE_PROCESS_PER_GPU
 from peft_core.optional_imports import import_optional
 
 if TYPE_CHECKING:
@@ -78,9 +79,8 @@ def _refuse_data_parallel(n_gpu: int) -> None:
     if n_gpu > 1:
         raise ValueError(
             f"DensityTrainer: this process sees {n_gpu} GPUs, so the Trainer would train with "
-            "torch.nn.DataParallel, whose replicas the density monitor cannot follow; launch one "
-            "process per GPU (torchrun or accelerate launch: DDP, supported), or limit this "
-            "process to one GPU with CUDA_VISIBLE_DEVICES"
+            "torch.nn.DataParallel, whose replicas the density monitor cannot follow; "
+            + ONE_PROCESS_PER_GPU
         )
 
 

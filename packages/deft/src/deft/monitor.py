@@ -20,6 +20,7 @@ from deft.discovery import (
     is_encoder_decoder as _model_is_encoder_decoder,
 )
 from deft.loss import DEFAULT_EPS, density_loss
+from peft_core.data_parallel import ONE_PROCESS_PER_GPU, is_data_parallel_replica
 
 # Hugging Face's label value for positions the loss ignores (decoder padding).
 IGNORE_INDEX = -100
@@ -93,6 +94,13 @@ class DensityMonitor:
 
     # -- hooks ---------------------------------------------------------------------------------
     def _enter(self, module: nn.Module, args: Any) -> None:
+        if is_data_parallel_replica(module):
+            # Replicas run the hooked layers in parallel threads, each on its slice of the batch:
+            # their activations would land in one list, against the whole batch's mask.
+            raise RuntimeError(
+                "DensityMonitor: the model runs under torch.nn.DataParallel, whose replicas the "
+                "monitor cannot tell apart; " + ONE_PROCESS_PER_GPU
+            )
         if self._depth == 0:
             self._captured = {}
             self._forward_had_grad = torch.is_grad_enabled()

@@ -27,6 +27,7 @@ from meft.coupling import CoupledLayer
 from meft.precision import lowest_precision, warn_if_reconstruction_is_unstable
 from meft.reversible import StackRun, run_stack
 from peft_core.activations import activation_names, get_activation
+from peft_core.data_parallel import ONE_PROCESS_PER_GPU
 
 
 class MeftStack:
@@ -221,10 +222,8 @@ class _RefuseDataParallel:
 
     def __call__(self) -> nn.Module:
         raise RuntimeError(
-            f"MEFT does not run under nn.DataParallel ({self.stack_name} is reversible): use one "
-            "process per GPU, which trains with DistributedDataParallel (torchrun or accelerate "
-            "launch; the Hugging Face Trainer picks nn.DataParallel when one process sees "
-            "several GPUs, so launch it that way or set CUDA_VISIBLE_DEVICES to one GPU)"
+            f"MEFT does not run under nn.DataParallel ({self.stack_name} is reversible): "
+            + ONE_PROCESS_PER_GPU
         )
 
 
