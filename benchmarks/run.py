@@ -22,6 +22,7 @@ SUITES = {
     "core-startup": "benchmarks.core.bench_startup",
     "meft": "benchmarks.meft.bench_memory_speed",
     "meft-step-time": "benchmarks.meft.bench_step_time",
+    "meft-allocator": "benchmarks.meft.bench_allocator",
     "meft-accuracy": "benchmarks.meft.bench_accuracy",
     "meft-accuracy-long": "benchmarks.meft.bench_accuracy_long",
     "meft-accuracy-10-epochs": "benchmarks.meft.bench_accuracy_10_epochs",
