@@ -470,3 +470,15 @@ def test_step_time_ratios_are_taken_round_by_round(records, monkeypatch, tmp_pat
     assert "| MEFT1 vanilla backprop | 0.200 | 0.100 | 0.400 |" in text
     assert text.index("| MEFT1 |") < text.index("| MEFT2 |") < text.index("float64 streams |")
     assert f"| {bench_step_time.TOP_LAYER_ROW} | 1.40 | 1.40 – 1.40 | 1.40 | 1.38 | meets |" in text
+    # a record from before the allocator setting: glibc's default, no kernel columns
+    assert "Allocator: glibc default." in text
+    assert "kernel CPU s" not in text
+
+    for name, timing in timings.items():
+        timing["kernel_s_per_call"] = [0.5, 0.0, 0.25]
+        timing["minor_faults_per_call"] = [1000, 0, 2500] if "vanilla" in name else [0, 0, 0]
+    record["run_info"]["config"]["allocator"] = "kept by a test"
+    text = "\n".join(step_time_section(json.loads(json.dumps(record, sort_keys=True))))
+    assert "Allocator: kept by a test." in text
+    assert "| MEFT1 vanilla backprop | 0.200 | 0.100 | 0.400 | 0.25 | 1,000 |" in text
+    assert "| MEFT1 | 0.260 | 0.150 | 0.560 | 0.25 | 0 |" in text

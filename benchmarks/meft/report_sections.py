@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from benchmarks.plotting import figure_name, line_plot, scatter_plot
@@ -116,19 +117,24 @@ def step_time_section(record: dict[str, Any]) -> list[str]:
     load = info["load_average_1min"]
     config = record["run_info"]["config"]
     untimed = config["untimed_calls_per_row"]
+    # Records before the allocator setting and the kernel columns: glibc's default, not measured.
+    kernel = all("kernel_s_per_call" in row for _, row in rows)
     lines = [
         f"Every model in one process; each of {config['rounds']} rounds times one call of every "
         f"row in turn, after {untimed} untimed call{'s' if untimed > 1 else ''} each (1-minute "
-        f"load average {load['before']:.2f} before, {load['after']:.2f} after):",
+        f"load average {load['before']:.2f} before, {load['after']:.2f} after). Allocator: "
+        f"{config.get('allocator', 'glibc default')}.",
         "",
-        "| row | median s | min s | max s |",
-        "|---|---:|---:|---:|",
+        "| row | median s | min s | max s |" + (" kernel CPU s | page faults |" if kernel else ""),
+        "|---|---:|---:|---:|" + ("---:|---:|" if kernel else ""),
     ]
     lines += [
         f"| {name} | {row['median_ms'] / 1e3:.3f} | {row['min_ms'] / 1e3:.3f} "
-        f"| {row['max_ms'] / 1e3:.3f} |"
+        f"| {row['max_ms'] / 1e3:.3f} |" + (_kernel_cells(row) if kernel else "")
         for name, row in rows
     ]
+    if kernel:
+        lines += ["", "Kernel CPU time and minor page faults: medians per call over the rounds."]
     lines += [
         "",
         "× vanilla: the reversible step over the vanilla step of the same variant in the same "
@@ -153,6 +159,49 @@ def step_time_section(record: dict[str, Any]) -> list[str]:
             f"| {ratio['verdict']} |"
         )
     return lines + _round_ratio_plot(record, versus_vanilla, info["target"])
+
+
+def _kernel_cells(row: dict[str, Any]) -> str:
+    return (
+        f" {statistics.median(row['kernel_s_per_call']):.2f} "
+        f"| {statistics.median(row['minor_faults_per_call']):,.0f} |"
+    )
+
+
+def allocator_section(record: dict[str, Any]) -> list[str]:
+    info = record["train_info"]
+    config = record["run_info"]["config"]
+    load = info["load_average_1min"]
+    allocators = info["allocators"]
+    lines = [
+        f"Each allocator in a fresh process; each of {config['rounds']} rounds times one call of "
+        "every row in turn, after one untimed call each (1-minute load average "
+        f"{load['before']:.2f} before, {load['after']:.2f} after). Kernel CPU time and minor "
+        "page faults are medians per call over the rounds.",
+        "",
+        "| row | allocator | median s | kernel CPU s | page faults |",
+        "|---|---|---:|---:|---:|",
+    ]
+    from benchmarks.meft.bench_allocator import FORWARD, FULL, REVERSIBLE, VANILLA
+
+    for name in (FULL, VANILLA, REVERSIBLE, FORWARD):
+        for which, result in allocators.items():
+            row = result["rows"][name]
+            lines.append(f"| {name} | {which} | {row['median_ms'] / 1e3:.2f} |{_kernel_cells(row)}")
+    lines += [
+        "",
+        "| allocator | MEFT1 / vanilla, median of rounds | ratio of medians | estimate "
+        "| vanilla / full FT |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for which, result in allocators.items():
+        versus = result["meft1_versus_vanilla"]
+        lines.append(
+            f"| {which}: {result['allocator']} | {versus['median_ratio_per_round']:.2f} "
+            f"| {versus['ratio_of_medians']:.2f} | {versus['estimate']:.2f} "
+            f"| {versus['vanilla_over_full_fine_tuning']:.2f} |"
+        )
+    return lines
 
 
 def _round_ratio_plot(
@@ -384,6 +433,7 @@ def _saved_inputs_lines(
 RENDERERS = {
     "meft memory and speed": memory_speed_section,
     "meft step time in one process": step_time_section,
+    "meft allocator": allocator_section,
     "meft activation memory depth sweep": depth_sweep_section,
     "meft accuracy": accuracy_section,
     "meft learning rate": learning_rate_section,
