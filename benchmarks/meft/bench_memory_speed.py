@@ -17,9 +17,11 @@ architecture is about 1 + forward / vanilla step. With a frozen backbone the bac
 input gradients only (no weight-gradient matmuls), forward is about half of a vanilla step, and
 the estimate is about 1.5: the record states it per row (`floor_ratio_to_vanilla`, named when it
 was taken for a floor) next to the measured ratio. It counts arithmetic only; at 512 tokens the
-reversible rows measured below it (the vanilla step there also keeps about 5 GB of saved
-activations, which the reversible step does not; which part of that costs the time is not
-profiled). Leaving the top k layers to vanilla backprop
+reversible rows measured below it, because these rows run under glibc's default allocator: the
+vanilla step gets its gigabytes of saved activations from the kernel afresh every step, about
+8 s of kernel CPU time that the reversible step does not pay (the `meft-allocator` suite
+measures it; `meft-step-time` times with freed memory kept). Leaving the top k layers to vanilla
+backprop
 skips their recompute (estimate 1 + (L - k)/L · forward / step) for k layers' activations, still
 independent of depth.
 """
