@@ -4,9 +4,9 @@ glibc's malloc serves an allocation above its mmap threshold (which grows with t
 up to 32 MiB) with fresh pages from the kernel, and gives them back when the block is freed. A
 training step that saves gigabytes of activations for backward then pays, every step, for the
 kernel to fault those pages in and zero them again. On the BERT-base-shaped model at 8 x 512
-tokens (`meft-allocator` record, 2-core CPU) a vanilla-backprop step took 1.55 million page
-faults and 7.9 s of kernel CPU time, 17.3 s in all, against 12.3 s with freed memory kept; a
-reversible step, which saves almost nothing, took no faults and 20.2 - 20.5 s either way. On a
+tokens (`meft-allocator` record, 2-core CPU) a vanilla-backprop step took 1.56 million page
+faults and 6.6 s of kernel CPU time, 16.9 s in all, against 12.5 s with freed memory kept; a
+reversible step, which saves almost nothing, took no faults and 21.0 - 21.6 s either way. On a
 GPU PyTorch's caching allocator keeps freed blocks, so there the vanilla step does not pay this.
 
 :func:`keep_freed_memory` makes glibc keep freed memory too, so that CPU step times compare the

@@ -19,7 +19,7 @@ the estimate is about 1.5: the record states it per row (`floor_ratio_to_vanilla
 was taken for a floor) next to the measured ratio. It counts arithmetic only; at 512 tokens the
 reversible rows measured below it, because these rows run under glibc's default allocator: the
 vanilla step gets its gigabytes of saved activations from the kernel afresh every step, about
-8 s of kernel CPU time that the reversible step does not pay (the `meft-allocator` suite
+7 s of kernel CPU time per step that the reversible step does not pay (the `meft-allocator` suite
 measures it; `meft-step-time` times with freed memory kept). Leaving the top k layers to vanilla
 backprop
 skips their recompute (estimate 1 + (L - k)/L · forward / step) for k layers' activations, still

@@ -68,14 +68,16 @@ def memory_speed_section(record: dict[str, Any]) -> list[str]:
             "Estimate: counting operations, a reversible step is a vanilla step plus one "
             "graph-free forward, 1 + forward / vanilla step (forward timed without autograd in the "
             "same process). It counts arithmetic only: a measured ratio below it means the vanilla "
-            "step pays for something the reversible one does not, such as writing and reading "
-            "back gigabytes of saved activations."
+            "step pays for something the reversible one does not, such as getting gigabytes of "
+            "saved activations from the kernel afresh every step (`meft allocator`)."
         )
         lines.append("")
         lines.append(
-            "These rows were timed one after another, each in a fresh process, so load that came "
-            "and went falls on some rows and not others; `meft step time in one process` times "
-            "the reversible rows and vanilla backprop side by side, round by round."
+            "These rows were timed one after another, each in a fresh process, under glibc's "
+            "default allocator, so load that came and went falls on some rows and not others, and "
+            "the rows that save activations pay the kernel's page faults; `meft step time in one "
+            "process` times the reversible rows and vanilla backprop side by side, round by "
+            "round, with freed memory kept."
         )
         lines.append("")
     for variant in ("MEFT1", "MEFT2", "MEFT3", "MEFT1 top layer vanilla"):
