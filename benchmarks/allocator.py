@@ -30,7 +30,8 @@ DEFAULT = "glibc default (large blocks mmapped and returned to the kernel when f
 KEPT = "glibc keeping freed memory (mallopt M_MMAP_MAX=0, M_TRIM_THRESHOLD=-1)"
 
 
-def _glibc() -> ctypes.CDLL | None:
+def glibc() -> ctypes.CDLL | None:
+    """The C library, if it is glibc (mallopt, malloc_trim); None otherwise."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
@@ -48,7 +49,7 @@ def keep_freed_memory() -> str:
     returned when freed. The process's RSS then stays at its high-water mark, so this is for
     timing, not for peak-memory figures.
     """
-    libc = _glibc()
+    libc = glibc()
     if libc is None:
         return "unchanged: not glibc"
     libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]

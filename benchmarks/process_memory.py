@@ -12,9 +12,9 @@ trimmed (``malloc_trim``) before the baseline is read.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
+
+from benchmarks.allocator import glibc
 
 
 def _status_kib(field: str) -> int | None:
@@ -53,11 +53,9 @@ def release_free_memory() -> None:
     """Collect garbage and hand the C heap's free pages back to the system (glibc's
     ``malloc_trim``; a C library without it keeps them)."""
     gc.collect()
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc = glibc()
+    if libc is not None:
         libc.malloc_trim(0)  # returns whether it released anything; either is fine
-    except (OSError, AttributeError):
-        pass
 
 
 def peak_rss_above_current(step) -> int | None:

@@ -50,7 +50,7 @@ def _faults_of_the_second_allocation(which: str) -> int:
     return int(result.stdout.split()[-1])
 
 
-@pytest.mark.skipif(allocator._glibc() is None, reason="glibc's mallopt only")
+@pytest.mark.skipif(allocator.glibc() is None, reason="glibc's mallopt only")
 def test_kept_memory_is_reused_without_page_faults():
     default = _faults_of_the_second_allocation("default")
     kept = _faults_of_the_second_allocation("kept")
@@ -69,6 +69,26 @@ def test_kernel_usage_records_every_call_of_every_row_in_order():
     assert calls == ["a", "b", "a"]
     assert [len(usage["a"]), len(usage["b"])] == [2, 1]
     assert all(call["kernel_s"] >= 0 and call["minor_faults"] >= 0 for call in usage["a"])
+
+
+def test_interleaved_timing_keeps_the_kernel_usage_of_the_timed_calls_only():
+    from benchmarks.timing import time_interleaved
+
+    calls = {"a": 0, "b": 0}
+
+    def count(name):
+        def call():
+            calls[name] += 1
+
+        return call
+
+    timings = time_interleaved(
+        {"a": count("a"), "b": count("b")}, 3, warmup=1, repeats=2, kernel_usage=True
+    )
+    assert calls == {"a": 8, "b": 8}  # 2 warm-up calls, then 3 rounds of 2
+    for row in timings.values():
+        assert len(row["kernel_s_per_call"]) == len(row["minor_faults_per_call"]) == 6
+    assert "kernel_s_per_call" not in time_interleaved({"a": count("a")}, 1, warmup=0)["a"]
 
 
 def _row(samples_ms, kernel_s, faults):

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 
 from benchmarks import allocator
-from benchmarks.meft.bench_memory_speed import build
-from benchmarks.meft.bench_step_time import (
+from benchmarks.meft.bench_memory_speed import (
+    build,
     forward_without_autograd,
     random_inputs,
     training_step,
@@ -60,12 +60,14 @@ def measure_allocator(
     """Runs in a fresh process: set the allocator up, build the rows, time them in rounds."""
     described = allocator.keep_freed_memory() if which == "kept" else allocator.DEFAULT
     torch.manual_seed(0)
-    rows, usage = allocator.kernel_usage(_rows(num_layers, batch, length))
-    timings = time_interleaved(rows, rounds, warmup=0, keep_max=True, keep_samples=True)
-    for name, row in timings.items():
-        timed = usage[name][-rounds:]  # the warm-up call comes first
-        row["kernel_s_per_call"] = [call["kernel_s"] for call in timed]
-        row["minor_faults_per_call"] = [call["minor_faults"] for call in timed]
+    timings = time_interleaved(
+        _rows(num_layers, batch, length),
+        rounds,
+        warmup=0,
+        keep_max=True,
+        keep_samples=True,
+        kernel_usage=True,
+    )
     return {"allocator": described, "rows": timings, "meft1_versus_vanilla": ratios(timings)}
 
 

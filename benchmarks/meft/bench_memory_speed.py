@@ -31,6 +31,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,39 @@ def build(row: str, num_layers: int):
         )
 
 
+def random_inputs(batch: int, length: int, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """The same seeded batch of random tokens for every row (label 0: a step's cost does not
+    depend on it)."""
+    generator = torch.Generator().manual_seed(0)
+    inputs = {
+        "input_ids": torch.randint(1000, 30000, (batch, length), generator=generator),
+        "attention_mask": torch.ones(batch, length, dtype=torch.long),
+        "labels": torch.zeros(batch, dtype=torch.long),
+    }
+    return {name: tensor.to(device) for name, tensor in inputs.items()}
+
+
+def training_step(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> Callable[[], None]:
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+    def step() -> None:
+        model(**inputs).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def forward_without_autograd(
+    model: torch.nn.Module, inputs: dict[str, torch.Tensor]
+) -> Callable[[], None]:
+    def forward() -> None:
+        with torch.no_grad():
+            model(**inputs)
+
+    return forward
+
+
 def measure_row(
     row: str, num_layers: int, batch: int, length: int, repeats: int, time_it: bool
 ) -> dict[str, Any]:
@@ -127,20 +161,9 @@ def measure_row(
     torch.set_num_threads(torch.get_num_threads())
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = build(row, num_layers).to(device).train()
-    generator = torch.Generator().manual_seed(0)
-    inputs = {
-        "input_ids": torch.randint(1000, 30000, (batch, length), generator=generator).to(device),
-        "attention_mask": torch.ones(batch, length, dtype=torch.long, device=device),
-        "labels": torch.zeros(batch, dtype=torch.long, device=device),
-    }
+    inputs = random_inputs(batch, length, device)
     trainable, total = count_parameters(model)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-
-    def step() -> None:
-        model(**inputs).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
+    step = training_step(model, inputs)
     result: dict[str, Any] = {"row": row, "trainable_params": trainable, "total_params": total}
     # The activation forward first: it also pays the libraries' one-time set-up, which is not
     # training memory. Then the first step, which allocates the optimizer state and reaches the
@@ -157,11 +180,7 @@ def measure_row(
         # allocator: more warm-up and repeats cost nothing there.
         warmup, repeats = (3, max(repeats, 20)) if device == "cuda" else (1, repeats)
         result["step_time_s"] = time_step(step, warmup=warmup, repeats=repeats).to_dict()
-
-        def forward() -> None:
-            with torch.no_grad():
-                model(**inputs)
-
+        forward = forward_without_autograd(model, inputs)
         result["forward_time_s"] = time_step(forward, warmup=warmup, repeats=repeats).to_dict()
     return result
 

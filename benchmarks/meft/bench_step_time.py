@@ -36,8 +36,13 @@ from typing import Any
 
 import torch
 
-from benchmarks.allocator import keep_freed_memory, kernel_usage
-from benchmarks.meft.bench_memory_speed import build
+from benchmarks.allocator import keep_freed_memory
+from benchmarks.meft.bench_memory_speed import (
+    build,
+    forward_without_autograd,
+    random_inputs,
+    training_step,
+)
 from benchmarks.records import make_record, write_record
 from benchmarks.timing import time_interleaved
 
@@ -46,39 +51,6 @@ FLOAT64_ROW = "MEFT1 float64 streams"
 TOP_LAYER_ROW = "MEFT1 top layer vanilla"  # num_reversible_layers = layers - 1
 EXTRA_ROWS = (FLOAT64_ROW, TOP_LAYER_ROW)  # MEFT1 settings, against MEFT1's vanilla backprop
 TIME_TARGET = 1.5  # the issue's bound on step time vs vanilla backprop (we aim for 1.35)
-
-
-def random_inputs(batch: int, length: int, device: str = "cpu") -> dict[str, torch.Tensor]:
-    """The same seeded batch of random tokens for every row (label 0: a step's cost does not
-    depend on it)."""
-    generator = torch.Generator().manual_seed(0)
-    inputs = {
-        "input_ids": torch.randint(1000, 30000, (batch, length), generator=generator),
-        "attention_mask": torch.ones(batch, length, dtype=torch.long),
-        "labels": torch.zeros(batch, dtype=torch.long),
-    }
-    return {name: tensor.to(device) for name, tensor in inputs.items()}
-
-
-def training_step(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> Callable[[], None]:
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-
-    def step() -> None:
-        model(**inputs).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step
-
-
-def forward_without_autograd(
-    model: torch.nn.Module, inputs: dict[str, torch.Tensor]
-) -> Callable[[], None]:
-    def forward() -> None:
-        with torch.no_grad():
-            model(**inputs)
-
-    return forward
 
 
 def timed_rows(
@@ -143,15 +115,13 @@ def measure(
 ) -> dict[str, Any]:
     torch.manual_seed(0)
     load_before = os.getloadavg()[0]
-    rows, usage = kernel_usage(timed_rows(num_layers, batch, length, device))
+    rows = timed_rows(num_layers, batch, length, device)
     print(
         f"   {num_layers} layers, {batch}x{length}: {len(rows)} rows, {rounds} rounds", flush=True
     )
-    timings = time_interleaved(rows, rounds, warmup=warmup, keep_max=True, keep_samples=True)
-    for name, row in timings.items():
-        timed = usage[name][-rounds:]  # after the untimed calls
-        row["kernel_s_per_call"] = [call["kernel_s"] for call in timed]
-        row["minor_faults_per_call"] = [call["minor_faults"] for call in timed]
+    timings = time_interleaved(
+        rows, rounds, warmup=warmup, keep_max=True, keep_samples=True, kernel_usage=True
+    )
     versus_vanilla = ratios(timings, num_layers)
     for row, values in versus_vanilla.items():
         print(
