@@ -84,9 +84,8 @@ class MeftStack:
             layer._replicate_for_data_parallel = _RefuseDataParallel(self.name)
 
     def uninstall(self) -> None:
-        for layer in self.layers:
-            layer.__dict__.pop("_replicate_for_data_parallel", None)
         for layer, forward in zip(self.layers, self._instance_forwards, strict=True):
+            layer.__dict__.pop("_replicate_for_data_parallel", None)
             if forward is None:
                 layer.__dict__.pop("forward", None)  # the class's own forward is visible again
             else:
