@@ -21,6 +21,7 @@ from deft.adapters import (
 )
 from deft.discovery import MLP_LAYOUTS
 from peft_core.config import ConfigError, read_config_dict
+from peft_core.testing import TrainableRoundTripTests
 
 transformers = pytest.importorskip("transformers")
 
@@ -140,6 +141,22 @@ def test_save_trainable_and_load_round_trip_through_the_registry(tmp_path):
     torch.testing.assert_close(rebuilt(input_ids=IDS, attention_mask=MASK).logits, expected)
     with pytest.raises(peft_core.CheckpointError, match="shape mismatch"):
         peft_core.load_trainable(get_pfeiffer_adapter_model(_bert()), tmp_path / "run")
+
+
+class TestPfeifferRoundTrip(TrainableRoundTripTests):
+    """peft-core's round trip: save → load, only trained tensors saved, seeded construction,
+    ``peft_core.load`` rebuild, and a failed load undone."""
+
+    method_config = PfeifferAdapterConfig(reduction_factor=8)
+
+    def make_model(self):
+        return get_pfeiffer_adapter_model(_bert(self.seed), self.method_config)
+
+    def base_model(self):
+        return _bert(self.seed)
+
+    def make_inputs(self):
+        return {"input_ids": IDS, "attention_mask": MASK}
 
 
 def test_config_validation_and_json():

@@ -10,6 +10,7 @@ from torch import nn
 
 from peft_core.freezing import freeze
 from peft_core.registry import get_method
+from peft_core.rollback import ModelSnapshot
 from peft_core.saved_record import WEIGHTS_NAME, read_saved_record
 from peft_core.serialization import CheckpointError, load_with_record, read_trainable_file
 
@@ -24,8 +25,10 @@ def load(model: nn.Module, directory: str | os.PathLike, *, strict: bool = True)
     froze yourself) loads its tensors and leaves trainable exactly the parameters it holds, as
     they were when saved. Returns the (possibly wrapped) model.
 
-    The method is applied in place before the tensors are checked: if loading then fails (a model
-    of another shape), ``model`` is left converted; load into a fresh base model to retry.
+    The method is applied in place before the saved tensors can be checked against the converted
+    model. If applying it or loading then fails (a checkpoint of another model size), the method's
+    changes are undone and the error is raised with ``model`` as it was: nothing is lost, and the
+    same ``model`` can be loaded again from the right folder.
 
     Example:
         >>> model = peft_core.load(
@@ -36,19 +39,21 @@ def load(model: nn.Module, directory: str | os.PathLike, *, strict: bool = True)
     record = read_saved_record(directory, stacklevel=2)  # refuses a newer format up front
     saved = read_trainable_file(directory / WEIGHTS_NAME)
     method = record.get("method")
-    if method:
-        spec = get_method(method)
-        config = spec.config_class.from_dict(record)  # ignores the keys save_trainable added
-        model = spec.apply(model, config)
-    else:
-        _freeze_to_saved(model, saved, record.get("frozen_parameters", []))
+    spec = get_method(method) if method else None
+    snapshot = ModelSnapshot(model)
     try:
+        if spec is not None:
+            config = spec.config_class.from_dict(record)  # ignores the keys save_trainable added
+            model = spec.apply(model, config)
+        else:
+            _freeze_to_saved(model, saved, record.get("frozen_parameters", []))
         load_with_record(model, directory, saved, record, strict=strict)
-    except CheckpointError as error:
-        if method:
+    except BaseException as error:
+        snapshot.restore()
+        if isinstance(error, CheckpointError):
+            undone = f"; {method!r} was undone" if method else ""
             raise CheckpointError(
-                f"{error} (the model was already converted by {method!r}: load into a fresh base "
-                "model to retry)"
+                f"{error} (the model is as it was before the call{undone})"
             ) from error
         raise
     return model

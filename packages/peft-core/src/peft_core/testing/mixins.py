@@ -15,10 +15,12 @@ Usage in a method package's tests::
 from __future__ import annotations
 
 import fnmatch
+import re
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from peft_core.config import MethodConfig
@@ -118,3 +120,61 @@ class TrainableRoundTripTests:
         torch.manual_seed(self.seed)
         rebuilt = peft_core.load(self.base_model(), tmp_path)
         torch.testing.assert_close(self._outputs(rebuilt), self._outputs(trained), rtol=0, atol=0)
+
+    def test_a_failed_peft_core_load_leaves_the_base_model_as_it_was(self, tmp_path):
+        import pytest
+
+        import peft_core
+        from peft_core.serialization import CheckpointError
+
+        if self.method_config is None:
+            pytest.skip("no method_config: peft_core.load has no method to apply and undo")
+
+        trained = self._seeded_model()
+        self._perturb_trainable(trained)
+        save_trainable(trained, tmp_path / "right", self.method_config)
+        save_trainable(trained, tmp_path / "grown", self.method_config)
+        name = _grow_one_saved_tensor(tmp_path / "grown" / WEIGHTS_NAME)  # another model's size
+        torch.manual_seed(self.seed)
+        base = self.base_model()
+        expected = self._outputs(base)
+        before = _structure(base)
+
+        with pytest.raises(
+            CheckpointError, match=f"shape mismatch.*{re.escape(name)}.*as it was before"
+        ):
+            peft_core.load(base, tmp_path / "grown")
+
+        assert _structure(base) == before
+        torch.testing.assert_close(self._outputs(base), expected, rtol=0, atol=0)
+        # The same model then loads the right folder (a method refusing a converted model would not).
+        rebuilt = peft_core.load(base, tmp_path / "right")
+        torch.testing.assert_close(self._outputs(rebuilt), self._outputs(trained), rtol=0, atol=0)
+
+
+def _grow_one_saved_tensor(path) -> str:
+    """Rewrite a saved weights file with its first tensor one element longer; return its name."""
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(path))
+    name = sorted(tensors)[0]
+    tensors[name] = torch.cat([tensors[name].flatten(), tensors[name].flatten()[:1]])
+    save_file(tensors, str(path), metadata=metadata)
+    return name
+
+
+def _structure(model: nn.Module) -> dict[str, Any]:
+    """What a method changes when it converts a model: modules, tensors' flags, hooks, modes."""
+    return {
+        "modules": [(name, type(module)) for name, module in model.named_modules()],
+        "tensors": [
+            (name, tensor.dtype, tensor.device, tensor.requires_grad, tensor.data_ptr())
+            for name, tensor in [*model.named_parameters(), *model.named_buffers()]
+        ],
+        "hooks": [
+            (len(module._forward_hooks), len(module._forward_pre_hooks))
+            for module in model.modules()
+        ],
+        "attributes": [sorted(vars(module)) for module in model.modules()],
+        "training": [module.training for module in model.modules()],
+    }
