@@ -141,3 +141,48 @@ def test_allocator_ratios_and_report_rows_on_hand_made_samples():
     assert "| default: as it comes | 1.20 | 1.20 | 1.20 | 0.62 |" in text
     assert "| kept: kept | 1.50 | 1.50 | 1.25 | 0.50 |" in text
     assert text.index("| full fine-tuning | default") < text.index("| MEFT1 vanilla backprop |")
+
+
+def _memory_speed_row(step_s, kernel_s, faults, **extra):
+    timing = {"median_s": step_s, "kernel_s_per_call": kernel_s, "minor_faults_per_call": faults}
+    return {
+        "trainable_params": 10,
+        "activation_bytes": 2**20,
+        "activation_ratio_to_full": 1.0,
+        "peak_bytes_above_model": 2**20,
+        "peak_ratio_to_full": 1.0,
+        "step_time_s": timing,
+        "time_ratio_to_full": 1.0,
+        **extra,
+    }
+
+
+def test_the_meft_table_says_which_allocator_timed_it_and_what_the_kernel_took(
+    monkeypatch, tmp_path
+):
+    from benchmarks import plotting
+    from benchmarks.meft.report_sections import memory_speed_section
+
+    monkeypatch.setattr(plotting, "PLOTS", tmp_path)  # the section draws its scatter plot
+
+    rows = {
+        "full fine-tuning": _memory_speed_row(2.0, [0.25, 0.5, 0.75], [10, 30, 20]),
+        "MEFT1": _memory_speed_row(
+            3.0, [0.0, 0.0, 0.0], [0, 5, 0],
+            time_ratio_to_vanilla_same_architecture=1.5, floor_ratio_to_vanilla=1.4,
+        ),
+    }  # fmt: skip
+    record = {
+        "name": "hand-made",
+        "run_info": {"config": {"allocator": "kept"}, "device": {"kind": "cpu"}},
+        "train_info": {"rows": rows},
+    }
+    text = "\n".join(memory_speed_section(json.loads(json.dumps(record, sort_keys=True))))
+    # The largest of the rows' medians: 0.5 s (full fine-tuning) and 20 faults.
+    assert "with kept: per timed step at most 0.50 s of kernel CPU time and 20 page faults" in text
+    assert "default allocator" not in text
+
+    del record["run_info"]["config"]["allocator"]  # a record from before the setting
+    text = "\n".join(memory_speed_section(json.loads(json.dumps(record, sort_keys=True))))
+    assert "under glibc's default allocator" in text
+    assert "page faults in any row" not in text

@@ -8,7 +8,12 @@ exact), peak memory (GPU: torch.cuda peak; CPU: the rise of the process's RSS hi
 during the first training step, above its RSS once the model is built and freed memory trimmed,
 each row in a fresh process), step time (forward + backward + AdamW,
 median of 5 steps after 1 warm-up on a CPU, of 20 after 3 on a GPU) and forward time without
-autograd. Ratios are to full fine-tuning in the same run.
+autograd, each with its calls' kernel CPU time and page faults. Ratios are to full fine-tuning in
+the same run. On a CPU the rows are timed after the peak is measured with freed memory kept
+(:func:`benchmarks.allocator.keep_freed_memory`), as PyTorch's caching allocator keeps it on a
+GPU: under glibc's default allocator a step that saves gigabytes of activations gets them from the
+kernel afresh every step, which at 8 x 512 tokens cost a vanilla step about 7 s of kernel CPU time
+that a reversible step does not pay (the `meft-allocator` suite).
 
 The estimate for reversible rows: counting operations, a reversible step is a vanilla step plus
 one more forward (the graph-free forward; the backward then recomputes each layer with autograd
@@ -16,14 +21,12 @@ on, which replaces the vanilla forward), so its time ratio to vanilla backprop o
 architecture is about 1 + forward / vanilla step. With a frozen backbone the backward computes
 input gradients only (no weight-gradient matmuls), forward is about half of a vanilla step, and
 the estimate is about 1.5: the record states it per row (`floor_ratio_to_vanilla`, named when it
-was taken for a floor) next to the measured ratio. It counts arithmetic only; at 512 tokens the
-reversible rows measured below it, because these rows run under glibc's default allocator: the
-vanilla step gets its gigabytes of saved activations from the kernel afresh every step, about
-7 s of kernel CPU time per step that the reversible step does not pay (the `meft-allocator` suite
-measures it; `meft-step-time` times with freed memory kept). Leaving the top k layers to vanilla
-backprop
-skips their recompute (estimate 1 + (L - k)/L · forward / step) for k layers' activations, still
-independent of depth.
+was taken for a floor) next to the measured ratio. It counts arithmetic only. The rows run one
+after another, each in a fresh process, so load that comes and goes falls on some rows and not
+others: `meft-step-time` times the reversible rows and vanilla backprop side by side, round by
+round, for the step-time verdict. Leaving the top k layers to vanilla backprop skips their
+recompute (estimate 1 + (L - k)/L · forward / step) for k layers' activations, still independent
+of depth.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.allocator import keep_freed_memory, kernel_usage
 from benchmarks.process_memory import peak_rss_above_current
 from benchmarks.records import add_run_arguments, configure, make_record, write_record
 
@@ -156,7 +160,7 @@ def measure_row(
     row: str, num_layers: int, batch: int, length: int, repeats: int, time_it: bool
 ) -> dict[str, Any]:
     """Runs in a fresh process: build, measure saved-tensor bytes, then time training steps."""
-    from peft_core import count_parameters, cuda_peak_memory, measure_activation_memory, time_step
+    from peft_core import count_parameters, cuda_peak_memory, measure_activation_memory
 
     torch.set_num_threads(torch.get_num_threads())
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -176,13 +180,34 @@ def measure_row(
         # the second step: above the model, its optimizer state and the inputs
         result["cuda_peak_bytes"] = cuda_peak_memory(step)
     if time_it:
-        # A GPU step takes milliseconds and its first ones pay for kernel selection and the caching
-        # allocator: more warm-up and repeats cost nothing there.
-        warmup, repeats = (3, max(repeats, 20)) if device == "cuda" else (1, repeats)
-        result["step_time_s"] = time_step(step, warmup=warmup, repeats=repeats).to_dict()
+        if device == "cuda":
+            # A GPU step takes milliseconds and its first ones pay for kernel selection and the
+            # caching allocator: more warm-up and repeats cost nothing there.
+            warmup, repeats = 3, max(repeats, 20)
+        else:
+            # The peak is measured; from here on freed memory stays in the process, as PyTorch's
+            # caching allocator keeps it on a GPU, so that the times compare the rows' arithmetic
+            # rather than the page faults of activations fetched from the kernel afresh every
+            # step (benchmarks.allocator). The warm-up step grows the heap to the step's size.
+            result["allocator"] = keep_freed_memory()
+            warmup = 1
+        result["step_time_s"] = _timed(step, warmup, repeats)
         forward = forward_without_autograd(model, inputs)
-        result["forward_time_s"] = time_step(forward, warmup=warmup, repeats=repeats).to_dict()
+        result["forward_time_s"] = _timed(forward, warmup, repeats)
     return result
+
+
+def _timed(fn: Callable[[], None], warmup: int, repeats: int) -> dict[str, Any]:
+    """peft-core's ``time_step`` summary, with each timed call's kernel CPU time and minor page
+    faults (which show whether the step still gets its memory from the kernel)."""
+    from peft_core import time_step
+
+    wrapped, usage = kernel_usage({"call": fn})
+    timing = time_step(wrapped["call"], warmup=warmup, repeats=repeats).to_dict()
+    timed = usage["call"][warmup:]
+    timing["kernel_s_per_call"] = [call["kernel_s"] for call in timed]
+    timing["minor_faults_per_call"] = [call["minor_faults"] for call in timed]
+    return timing
 
 
 def _in_fresh_process(*args) -> dict[str, Any]:
@@ -275,12 +300,15 @@ def main(
     for length in lengths if tables else []:
         load_before = os.getloadavg()[0]
         measured = table(layers, batch, length, repeats, rows)
+        # Set in each row's process (CPU only); the same everywhere unless mallopt failed in one.
+        allocators = sorted({row["allocator"] for row in measured.values() if "allocator" in row})
         record = make_record(
             f"meft memory and speed bert-base {layers}L {batch}x{length}"
             + (" quick" if quick else ""),
             method="MEFT vs full FT, LoRA, checkpointing, adapters",
             model=f"BertForSequenceClassification, random init, {layers}x768, 12 heads, sdpa attention",
             data=f"random tokens, batch {batch} x {length}, fp32",
+            config={"allocator": "; ".join(allocators)} if allocators else None,
             seed=0,
             train_info={
                 "rows": measured,

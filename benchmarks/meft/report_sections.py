@@ -72,14 +72,7 @@ def memory_speed_section(record: dict[str, Any]) -> list[str]:
             "saved activations from the kernel afresh every step (`meft allocator`)."
         )
         lines.append("")
-        lines.append(
-            "These rows were timed one after another, each in a fresh process, under glibc's "
-            "default allocator, so load that came and went falls on some rows and not others, and "
-            "the rows that save activations pay the kernel's page faults; `meft step time in one "
-            "process` times the reversible rows and vanilla backprop side by side, round by "
-            "round, with freed memory kept."
-        )
-        lines.append("")
+        lines += _timing_conditions(record, rows)
     for variant in ("MEFT1", "MEFT2", "MEFT3", "MEFT1 top layer vanilla"):
         if variant not in rows:
             continue
@@ -101,6 +94,31 @@ def memory_speed_section(record: dict[str, Any]) -> list[str]:
         title=f"{record['name']}: memory against time",
         log_x=True,
     )
+
+
+def _timing_conditions(record: dict[str, Any], rows: dict[str, Any]) -> list[str]:
+    """How the rows were timed: which allocator, and what the kernel took per step."""
+    allocator = (record["run_info"].get("config") or {}).get("allocator")
+    if allocator is None:  # records before the setting: every row under glibc's default
+        return [
+            "These rows were timed one after another, each in a fresh process, under glibc's "
+            "default allocator, so load that came and went falls on some rows and not others, and "
+            "the rows that save activations pay the kernel's page faults; `meft step time in one "
+            "process` times the reversible rows and vanilla backprop side by side, round by "
+            "round, with freed memory kept.",
+            "",
+        ]
+    steps = [row["step_time_s"] for row in rows.values()]
+    kernel = max(statistics.median(step["kernel_s_per_call"]) for step in steps)
+    faults = max(statistics.median(step["minor_faults_per_call"]) for step in steps)
+    return [
+        "These rows were timed one after another, each in a fresh process, after its peak was "
+        f"measured, with {allocator}: per timed step at most {kernel:.2f} s of kernel CPU time "
+        f"and {faults:,.0f} page faults in any row (medians). Load that came and went falls on "
+        "some rows and not others; `meft step time in one process` times the reversible rows and "
+        "vanilla backprop side by side, round by round.",
+        "",
+    ]
 
 
 def _step_time_row_order() -> list[str]:
