@@ -212,6 +212,40 @@ def test_threshold_density_zeroes_to_the_target_and_saves_tau(
         assert "test_accuracy_without_threshold" in result
 
 
+def test_a_regression_task_trains_and_reports_pearsons_r(tiny_model_and_data, tmp_path, capsys):
+    """Float scores (STS-B's kind of label) in place of the classes of the same sentences: a
+    one-output head, scored by Pearson's r, with and without the threshold."""
+    model, data = tiny_model_and_data
+    lines = data.read_text(encoding="utf-8").splitlines()
+    scores = tmp_path / "scores.csv"
+    scores.write_text(
+        "\n".join(
+            ["review,score"]
+            + [
+                f"{line.rsplit(',', 1)[0]},{4.5 if line.endswith('pos') else 0.5}"
+                for line in lines[1:]
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    argv = [
+        "train", "--model", str(model), "--dataset", str(scores), "--text-column", "review",
+        "--label-column", "score", "--batch-size", "8", "--epochs", "2",
+        "--output-dir", str(tmp_path / "run"), "--no-progress", "--threshold-density", "0.5",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads((tmp_path / "run" / "result.json").read_text(encoding="utf-8"))
+    assert result["test_metric"] == "pearson"
+    assert result["test_accuracy"] is None
+    assert result["test_accuracy_without_threshold"] is None
+    assert -1.0 <= result["test_score_without_threshold"] <= 1.0
+    assert {"pearson", "spearman", "mse"} <= set(result["test_metrics"])
+    out = capsys.readouterr().out
+    assert "test r" in out
+    assert f"{result['test_score']:.4f}" in out
+
+
 def test_a_resumed_run_keeps_the_tau_it_trained_with(tiny_model_and_data, tmp_path):
     folder = tmp_path / "run" / "deft"
     folder.mkdir(parents=True)

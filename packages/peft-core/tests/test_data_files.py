@@ -91,13 +91,14 @@ def test_int_labels_out_of_range_or_negative(tmp_path: Path) -> None:
         load_text_classification(path)
 
 
-def test_mixed_or_float_labels_are_rejected(tmp_path: Path) -> None:
+def test_mixed_labels_are_rejected_and_floats_are_regression_targets(tmp_path: Path) -> None:
     path = _jsonl(tmp_path / "d.jsonl", [{"text": "a", "label": 1}, {"text": "b", "label": "pos"}])
-    with pytest.raises(TypeError, match=r"all class names \(str\) or all class ids \(int\)"):
+    with pytest.raises(TypeError, match=r"all class names \(str\), all class ids \(int\)"):
         load_text_classification(path)
-    path = _jsonl(tmp_path / "f.jsonl", [{"text": "a", "label": 0.5}])
-    with pytest.raises(TypeError, match="regression"):
-        load_text_classification(path)
+    rows = [{"text": f"t {i}", "label": i / 2} for i in range(5)]
+    data = load_text_classification(_jsonl(tmp_path / "f.jsonl", rows))
+    assert data.is_regression
+    assert sorted(ex.label for part in data.splits.values() for ex in part) == [0, 0.5, 1, 1.5, 2]
 
 
 def test_json_array_and_blank_jsonl_lines(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from peft_core import recipes
 from peft_core.command_checks import earlier_run_refusal, recipe_run_settings
@@ -81,7 +82,9 @@ def _tiny_model(folder: Path) -> Path:
     backend = Tokenizer(models.WordLevel(ids, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 1), ("[SEP]", 2)]
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 1), ("[SEP]", 2)],
     )
     tokenizer = transformers.PreTrainedTokenizerFast(
         tokenizer_object=backend,
@@ -357,3 +360,57 @@ def test_a_failure_inside_an_installed_optional_package_is_not_masked(
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ModuleNotFoundError, match="No module named 'its_missing_dependency'"):
         import_optional("half_installed", needed_by="f()", install="pip install x")
+
+
+def test_a_regression_source_trains_a_one_output_head_and_reports_correlations(
+    tiny_model: str, tmp_path: Path
+) -> None:
+    """STS-B's shape: sentence pairs scored 0-5, train + validation, test scores hidden (-1)."""
+    datasets = pytest.importorskip("datasets", reason="the datasets extra is not installed")
+
+    def split(name: str, rows: int, hidden: bool = False) -> Any:
+        return datasets.Dataset.from_dict(
+            {
+                "sentence1": [f"{name} good movie {i}" for i in range(rows)],
+                "sentence2": ["good " * (i % 3) + "review" for i in range(rows)],
+                "label": [-1.0 if hidden else (i % 3) * 2.5 for i in range(rows)],
+            }
+        )
+
+    folder = tmp_path / "stsb"
+    datasets.DatasetDict(
+        {
+            "train": split("train", 40),
+            "validation": split("validation", 12),
+            "test": split("test", 6, True),
+        }
+    ).save_to_disk(str(folder))
+    parser = argparse.ArgumentParser()
+    add_recipe_arguments(parser)
+    args = parser.parse_args(
+        ["--model", tiny_model, "--dataset", f"hf:{folder}", "--max-length", "16",
+         "--text-column", "sentence1", "--text-pair-column", "sentence2"]
+    )  # fmt: skip
+    with pytest.warns(UserWarning, match="dropping split 'test'"):
+        task = task_from_arguments(args)
+    assert (task.num_labels, task.metric) == (1, "pearson")
+    assert task.train[0]["input_ids"].count(2) == 2  # [SEP] after each sentence of the pair
+    assert recipe_run_settings(args)["text_pair_column"] == "sentence2"  # a resume must match
+    assert task.probe_batch["labels"].dtype == torch.float32
+    model = load_classifier(task, seed=0)
+    assert model.classifier.out_features == 1
+    result = fine_tune(
+        model, task, tmp_path / "run", epochs=2, batch_size=8, learning_rate=1e-2,
+        progress_bar=False,
+    )  # fmt: skip
+    assert result["test_metric"] == "pearson"
+    assert result["test_accuracy"] is None
+    assert result["best_validation_accuracy"] is None
+    assert set(result["test_metrics"]) >= {"pearson", "spearman", "mse", "loss"}
+    assert result["test_score"] == result["test_metrics"]["pearson"]
+    assert -1.0 <= result["test_score"] <= 1.0
+    # Hugging Face trains a one-output head with the mean squared error: the eval loss is the mse
+    assert result["test_metrics"]["loss"] == pytest.approx(result["test_metrics"]["mse"], rel=1e-4)
+    table = recipes.format_results_table([{**result, "setting": "probe"}])
+    assert table.splitlines()[0].split()[:3] == ["setting", "test", "r"]
+    assert f"{result['test_score']:.4f}" in table.splitlines()[2]

@@ -12,7 +12,12 @@ import torch
 from peft_core import Trainer, TrainerCallback, TrainingArguments, freeze
 from peft_core.testing import TinyClassifier, TokenParityDataset, collate_token_batches
 from peft_core.trainer.checkpointing import checkpoint_directories
-from peft_core.trainer.evaluation import accuracy, default_metrics, macro_f1
+from peft_core.trainer.evaluation import (
+    accuracy,
+    default_metrics,
+    macro_f1,
+    matthews_correlation,
+)
 from peft_core.trainer.optim import build_optimizer, lr_multiplier, no_decay_parameter_names
 
 
@@ -169,7 +174,23 @@ def test_metrics_by_hand():
     assert accuracy(logits, labels) == 0.75
     # class 0: tp 1, predicted 2, actual 1 -> 2/3; class 1: tp 2, predicted 2, actual 3 -> 4/5
     assert macro_f1(logits, labels) == pytest.approx((2 / 3 + 4 / 5) / 2)
-    assert set(default_metrics(logits, labels)) == {"accuracy", "macro_f1"}
+    # binary: tp 2, tn 1, fp 0, fn 1 -> (2·1 − 0·1) / sqrt(2·3·1·2)
+    assert matthews_correlation(logits, labels) == pytest.approx(2 / 12**0.5)
+    assert set(default_metrics(logits, labels)) == {"accuracy", "macro_f1", "matthews_correlation"}
+
+
+def test_matthews_correlation_by_hand_on_three_classes_and_degenerate_cases():
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    predictions = torch.tensor([0, 2, 1, 0, 0, 2])
+    logits = torch.nn.functional.one_hot(predictions, 3).float()
+    # Gorodkin: n 6, correct 3, actual (2, 2, 2), predicted (3, 1, 2):
+    # (3·6 − (6 + 2 + 4)) / sqrt((36 − 14)(36 − 12))
+    assert matthews_correlation(logits, labels) == pytest.approx(6 / (22 * 24) ** 0.5)
+    assert matthews_correlation(logits, predictions) == pytest.approx(1.0)
+    assert matthews_correlation(logits, (predictions + 1) % 3) == pytest.approx(-0.5)
+    # one predicted class, or one true class: undefined, reported as 0
+    assert matthews_correlation(torch.ones(4, 2) * torch.tensor([1.0, 0.0]), labels[:4] % 2) == 0.0
+    assert matthews_correlation(logits, torch.zeros(6, dtype=torch.long)) == 0.0
 
 
 @pytest.mark.parametrize(

@@ -275,7 +275,9 @@ def _run(task: Any, args: argparse.Namespace, weight: Any, output_dir: Path, nam
     )  # fmt: skip
     if after_training is not None:
         threshold = after_training.handle
-        result["test_accuracy_without_threshold"] = after_training.metrics_without["eval_accuracy"]
+        without = after_training.metrics_without
+        result["test_score_without_threshold"] = without[f"eval_{task.metric}"]
+        result["test_accuracy_without_threshold"] = without.get("eval_accuracy")  # None: regression
     report = measure_density(model, _density_batches(task, args.density_samples), monitor=monitor)
     monitor.remove()
     if threshold is not None:
@@ -365,14 +367,16 @@ def format_table(result: dict[str, Any]) -> str:
     means = [result["density"]["mean"]]
     if "baseline" in result:
         means.insert(0, result["density"]["baseline"]["mean"])
+    from peft_core.recipes import format_score, score_header
+
     header = (
-        f"{'setting':<26} {'test acc':>9} {'trainable':>11} {'density':>9} {'pads incl.':>10} "
-        f"{'|a|>1e-3':>9} {'time (s)':>9}"
+        f"{'setting':<26} {score_header(rows):>9} {'trainable':>11} {'density':>9} "
+        f"{'pads incl.':>10} {'|a|>1e-3':>9} {'time (s)':>9}"
     )
     lines = [header, "-" * len(header)]
     for row, mean in zip(rows, means, strict=True):
         lines.append(
-            f"{row['setting']:<26} {100 * row['test_accuracy']:>8.2f}% {row['trainable_params']:>11,} "
+            f"{row['setting']:<26} {format_score(row):>9} {row['trainable_params']:>11,} "
             f"{mean['masked']:>8.2f}% {mean['reference']:>9.2f}% "
             f"{mean.get('thresholded@0.001', float('nan')):>8.2f}% {row['train_seconds']:>9.1f}"
         )

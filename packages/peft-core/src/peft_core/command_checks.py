@@ -121,8 +121,8 @@ def earlier_run_in(folder: Path, *, resume: bool, files: tuple[str, ...] = ()) -
 
 # The shared options that define a run besides the trainer's own arguments (the data and model).
 _RECIPE_RUN_OPTIONS = (
-    "model", "dataset", "text_column", "label_column", "dataset_subset", "max_length",
-    "pad_to_max_length", "max_train", "max_eval",
+    "model", "dataset", "text_column", "text_pair_column", "label_column", "dataset_subset",
+    "max_length", "pad_to_max_length", "max_train", "max_eval",
 )  # fmt: skip
 
 

@@ -30,8 +30,14 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--text-column", default=None, help="text column of a file or Hub data set")
     parser.add_argument(
-        "--label-column", default=None, help="label column of a file or Hub data set"
-    )
+        "--text-pair-column", default=None,
+        help="second text column of a sentence-pair task (GLUE's MRPC, RTE, STS-B, …)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--label-column", default=None,
+        help="label column of a file or Hub data set: class names or ids, or float scores for "
+        "a regression task (a one-output head, reported by Pearson's r)",
+    )  # fmt: skip
     parser.add_argument(
         "--dataset-subset", default=None, help="configuration name of a Hub data set"
     )

@@ -38,11 +38,11 @@ TEXT_EXTRA = 'pip install "peft-core[text]"'
 
 @dataclasses.dataclass
 class TextTask:
-    """A tokenized text-classification task, ready for the trainer."""
+    """A tokenized text-classification (or sequence-regression) task, ready for the trainer."""
 
     model_path: str
     dataset: str
-    num_labels: int
+    num_labels: int  # 1 for a regression task (float labels, as GLUE's STS-B)
     train: torch.utils.data.Dataset
     validation: torch.utils.data.Dataset
     test: torch.utils.data.Dataset
@@ -50,6 +50,9 @@ class TextTask:
     probe_batch: dict[str, torch.Tensor]  # a fixed batch of 16 for activation-memory measurement
     # how the splits were made when the source lacked some (e.g. GLUE: validation is the test)
     notes: tuple[str, ...] = ()
+    #: The metric that picks the best checkpoint and leads the results: ``"accuracy"``, or
+    #: ``"pearson"`` for a regression task.
+    metric: str = "accuracy"
 
 
 def resolve_model_path(model: str) -> str:
@@ -171,7 +174,7 @@ def load_text_task(
     probe = collate([test[i] for i in range(min(16, len(test)))])
     return TextTask(
         path, str(dataset), data.num_labels, train, validation, test, collate, probe,
-        notes=tuple(notes),
+        notes=tuple(notes), metric="pearson" if data.is_regression else "accuracy",
     )  # fmt: skip
 
 
@@ -213,8 +216,11 @@ def load_classifier(task: TextTask, seed: int = 0, *, quantization_config: Any =
     if quantization_config is not None:
         device = torch.cuda.current_device() if torch.cuda.is_available() else "cpu"
         placement = {"quantization_config": quantization_config, "device_map": {"": device}}
+    # A checkpoint whose head has another size (fine-tuned with another number of classes, or
+    # this is a regression task's one output) gets a new head of this task's size, not an error;
+    # only the head's shape depends on num_labels, so nothing else can be skipped.
     return transformers.AutoModelForSequenceClassification.from_pretrained(
-        task.model_path, num_labels=task.num_labels, **placement
+        task.model_path, num_labels=task.num_labels, ignore_mismatched_sizes=True, **placement
     )
 
 
@@ -252,7 +258,7 @@ def fine_tune(
     activation_bytes = measure_activation_memory(lambda: model(**probe).loss, model)
     args = TrainingArguments(
         str(output_dir), num_epochs=epochs, per_device_batch_size=batch_size, learning_rate=learning_rate,
-        warmup_ratio=0.06, weight_decay=0.01, eval_strategy="epoch", metric_for_best="eval_accuracy", seed=seed,
+        warmup_ratio=0.06, weight_decay=0.01, eval_strategy="epoch", metric_for_best=f"eval_{task.metric}", seed=seed,
         resume=resume, overwrite_output_dir=overwrite, progress_bar=progress_bar, save_every=save_every,
     )  # fmt: skip
     print(f"[{name}] {format_trainable_parameters(model)}", flush=True)
@@ -269,9 +275,15 @@ def fine_tune(
         "model": model_display_name(task.model_path),
         "dataset": task.dataset,
         "data_notes": list(task.notes),  # e.g. which split the test accuracy was measured on
-        "test_accuracy": test["eval_accuracy"],
+        "test_metric": task.metric,  # what test_score and best_validation_score are
+        "test_score": test[f"eval_{task.metric}"],
+        # Every test metric: accuracy, macro_f1, matthews_correlation (GLUE's CoLA metric) for
+        # classification; pearson, spearman, mse for regression; and the loss.
+        "test_metrics": {key.removeprefix("eval_"): value for key, value in test.items()},
+        "test_accuracy": test.get("eval_accuracy"),  # None for a regression task
         "test_macro_f1": test.get("eval_macro_f1"),
-        "best_validation_accuracy": summary["best_metric"],
+        "best_validation_score": summary["best_metric"],
+        "best_validation_accuracy": summary["best_metric"] if task.metric == "accuracy" else None,
         "trainable_params": trainable,
         "total_params": total,
         "trainable_percent": 100 * trainable / total,
@@ -285,7 +297,8 @@ def task_from_arguments(args: argparse.Namespace) -> TextTask:
     return load_text_task(
         args.model, args.dataset, max_length=args.max_length, max_train=args.max_train,
         max_eval=args.max_eval, seed=args.seed,
-        text_column=args.text_column, label_column=args.label_column, subset=args.dataset_subset,
+        text_column=args.text_column, text_pair_column=args.text_pair_column,
+        label_column=args.label_column, subset=args.dataset_subset,
         pad_to_max_length=args.pad_to_max_length,
     )  # fmt: skip
 
@@ -295,15 +308,27 @@ def format_results_table(
 ) -> str:
     base = next((r["activation_mib"] for r in rows if r["setting"] == reference), None)
     header = (
-        f"{'setting':<26} {'test acc':>9} {'trainable':>12} {'trainable %':>12} "
+        f"{'setting':<26} {score_header(rows):>9} {'trainable':>12} {'trainable %':>12} "
         f"{'activations':>12} {'vs full FT':>10} {'time (s)':>9}"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
         ratio = f"{row['activation_mib'] / base:.3f}x" if base else "-"
         lines.append(
-            f"{row['setting']:<26} {100 * row['test_accuracy']:>8.2f}% {row['trainable_params']:>12,} "
+            f"{row['setting']:<26} {format_score(row):>9} {row['trainable_params']:>12,} "
             f"{row['trainable_percent']:>11.3f}% {row['activation_mib']:>8.1f} MiB {ratio:>10} "
             f"{row['train_seconds']:>9.1f}"
         )
     return "\n".join(lines)
+
+
+def score_header(rows: list[dict[str, Any]]) -> str:
+    """The results table's score column: test accuracy, or a regression task's Pearson r."""
+    return "test r" if rows and rows[0].get("test_metric") == "pearson" else "test acc"
+
+
+def format_score(row: dict[str, Any]) -> str:
+    """A row's test score as the table shows it: accuracy in percent, a correlation as is."""
+    if row.get("test_metric") == "pearson":
+        return f"{row['test_score']:.4f}"
+    return f"{100 * row['test_accuracy']:.2f}%"

@@ -63,7 +63,8 @@ class ModelSnapshot:
             _restore_attributes(module, attributes)
         for tensor, data, requires_grad in self._tensors:
             tensor.data = data  # undoes a module.to(dtype) or device move; same storage otherwise
-            tensor.requires_grad_(requires_grad)
+            if tensor.requires_grad != requires_grad:  # a non-leaf refuses even a no-op change
+                tensor.requires_grad_(requires_grad)
 
 
 def _attributes(module: nn.Module) -> dict[str, tuple[Any, Any]]:

@@ -12,8 +12,10 @@ import torch
 class DynamicPaddingCollator:
     """A ``collate_fn`` that pads ``input_ids``/``attention_mask``/``token_type_ids`` to the longest
     item of the batch (rounded up to ``pad_to_multiple_of``, which suits tensor cores when it is 8)
-    and stacks ``labels``, which must be integer class ids (a float or ``None`` is an error naming
-    the item, not truncated). Every value comes back as a ``torch.long`` tensor.
+    and stacks ``labels``: integer class ids into a ``torch.long`` tensor, or regression targets
+    (Python floats, every item's) into a ``torch.float32`` one. A batch mixing the two, or a
+    ``None`` label, is an error naming the item, never a truncation. The token tensors are
+    ``torch.long``.
 
     Padding uses ``pad_token_id`` for ids, 0 for the attention mask (so the model ignores it) and
     ``pad_token_type_id`` for token types. An item without ``attention_mask`` gets one of ones.
@@ -132,9 +134,7 @@ class DynamicPaddingCollator:
             key: self._pad(rows, self.pad_values[key], length) for key, rows in sequences.items()
         }
         if "labels" in keys:
-            out["labels"] = torch.tensor(
-                [_class_id(item["labels"], i) for i, item in enumerate(batch)], dtype=torch.long
-            )
+            out["labels"] = _labels([item["labels"] for item in batch])
         return out
 
     def _padded_length(self, longest: int) -> int:
@@ -162,15 +162,34 @@ class DynamicPaddingCollator:
         return out
 
 
+def _labels(labels: list[Any]) -> torch.Tensor:
+    """Class ids as a long tensor, or regression targets (when the first label is a float) as
+    a float32 one."""
+    if isinstance(labels[0], float):
+        return torch.tensor(
+            [_target(label, i) for i, label in enumerate(labels)], dtype=torch.float32
+        )
+    return torch.tensor([_class_id(label, i) for i, label in enumerate(labels)], dtype=torch.long)
+
+
+def _target(label: Any, index: int) -> float:
+    if isinstance(label, float):
+        return label
+    raise ValueError(
+        f"item {index} of the batch has labels={label!r:.60}, but item 0's label is a regression "
+        "target (float): a batch holds class ids or targets, not both"
+    )
+
+
 def _class_id(label: Any, index: int) -> int:
-    """``label`` as an int, or a ``ValueError`` naming the item: a float would be truncated by
-    the long tensor (0.7 -> 0), and there is no regression mode to keep it for."""
+    """``label`` as an int, or a ``ValueError`` naming the item: a float among class ids would
+    be truncated by the long tensor (0.7 -> 0)."""
     if not isinstance(label, bool):
         try:
             return operator.index(label)  # int, numpy integer, one-element integer tensor
         except TypeError:
             pass
     raise ValueError(
-        f"item {index} of the batch has labels={label!r:.60}; labels must be integer class ids "
-        "(float labels for regression are not supported)"
+        f"item {index} of the batch has labels={label!r:.60}; labels must be integer class ids, "
+        "or regression targets (floats) in every item"
     )

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 
 @dataclasses.dataclass(frozen=True)
 class Example:
-    """A text, an optional second text for pair tasks (NLI, paraphrase), and a class id.
+    """A text, an optional second text for pair tasks (NLI, paraphrase), and its label: a class
+    id (an ``int``), or a regression target (a ``float``, as GLUE's STS-B similarity scores).
 
     Example:
         >>> Example("a gripping film", 1)
         Example(text='a gripping film', label=1, text_pair=None)
         >>> Example("A man sleeps.", 0, text_pair="Nobody sleeps.").text_pair
         'Nobody sleeps.'
+        >>> Example("A man plays.", 3.8, text_pair="A man is playing.").label
+        3.8
     """
 
     text: str
-    label: int
+    label: int | float
     text_pair: str | None = None
 
     def __post_init__(self) -> None:
@@ -30,8 +34,21 @@ class Example:
             raise TypeError(
                 f"Example.text_pair must be a str or None, got {type(self.text_pair).__name__}"
             )
-        if isinstance(self.label, bool) or not isinstance(self.label, int) or self.label < 0:
-            raise ValueError(f"Example.label must be a class id (an int >= 0), got {self.label!r}")
+        if isinstance(self.label, float):
+            if not math.isfinite(self.label):
+                raise ValueError(
+                    f"Example.label, a regression target, must be finite, got {self.label!r}"
+                )
+        elif isinstance(self.label, bool) or not isinstance(self.label, int) or self.label < 0:
+            raise ValueError(
+                "Example.label must be a class id (an int >= 0) or a regression target (a float), "
+                f"got {self.label!r}"
+            )
+
+    @property
+    def is_regression(self) -> bool:
+        """True when the label is a regression target rather than a class id."""
+        return isinstance(self.label, float)
 
 
 @dataclasses.dataclass

@@ -78,9 +78,7 @@ def read_hub(
         check_columns(split.column_names, f"the {name!r} split", arguments)
         class_names = class_names or getattr(split.features[label_column], "names", None)
         labels = list(split[label_column])
-        if labels and all(
-            label is None or (isinstance(label, int) and label < 0) for label in labels
-        ):
+        if labels and _all_hidden(labels):
             warnings.warn(f"dropping split {name!r}: its labels are hidden", stacklevel=2)
             continue
         texts = _texts(split[text_column], text_column, name)
@@ -91,6 +89,15 @@ def read_hub(
         )
         splits[name] = RawSplit(texts, labels, pairs)
     return splits, (list(class_names) if class_names is not None else None)
+
+
+def _all_hidden(labels: list[Any]) -> bool:
+    """GLUE hides its test labels as -1: class ids below 0, or (STS-B's scores) every target
+    -1.0, which no real similarity split would hold. A regression split may hold negative
+    targets, so a float is hidden only when they are all -1."""
+    if all(label is None or (isinstance(label, int) and label < 0) for label in labels):
+        return True
+    return all(isinstance(label, float) and label == -1.0 for label in labels)
 
 
 def _texts(values: Any, column: str, split: str) -> list[str]:

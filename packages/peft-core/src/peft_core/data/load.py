@@ -45,7 +45,9 @@ def load_text_classification(
 
     Columns: ``text_column`` (and ``text_pair_column`` for sentence pairs) hold the texts,
     ``label_column`` the labels: class names (mapped to ids in sorted order, or by their index in
-    ``label_names``) or class ids (ints).
+    ``label_names``), class ids (ints), or regression targets (floats, or numbers with a fraction
+    in a CSV file, as GLUE's STS-B scores): a regression task has no ``label_names`` and its
+    ``num_labels`` is 1 (see :func:`~peft_core.data.labels.encode_labels`).
 
     A source with several splits keeps them. A source with one (a file, a lone ``Dataset``, a
     ``DatasetDict`` holding one split) is split into ``train``/``validation``/``test`` by
@@ -61,6 +63,9 @@ def load_text_classification(
         ... )  # doctest: +SKIP
         >>> load_text_classification(
         ...     "hf:glue", subset="sst2", text_column="sentence"
+        ... )  # doctest: +SKIP
+        >>> load_text_classification(  # regression: num_labels 1
+        ...     "hf:glue", subset="stsb", text_column="sentence1", text_pair_column="sentence2"
         ... )  # doctest: +SKIP
     """
     splitting.check_fractions(validation_fraction, test_fraction)

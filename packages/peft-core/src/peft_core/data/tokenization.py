@@ -22,9 +22,9 @@ FEATURES = ("input_ids", "attention_mask", "token_type_ids")
 class TokenizedDataset(Dataset):
     """Examples tokenized by a Hugging Face tokenizer, truncated to ``max_length``, unpadded.
 
-    Item ``i`` is ``{"input_ids": list[int], "attention_mask": list[int], "labels": int}``, plus
-    ``"token_type_ids"`` when the tokenizer makes them (BERT does). ``max_length=None`` means the
-    tokenizer's own ``model_max_length``.
+    Item ``i`` is ``{"input_ids": list[int], "attention_mask": list[int], "labels": int}`` (a
+    float for a regression task), plus ``"token_type_ids"`` when the tokenizer makes them (BERT
+    does). ``max_length=None`` means the tokenizer's own ``model_max_length``.
 
     Example::
 

@@ -2,7 +2,15 @@
 
 from peft_core.trainer.arguments import TrainingArguments
 from peft_core.trainer.callbacks import TrainerCallback
-from peft_core.trainer.evaluation import accuracy, default_metrics, macro_f1
+from peft_core.trainer.evaluation import (
+    accuracy,
+    default_metrics,
+    macro_f1,
+    matthews_correlation,
+    pearson_correlation,
+    regression_metrics,
+    spearman_correlation,
+)
 from peft_core.trainer.run_settings import ResumeMismatchError
 from peft_core.trainer.trainer import Trainer
 
@@ -14,4 +22,8 @@ __all__ = [
     "accuracy",
     "default_metrics",
     "macro_f1",
+    "matthews_correlation",
+    "pearson_correlation",
+    "regression_metrics",
+    "spearman_correlation",
 ]

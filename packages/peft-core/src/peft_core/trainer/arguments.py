@@ -52,7 +52,7 @@ class TrainingArguments:
     save_total_limit: int = 2  # checkpoints kept on disk
     log_every: int = 10
     metric_for_best: str = "eval_loss"  # "accuracy" means "eval_accuracy"
-    greater_is_better: bool | None = None  # None: False for metrics containing "loss", else True
+    greater_is_better: bool | None = None  # None: False for losses and errors (mse), else True
     early_stopping_patience: int | None = None  # evaluations without improvement before stopping
     resume: bool = True  # continue from the newest checkpoint in output_dir when there is one
     # a run that starts afresh in a folder holding an earlier run's checkpoints deletes them
@@ -134,4 +134,6 @@ class TrainingArguments:
     def maximize_metric(self) -> bool:
         if self.greater_is_better is not None:
             return self.greater_is_better
-        return "loss" not in self.metric_for_best
+        # Losses and errors fall as a model improves: eval_loss, eval_mse (a regression task)
+        name = self.metric_for_best.removeprefix("eval_")
+        return not ("loss" in name or name in ("mse", "rmse", "mae"))
