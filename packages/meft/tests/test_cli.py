@@ -32,6 +32,7 @@ def test_help_lists_the_train_options(capsys):
         "--save-inputs-every",
         "--dataset",
         "--resume",
+        "--no-progress",
     ):
         assert option in out
 
@@ -155,6 +156,20 @@ def test_a_resume_with_other_options_is_a_usage_error(
     assert named in err
     assert "--overwrite" in err
     assert main([*common, "--resume"]) == 0  # with the run's own options it resumes
+
+
+def test_no_progress_hides_the_progress_bar(monkeypatch, capsys, tmp_path):
+    from tiny_models import tiny_bert
+
+    import peft_core.recipes
+
+    monkeypatch.setattr(peft_core.recipes, "task_from_arguments", lambda args: _tiny_task())
+    monkeypatch.setattr(peft_core.recipes, "load_classifier", lambda task, seed: tiny_bert())
+    common = ["train", "--batch-size", "16", "--epochs", "1"]
+    assert main([*common, "--output-dir", str(tmp_path / "bar")]) == 0
+    assert "training:" in capsys.readouterr().err  # the progress bar, on stderr
+    assert main([*common, "--output-dir", str(tmp_path / "quiet"), "--no-progress"]) == 0
+    assert "training:" not in capsys.readouterr().err
 
 
 def test_a_missing_hf_extra_is_a_usage_error_naming_the_install(monkeypatch, capsys, tmp_path):

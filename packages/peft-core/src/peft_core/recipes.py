@@ -279,7 +279,9 @@ def fine_tune(
         "test_score": test[f"eval_{task.metric}"],
         # Every test metric: accuracy, macro_f1, matthews_correlation (GLUE's CoLA metric) for
         # classification; pearson, spearman, mse for regression; and the loss.
-        "test_metrics": {key.removeprefix("eval_"): value for key, value in test.items()},
+        "test_metrics": {
+            key.removeprefix("eval_"): value for key, value in test.items() if key != "step"
+        },
         "test_accuracy": test.get("eval_accuracy"),  # None for a regression task
         "test_macro_f1": test.get("eval_macro_f1"),
         "best_validation_score": summary["best_metric"],

