@@ -88,3 +88,16 @@ def kernel_usage(
         return call
 
     return {name: measured(name, fn) for name, fn in rows.items()}, usage
+
+
+def usage_fields(calls: list[dict[str, float]]) -> dict[str, list[float]]:
+    """The record fields of some calls' kernel usage (from :func:`kernel_usage`), in call order.
+
+    Example:
+        >>> usage_fields([{"kernel_s": 0.5, "minor_faults": 3}])
+        {'kernel_s_per_call': [0.5], 'minor_faults_per_call': [3]}
+    """
+    return {
+        "kernel_s_per_call": [call["kernel_s"] for call in calls],
+        "minor_faults_per_call": [call["minor_faults"] for call in calls],
+    }

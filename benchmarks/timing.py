@@ -53,7 +53,6 @@ def time_interleaved(
         if keep_samples:
             timings[name]["samples_ms"] = [value * 1e3 for value in s]
         if kernel_usage:
-            timed = usage[name][-len(s) :]  # the warm-up calls come first
-            timings[name]["kernel_s_per_call"] = [call["kernel_s"] for call in timed]
-            timings[name]["minor_faults_per_call"] = [call["minor_faults"] for call in timed]
+            # the warm-up calls come first
+            timings[name].update(allocator.usage_fields(usage[name][-len(s) :]))
     return timings

@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.allocator import keep_freed_memory, kernel_usage
+from benchmarks.allocator import keep_freed_memory, kernel_usage, usage_fields
 from benchmarks.process_memory import peak_rss_above_current
 from benchmarks.records import add_run_arguments, configure, make_record, write_record
 
@@ -204,10 +204,7 @@ def _timed(fn: Callable[[], None], warmup: int, repeats: int) -> dict[str, Any]:
 
     wrapped, usage = kernel_usage({"call": fn})
     timing = time_step(wrapped["call"], warmup=warmup, repeats=repeats).to_dict()
-    timed = usage["call"][warmup:]
-    timing["kernel_s_per_call"] = [call["kernel_s"] for call in timed]
-    timing["minor_faults_per_call"] = [call["minor_faults"] for call in timed]
-    return timing
+    return {**timing, **usage_fields(usage["call"][warmup:])}
 
 
 def _in_fresh_process(*args) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from peft_core import (
 )
 from peft_core import registry as registry_module
 from peft_core.rollback import ModelSnapshot
+from peft_core.testing.mixins import model_structure
 
 
 @pytest.fixture
@@ -35,32 +36,20 @@ def _base_model(width: int = 6) -> nn.Sequential:
 
 
 def _fingerprint(model: nn.Module) -> dict:
-    """Everything a method could change that the tests can see, by value."""
-    return {
-        "modules": [(name, type(module)) for name, module in model.named_modules()],
-        "tensors": {
-            name: (tensor.detach().clone(), tensor.dtype, tensor.requires_grad)
-            for name, tensor in [*model.named_parameters(), *model.named_buffers()]
-        },
-        "hooks": [
-            (name, len(module._forward_hooks), len(module._forward_pre_hooks))
-            for name, module in model.named_modules()
-        ],
-        "attributes": [(name, sorted(vars(module))) for name, module in model.named_modules()],
-        "training": [module.training for module in model.modules()],
+    """Everything a method could change that the tests can see: the round-trip mixin's
+    structure, and every tensor's values."""
+    values = {
+        name: tensor.detach().clone()
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]
     }
+    return {"structure": model_structure(model), "values": values}
 
 
 def _assert_same(before: dict, after: dict) -> None:
-    assert after["modules"] == before["modules"]
-    assert after["hooks"] == before["hooks"]
-    assert after["attributes"] == before["attributes"]
-    assert after["training"] == before["training"]
-    assert after["tensors"].keys() == before["tensors"].keys()
-    for name, (value, dtype, requires_grad) in before["tensors"].items():
-        got, got_dtype, got_requires_grad = after["tensors"][name]
-        assert (got_dtype, got_requires_grad) == (dtype, requires_grad), name
-        assert torch.equal(got, value), name
+    assert after["structure"] == before["structure"]
+    assert after["values"].keys() == before["values"].keys()
+    for name, value in before["values"].items():
+        assert torch.equal(after["values"][name], value), name
 
 
 class _Doubled(nn.Module):

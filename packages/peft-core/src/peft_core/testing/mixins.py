@@ -138,14 +138,14 @@ class TrainableRoundTripTests:
         torch.manual_seed(self.seed)
         base = self.base_model()
         expected = self._outputs(base)
-        before = _structure(base)
+        before = model_structure(base)
 
         with pytest.raises(
             CheckpointError, match=f"shape mismatch.*{re.escape(name)}.*as it was before"
         ):
             peft_core.load(base, tmp_path / "grown")
 
-        assert _structure(base) == before
+        assert model_structure(base) == before
         torch.testing.assert_close(self._outputs(base), expected, rtol=0, atol=0)
         # The same model then loads the right folder (a method refusing a converted model would not).
         rebuilt = peft_core.load(base, tmp_path / "right")
@@ -163,8 +163,9 @@ def _grow_one_saved_tensor(path) -> str:
     return name
 
 
-def _structure(model: nn.Module) -> dict[str, Any]:
-    """What a method changes when it converts a model: modules, tensors' flags, hooks, modes."""
+def model_structure(model: nn.Module) -> dict[str, Any]:
+    """What a method changes when it converts a model, comparable with ``==``: modules, each
+    tensor's dtype, device, flag and storage, hooks, instance attributes and modes (not values)."""
     return {
         "modules": [(name, type(module)) for name, module in model.named_modules()],
         "tensors": [
