@@ -70,7 +70,9 @@ class TextClassificationData:
     @property
     def is_regression(self) -> bool:
         """True when the labels are regression targets (floats), not class ids."""
-        return any(ex.is_regression for examples in self.splits.values() for ex in examples)
+        # Construction checked every example: targets come without class names, and class ids
+        # need them, so this holds without scanning the examples again.
+        return not self.label_names and any(self.splits.values())
 
     @property
     def num_labels(self) -> int:

